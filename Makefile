@@ -1,0 +1,21 @@
+.PHONY: run test bench fuzz build
+
+# Runs the server on embedded defaults (in-process store, offline demo model, dev secret on loopback).
+run:
+	go run ./cmd/brain
+
+# Runs every test, starting a private redis-server (installed if missing).
+test:
+	bash .ci/test
+
+build:
+	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/...
+
+# Benchmarks against a private Redis; see docs/performance.md.
+bench:
+	BENCH=1 bash .ci/test
+
+fuzz:
+	go test -run '^$$' -fuzz FuzzChunker -fuzztime 60s ./agent
+	go test -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 60s ./transport
+	go test -run '^$$' -fuzz FuzzVerify -fuzztime 60s ./transport

@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"errors"
+	"time"
+)
+
+// Budget causes: the named reason a turn was cut short, logged and counted per turn.
+var (
+	ErrTurnBudget  = errors.New("turn budget")
+	ErrStallBudget = errors.New("stall budget")
+	ErrCharBudget  = errors.New("character budget")
+	ErrFollowIdle  = errors.New("replayed turn went idle")
+)
+
+// Config tunes the turn engine. Zero fields get the defaults noted; every budget is a setting.
+type Config struct {
+	Model       string  // primary model name
+	MaxTokens   int     // max_tokens on every request; default 450 (about 1800 characters)
+	Temperature float32 // default 0 (provider default)
+	// FallbackModel is the model name for the fallback LLM, when one is configured.
+	FallbackModel string
+
+	// HistoryLimit caps how many past entries are sent to the model; default 40.
+	HistoryLimit int
+
+	// HoldAfter: when nothing speakable is ready this long after the message arrived, the
+	// caller hears a holding phrase; default 1.2 s.
+	HoldAfter time.Duration
+	// FirstCut: once the first token is in, the first line goes out at a natural clause
+	// boundary, or at the latest this long after that token, cut at a word; default 600 ms.
+	FirstCut time.Duration
+	// HedgeAfter: with a fallback model, when the primary has produced no token this long
+	// after the message arrived, the fallback starts in parallel and whichever speaks first
+	// wins; default 2.5 s.
+	HedgeAfter time.Duration
+	// FallbackWithin: a primary that fails before any speech is retried on the fallback only
+	// this soon after the message arrived; default 8 s.
+	FallbackWithin time.Duration
+	// StallAfter: the longest silence between two lines before the engine speaks (a cut of the
+	// pending text, a holding phrase, or finally a graceful end). Saperly's limit is 15 s, so
+	// two stall steps must fit inside it; default 6 s.
+	StallAfter time.Duration
+	// TurnBudget: the answer is brought to a graceful end by then; Saperly's limit is 5 min;
+	// default 4 min 30 s.
+	TurnBudget time.Duration
+	// MaxChars: the hard cap on characters spoken in one turn (Saperly's cap is 1800); default 1800.
+	MaxChars int
+	// StoreTimeout bounds each store operation on the turn path, so a Redis outage costs the
+	// caller at most this much before the turn goes on without state; default 400 ms.
+	StoreTimeout time.Duration
+	// FollowIdle: a retried message replaying another delivery's answer gives up when no line
+	// arrives for this long; default 6 s.
+	FollowIdle time.Duration
+
+	HoldingPhrases []string // spoken while waiting; never the same twice in a call while fresh ones remain
+	ApologyLine    string   // the model failed before anything was said
+	RecoveryLine   string   // the stream broke mid-answer, after the last complete sentence
+	StallLine      string   // the model stalled for good mid-answer
+	NoInputLine    string   // the message carried no words
+
+	Chunker ChunkerConfig
+
+	// LogText logs caller and agent text on the turn line (personal data: off by default).
+	LogText bool
+	// OnTurn, when set, receives every turn's figures (for metrics).
+	OnTurn func(TurnStats)
+}
+
+// Defaults for the fixed lines.
+const (
+	DefaultApologyLine  = "Sorry, I'm having a little trouble on my end. Could you say that again?"
+	DefaultRecoveryLine = "Sorry, I lost my train of thought there. Could you repeat the last part?"
+	DefaultStallLine    = "I'm sorry, this is taking longer than it should. Could you ask me that again?"
+	DefaultNoInputLine  = "Sorry, I didn't catch that. Could you say it again?"
+)
+
+// DefaultHoldingPhrases are spoken while the model is slow.
+var DefaultHoldingPhrases = []string{"One moment.", "Let me check.", "Just a second.", "Bear with me.", "Let me see."}
+
+func (c Config) withDefaults() Config {
+	setDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	setInt := func(i *int, v int) {
+		if *i <= 0 {
+			*i = v
+		}
+	}
+	setStr := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	setInt(&c.MaxTokens, 450)
+	setInt(&c.HistoryLimit, 40)
+	setInt(&c.MaxChars, 1800)
+	setDur(&c.HoldAfter, 1200*time.Millisecond)
+	setDur(&c.FirstCut, 600*time.Millisecond)
+	setDur(&c.HedgeAfter, 2500*time.Millisecond)
+	setDur(&c.FallbackWithin, 8*time.Second)
+	setDur(&c.StallAfter, 6*time.Second)
+	setDur(&c.TurnBudget, 4*time.Minute+30*time.Second)
+	setDur(&c.StoreTimeout, 400*time.Millisecond)
+	setDur(&c.FollowIdle, 6*time.Second)
+	setStr(&c.ApologyLine, DefaultApologyLine)
+	setStr(&c.RecoveryLine, DefaultRecoveryLine)
+	setStr(&c.StallLine, DefaultStallLine)
+	setStr(&c.NoInputLine, DefaultNoInputLine)
+	if len(c.HoldingPhrases) == 0 {
+		c.HoldingPhrases = DefaultHoldingPhrases
+	}
+	return c
+}
+
+// TurnStats are one turn's figures: logged on the turn line and handed to Config.OnTurn.
+type TurnStats struct {
+	CallID, EventID, LineID string
+	Turn                    int    // 1 for the call's first message
+	Model                   string // the model that answered, "" when none did
+	PromptVersion           string
+
+	Verify    time.Duration // reading and verifying the delivery (from the transport)
+	StateLoad time.Duration // claim and state load
+	PreModel  time.Duration // receipt to model request
+	TTFT      time.Duration // model request to first token
+	FirstLine time.Duration // receipt to first line flushed (holding phrases included)
+	// FirstLineLag is the brain's own share of the first model line: from the token that
+	// completed it to its flush.
+	FirstLineLag time.Duration
+	Total        time.Duration
+
+	Lines, Chars, Holds int
+	ModelCalls          int
+	Fallback            bool // the fallback model answered
+	Hedged              bool // the fallback was started in parallel
+	Replayed            bool // a retry: the lines came from another delivery's turn log
+	Degraded            bool // the store failed: answered without history
+	Budget              string
+	Outcome             string
+}
+
+// Turn outcomes.
+const (
+	OutcomeAnswered  = "answered"
+	OutcomeCut       = "cut"       // Saperly closed the connection (barge-in or hang-up)
+	OutcomeApology   = "apology"   // the model failed before any speech
+	OutcomeRecovered = "recovered" // the stream broke mid-answer
+	OutcomeStalled   = "stalled"
+	OutcomeCapped    = "capped"
+	OutcomeReplayed  = "replayed"
+	OutcomeNoInput   = "no_input"
+)

@@ -1,0 +1,56 @@
+package agent
+
+import "time"
+
+// Event kinds on Saperly's webhook_url and status_callback_url (PROTOCOL §1.5, §1.6).
+const (
+	EventCallStarted  = "call_started"
+	EventMessage      = "message"
+	EventInterrupted  = "interrupted"
+	EventCallEnded    = "call_ended"
+	EventSMSReceived  = "sms_received"
+	EventTest         = "test"
+	EventCallIncoming = "call_incoming"
+	EventCallOutgoing = "call_outgoing"
+)
+
+// Event is one decoded, verified delivery. The transport fills it from the wire body and the
+// delivery headers; everything else in the brain works on this type only.
+type Event struct {
+	Kind   string // the body's "event"
+	ID     string // event_id: stable across retries, may be empty
+	LineID string
+	CallID string
+	// Timestamp is the body's "timestamp" in Unix milliseconds (Saperly's clock), 0 when absent.
+	Timestamp int64
+
+	Text        string // message: the caller's words; sms_received: the SMS body
+	PartialText string // interrupted: what the caller actually heard
+
+	From      string
+	To        string
+	Direction string
+	Status    string // status callbacks and call_ended, when present
+	Duration  float64
+	MessageID string // sms_received: message_sid
+
+	Delivery Delivery
+}
+
+// Delivery is what the transport knows about the HTTP delivery that carried an event.
+type Delivery struct {
+	ID         string        // x-saperly-delivery-id
+	Attempt    int           // x-saperly-delivery-attempt, 0 when absent
+	ReceivedAt time.Time     // when the request reached the handler
+	Verify     time.Duration // time spent reading and verifying the body
+	Callback   bool          // arrived on the status callback endpoint
+}
+
+// Chunk is one NDJSON line of a streamed answer. Saperly knows only the "speak" type.
+type Chunk struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// Speak returns the chunk that makes Saperly say text.
+func Speak(text string) Chunk { return Chunk{Type: "speak", Text: text} }

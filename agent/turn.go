@@ -1,0 +1,555 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/callbrain/callbrain/session"
+)
+
+// A turn answers one claimed message. It runs a single loop that owns the response: model
+// tokens arrive on a channel from one goroutine per model request (two while hedging), and
+// one timer drives every budget, so a holding phrase, a cut of the first line or a graceful
+// end happens on time even while the model is silent. STYLE prefers emit callbacks to
+// channels; timers that must fire while a model blocks are the reason for the exception.
+type turn struct {
+	a     *Agent
+	ev    Event
+	hist  []session.Entry
+	emit  func(Chunk) error
+	log   *zap.Logger
+	stats *TurnStats
+	start time.Time
+	req   Request
+
+	ctx     context.Context // parent of every model request; ends with the turn
+	pieces  chan piece
+	wg      sync.WaitGroup
+	sources []*source
+	chosen  int // index of the source whose words are spoken, -1 before the first token
+
+	ch             *Chunker
+	spoken         []string
+	chars          int
+	lastLine       time.Time
+	modelLines     int
+	holdsSinceLine int
+	heldFirst      bool // a holding phrase went out before the first model line
+	firstTokenAt   time.Time
+	lastTokenAt    time.Time
+	cutTried       bool // the first-line deadline has been acted on
+	done           bool
+	gone           bool // Saperly closed the connection
+	holdUses       map[string]int
+	rec            *lineRecorder
+}
+
+type piece struct {
+	src int
+	tok string
+	err error // io.EOF at the normal end
+	at  time.Time
+}
+
+type source struct {
+	model   string
+	cancel  context.CancelFunc
+	started time.Time
+	ended   bool
+}
+
+func newTurn(a *Agent, ev Event, st session.State, emit func(Chunk) error, log *zap.Logger, start time.Time, stats *TurnStats) *turn {
+	def := a.prompts.Default()
+	stats.PromptVersion = def.Version
+	t := &turn{
+		a: a, ev: ev, hist: st.History, emit: emit, log: log, stats: stats, start: start,
+		pieces: make(chan piece, 16),
+		chosen: -1,
+		ch:     NewChunker(a.cfg.Chunker),
+	}
+	t.req = Request{
+		Model:       a.cfg.Model,
+		Messages:    buildMessages(def.System, st.History, a.cfg.HistoryLimit, ev.Text),
+		MaxTokens:   a.cfg.MaxTokens,
+		Temperature: a.cfg.Temperature,
+	}
+	return t
+}
+
+// buildMessages is the model's view of the call: the system prompt, the latest history
+// entries that say something, and the new utterance.
+func buildMessages(system string, hist []session.Entry, limit int, utterance string) []Message {
+	if len(hist) > limit {
+		hist = hist[len(hist)-limit:]
+	}
+	msgs := make([]Message, 0, len(hist)+2)
+	msgs = append(msgs, Message{Role: "system", Text: system})
+	for _, e := range hist {
+		if strings.TrimSpace(e.Text) == "" {
+			continue // an answer cut before a word was heard
+		}
+		msgs = append(msgs, Message{Role: e.Kind, Text: e.Text})
+	}
+	return append(msgs, Message{Role: "user", Text: utterance})
+}
+
+func (t *turn) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	t.ctx = ctx
+	if t.ev.ID != "" && !t.stats.Degraded {
+		t.rec = newLineRecorder(ctx, t.a, t.ev.ID, t.log)
+	}
+	err := t.loop(ctx)
+	cancel() // stops every model request at once: barge-in, hang-up, or the turn is over
+	t.wg.Wait()
+	if t.rec != nil {
+		t.rec.close()
+	}
+	t.commit(ctx)
+	return err
+}
+
+func (t *turn) loop(ctx context.Context) error {
+	t.startSource(t.a.primary, t.a.cfg.Model)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for !t.done {
+		timer.Reset(t.nextWake(time.Now()))
+		select {
+		case p := <-t.pieces:
+			t.onPiece(p)
+		case now := <-timer.C:
+			t.onTick(now)
+		case <-ctx.Done():
+			t.gone = true
+			t.stats.Outcome = OutcomeCut
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// nextWake is how long until the earliest budget that could act.
+func (t *turn) nextWake(now time.Time) time.Duration {
+	cfg := &t.a.cfg
+	next := t.start.Add(cfg.TurnBudget)
+	earlier := func(at time.Time) {
+		if at.Before(next) {
+			next = at
+		}
+	}
+	if t.modelLines == 0 {
+		if !t.firstTokenAt.IsZero() && !t.cutTried {
+			earlier(t.firstTokenAt.Add(cfg.FirstCut))
+		}
+		if len(t.spoken) == 0 {
+			earlier(t.start.Add(cfg.HoldAfter))
+		}
+	}
+	if t.canHedge() {
+		earlier(t.start.Add(cfg.HedgeAfter))
+	}
+	if len(t.spoken) > 0 {
+		earlier(t.lastLine.Add(cfg.StallAfter))
+	}
+	return max(next.Sub(now), 0)
+}
+
+func (t *turn) onTick(now time.Time) {
+	cfg := &t.a.cfg
+	if !now.Before(t.start.Add(cfg.TurnBudget)) {
+		t.stats.Budget = "turn"
+		t.finish(t.ch.End(false), cfg.StallLine, OutcomeStalled)
+		return
+	}
+	if t.canHedge() && !now.Before(t.start.Add(cfg.HedgeAfter)) {
+		t.stats.Hedged = true
+		t.startSource(t.a.fallback, cfg.FallbackModel)
+	}
+	if t.modelLines == 0 && !t.firstTokenAt.IsZero() && !t.cutTried && !now.Before(t.firstTokenAt.Add(cfg.FirstCut)) {
+		t.cutTried = true
+		if t.sayCut(time.Time{}) {
+			return
+		}
+	}
+	if len(t.spoken) == 0 {
+		// Nothing said yet: whole words already in beat a holding phrase.
+		if !now.Before(t.start.Add(cfg.HoldAfter)) && !t.sayCut(time.Time{}) {
+			t.hold()
+		}
+		return
+	}
+	if now.Before(t.lastLine.Add(cfg.StallAfter)) {
+		return
+	}
+	// Silence is approaching Saperly's line budget. Words still flowing without a boundary
+	// are cut at a word; a silent model gets a holding phrase, and then a graceful end.
+	if !t.lastTokenAt.IsZero() && now.Sub(t.lastTokenAt) < cfg.StallAfter/2 && t.sayCut(time.Time{}) {
+		return
+	}
+	maxHolds := 1
+	if t.modelLines == 0 {
+		maxHolds = 2 // the first-token hold, and one more while the model (or its fallback) starts
+	}
+	if t.holdsSinceLine < maxHolds {
+		t.stats.Budget = "stall"
+		t.hold()
+		return
+	}
+	t.stats.Budget = "stall"
+	if t.modelLines == 0 {
+		t.apologize()
+		return
+	}
+	t.finish(t.ch.End(false), cfg.StallLine, OutcomeStalled)
+}
+
+func (t *turn) onPiece(p piece) {
+	src := t.sources[p.src]
+	if p.err != nil {
+		src.ended = true
+		if t.chosen >= 0 && t.chosen != p.src {
+			return // the hedge loser, already cancelled
+		}
+		if t.chosen < 0 {
+			t.failBeforeSpeech(p.err)
+			return
+		}
+		t.modelEnd(p.err)
+		return
+	}
+	if t.chosen < 0 {
+		t.choose(p.src, p.at)
+	}
+	if p.src != t.chosen {
+		return
+	}
+	t.lastTokenAt = p.at
+	for _, line := range t.ch.Push(p.tok) {
+		if !t.sayModel(line, p.at) {
+			return
+		}
+	}
+	// The first-line deadline passed while only part of a word was in: cut as soon as a
+	// word completes.
+	if t.modelLines == 0 && t.cutTried {
+		t.sayCut(p.at)
+	}
+}
+
+// choose makes src the answering model: the first to produce a token.
+func (t *turn) choose(src int, at time.Time) {
+	t.chosen = src
+	t.firstTokenAt = at
+	s := t.sources[src]
+	t.stats.TTFT = at.Sub(s.started)
+	t.stats.Model = s.model
+	t.stats.Fallback = src > 0
+	for i, o := range t.sources {
+		if i != src {
+			o.cancel()
+			o.ended = true // its last words, if any arrive, are ignored
+		}
+	}
+}
+
+// failBeforeSpeech handles a model that ended before producing any word.
+func (t *turn) failBeforeSpeech(err error) {
+	for _, s := range t.sources {
+		if !s.ended {
+			return // the hedge partner may still answer
+		}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) {
+		t.log.Warn("model answered nothing", zap.String("model", t.sources[len(t.sources)-1].model))
+	} else {
+		t.log.Warn("model failed before speech", zap.Error(err))
+	}
+	if t.a.fallback != nil && len(t.sources) == 1 && time.Since(t.start) < t.a.cfg.FallbackWithin {
+		t.startSource(t.a.fallback, t.a.cfg.FallbackModel)
+		return
+	}
+	t.apologize()
+}
+
+// modelEnd handles the end of the answering model's stream.
+func (t *turn) modelEnd(err error) {
+	switch {
+	case errors.Is(err, io.EOF):
+		t.finish(t.ch.End(true), "", OutcomeAnswered)
+	case errors.Is(err, ErrTruncated):
+		t.stats.Budget = "max_tokens"
+		t.finish(t.ch.End(false), "", OutcomeAnswered)
+	case t.modelLines == 0:
+		// Broke before a word of it was spoken: the caller loses nothing if another model
+		// answers from the start.
+		t.chosen = -1
+		t.ch = NewChunker(t.a.cfg.Chunker)
+		t.failBeforeSpeech(err)
+	default:
+		t.log.Warn("model stream broke", zap.Error(err))
+		t.finish(t.ch.End(false), t.a.cfg.RecoveryLine, OutcomeRecovered)
+	}
+}
+
+// finish speaks the last model lines and, when given, a closing line, and ends the turn. An
+// answer of which nothing could be spoken becomes an apology.
+func (t *turn) finish(lines []string, closing, outcome string) {
+	for _, l := range lines {
+		if !t.sayModel(l, time.Time{}) {
+			return
+		}
+	}
+	if t.modelLines == 0 {
+		t.apologize()
+		return
+	}
+	if closing != "" && !t.say(closing) {
+		return
+	}
+	t.stats.Outcome = outcome
+	t.done = true
+}
+
+func (t *turn) apologize() {
+	t.say(t.a.cfg.ApologyLine)
+	if !t.gone {
+		t.stats.Outcome = OutcomeApology
+	}
+	t.done = true
+}
+
+func (t *turn) canHedge() bool {
+	return t.a.fallback != nil && t.chosen < 0 && len(t.sources) == 1 && !t.sources[0].ended
+}
+
+func (t *turn) startSource(llm LLM, model string) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	idx := len(t.sources)
+	s := &source{model: model, cancel: cancel, started: time.Now()}
+	t.sources = append(t.sources, s)
+	t.stats.ModelCalls++
+	if idx == 0 {
+		t.stats.PreModel = s.started.Sub(t.start)
+	}
+	req := t.req
+	req.Model = model
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer cancel()
+		t.pump(ctx, idx, llm, req)
+	}()
+}
+
+// pump forwards one model stream's tokens to the turn loop until the stream ends or the
+// turn no longer wants it.
+func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
+	send := func(p piece) bool {
+		p.src, p.at = idx, time.Now()
+		select {
+		case t.pieces <- p:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	stream, err := llm.Stream(ctx, req)
+	if err != nil {
+		send(piece{err: err})
+		return
+	}
+	defer stream.Close()
+	for {
+		tok, err := stream.Recv()
+		if err != nil {
+			send(piece{err: err})
+			return
+		}
+		if tok != "" && !send(piece{tok: tok}) {
+			return
+		}
+	}
+}
+
+// sayCut speaks the pending text up to its last whole word, reporting whether it did.
+func (t *turn) sayCut(trigger time.Time) bool {
+	line := t.ch.Cut()
+	return line != "" && t.sayModel(line, trigger)
+}
+
+// sayModel speaks one line of the model's answer, within the character cap.
+func (t *turn) sayModel(line string, trigger time.Time) bool {
+	if t.modelLines == 0 && t.heldFirst && t.isHoldingPhrase(line) {
+		return true // the model opened with a holding phrase of its own: one is enough
+	}
+	reserve := max(utf8.RuneCountInString(t.a.cfg.RecoveryLine), utf8.RuneCountInString(t.a.cfg.StallLine)) + 1
+	if t.chars+utf8.RuneCountInString(line)+1 > t.a.cfg.MaxChars-reserve {
+		t.stats.Budget = "chars"
+		t.stats.Outcome = OutcomeCapped
+		t.done = true // every line so far ended on a boundary; stop here
+		return false
+	}
+	if !t.say(line) {
+		return false
+	}
+	if t.modelLines == 0 && !trigger.IsZero() {
+		t.stats.FirstLineLag = time.Since(trigger)
+	}
+	t.modelLines++
+	t.holdsSinceLine = 0
+	return true
+}
+
+// say emits one line. It reports false, and ends the turn, when Saperly is gone.
+func (t *turn) say(line string) bool {
+	if t.gone {
+		return false
+	}
+	if err := t.emit(Speak(line)); err != nil {
+		t.gone, t.done = true, true
+		t.stats.Outcome = OutcomeCut
+		return false
+	}
+	now := time.Now()
+	if len(t.spoken) == 0 {
+		t.stats.FirstLine = now.Sub(t.start)
+	}
+	t.spoken = append(t.spoken, line)
+	t.chars += utf8.RuneCountInString(line) + 1
+	t.lastLine = now
+	t.stats.Lines++
+	t.stats.Chars = t.chars
+	if t.rec != nil {
+		t.rec.add(line)
+	}
+	return true
+}
+
+// hold speaks the holding phrase this call has used least, earliest in the configured order.
+func (t *turn) hold() {
+	if t.holdUses == nil {
+		t.holdUses = make(map[string]int, len(t.a.cfg.HoldingPhrases))
+		for _, e := range t.hist {
+			if e.Kind != session.EntryAssistant {
+				continue
+			}
+			for _, p := range t.a.cfg.HoldingPhrases {
+				t.holdUses[p] += strings.Count(e.Text, p)
+			}
+		}
+	}
+	best := ""
+	for _, p := range t.a.cfg.HoldingPhrases {
+		if best == "" || t.holdUses[p] < t.holdUses[best] {
+			best = p
+		}
+	}
+	if !t.say(best) {
+		return
+	}
+	t.holdUses[best]++
+	t.stats.Holds++
+	t.holdsSinceLine++
+	if t.modelLines == 0 {
+		t.heldFirst = true
+	}
+}
+
+func (t *turn) isHoldingPhrase(line string) bool {
+	norm := func(s string) string { return strings.ToLower(strings.Trim(s, " .!…")) }
+	l := norm(line)
+	for _, p := range t.a.cfg.HoldingPhrases {
+		if norm(p) == l {
+			return true
+		}
+	}
+	return false
+}
+
+// commit writes the turn to the history once: the caller's words and exactly the lines that
+// were sent. It runs after Saperly may have gone, so it is detached from the request's
+// cancellation but still bounded.
+func (t *turn) commit(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.a.cfg.StoreTimeout)
+	defer cancel()
+	at := eventTime(t.ev).UnixMilli()
+	err := t.a.store.CommitTurn(ctx, t.ev.CallID, t.ev.ID,
+		session.Entry{Kind: session.EntryUser, Text: t.ev.Text, At: at, EventID: t.ev.ID},
+		session.Entry{Kind: session.EntryAssistant, Text: strings.Join(t.spoken, " "), At: at, EventID: t.ev.ID, Cut: t.gone},
+	)
+	if err != nil {
+		t.log.Error("turn not saved", zap.Error(err))
+	}
+}
+
+// lineRecorder appends spoken lines to the turn log in the background, in order, so a retry
+// can replay them, without putting a store round trip between two lines the caller hears.
+type lineRecorder struct {
+	mu     sync.Mutex
+	queue  []string
+	closed bool
+	wake   chan struct{}
+	done   chan struct{}
+}
+
+func newLineRecorder(ctx context.Context, a *Agent, eventID string, log *zap.Logger) *lineRecorder {
+	r := &lineRecorder{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		defer close(r.done)
+		failed := false
+		for {
+			r.mu.Lock()
+			batch, closed := r.queue, r.closed
+			r.queue = nil
+			r.mu.Unlock()
+			for _, line := range batch {
+				if failed {
+					continue
+				}
+				octx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+				err := a.store.AppendLine(octx, eventID, line)
+				cancel()
+				if err != nil {
+					failed = true // a retry of this event will replay fewer lines; the turn goes on
+					log.Warn("turn log write failed", zap.Error(err))
+				}
+			}
+			if closed {
+				return
+			}
+			<-r.wake
+		}
+	}()
+	return r
+}
+
+func (r *lineRecorder) add(line string) {
+	r.mu.Lock()
+	r.queue = append(r.queue, line)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close waits until every line added has been written (or given up on).
+func (r *lineRecorder) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	<-r.done
+}

@@ -1,0 +1,182 @@
+// Command brain is the callbrain server: the webhook a Saperly line points its webhook_url and
+// status_callback_url at. Configuration comes from the environment (see README.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/callbrain/callbrain/agent"
+	"github.com/callbrain/callbrain/prompts"
+	"github.com/callbrain/callbrain/session"
+	"github.com/callbrain/callbrain/transport"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "brain:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr cannot be synced on some systems; nothing to do about it
+
+	store, closeStore, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	lib, err := loadPrompts(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	primary, fallback := models(cfg, log)
+	ag := agent.New(cfg.Agent, primary, fallback, store, lib, log)
+
+	if cfg.DevSecret {
+		log.Warn("SAPERLY_WEBHOOK_SECRET is not set: accepting the development secret, on loopback only; never expose this server",
+			zap.String("addr", cfg.Addr))
+	}
+	secrets := cfg.secrets(transport.DevSecret)
+	srv := transport.New(transport.Config{
+		Secrets: func(string) []string { return secrets },
+		Ready:   store.Ping,
+		LogText: cfg.LogText,
+	}, ag, store, log)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on BRAIN_ADDR %s: %w", cfg.Addr, err)
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("BRAIN_LOG_LEVEL=%q: %w", level, err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.EncoderConfig.TimeKey = "ts"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	zc.EncoderConfig.EncodeDuration = zapcore.MillisDurationEncoder
+	zc.Sampling = nil // every turn line matters
+	log, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("build logger: %w", err)
+	}
+	return log.Named("brain"), nil
+}
+
+// openStore connects to Redis when REDIS_URL is set, else uses the in-process store.
+func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store, func(), error) {
+	opts := session.Options{Retention: cfg.Retention}
+	if cfg.RedisURL == "" {
+		log.Warn("REDIS_URL is not set: using the in-process store, fit for one instance only (state is lost on restart and not shared between replicas)")
+		return session.NewMemoryStore(opts), func() {}, nil
+	}
+	ro, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, errors.New("REDIS_URL: not a valid redis:// or rediss:// URL") // the URL may hold a password: never echo it
+	}
+	// Short timeouts: during an outage a turn must go on without state quickly rather than
+	// keep the caller waiting; the agent bounds each operation by its own deadline as well.
+	ro.ContextTimeoutEnabled = true
+	ro.DialTimeout = time.Second
+	ro.ReadTimeout = time.Second
+	ro.WriteTimeout = time.Second
+	ro.PoolTimeout = time.Second
+	ro.MaxRetries = 1
+	rdb := redis.NewClient(ro)
+	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		// Start anyway: /readyz reports it, and turns answer without history until it is back.
+		log.Error("redis unreachable at start-up", zap.String("redis_addr", ro.Addr), zap.Error(err))
+	} else {
+		log.Info("store: redis", zap.String("redis_addr", ro.Addr), zap.Int("redis_db", ro.DB))
+	}
+	return session.NewRedisStore(rdb, opts), func() { _ = rdb.Close() }, nil
+}
+
+func loadPrompts(cfg config, log *zap.Logger) (*prompts.Library, error) {
+	if cfg.PromptsDirSet {
+		if st, err := os.Stat(cfg.PromptsDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("PROMPTS_DIR=%s: not a readable directory", cfg.PromptsDir)
+		}
+	}
+	lib, err := prompts.Load(cfg.PromptsDir)
+	if err != nil {
+		return nil, fmt.Errorf("PROMPTS_DIR: %w", err)
+	}
+	def := lib.Default()
+	if lib.Embedded() {
+		log.Warn("no default agent in PROMPTS_DIR: using the embedded default prompt", zap.String("prompts_dir", cfg.PromptsDir))
+	}
+	log.Info("prompts loaded", zap.Strings("agents", lib.Names()), zap.String("default_source", def.Source),
+		zap.String("prompt_version", def.Version))
+	return lib, nil
+}
+
+// models builds the primary model and the optional fallback.
+func models(cfg config, log *zap.Logger) (agent.LLM, agent.LLM) {
+	if cfg.demo() {
+		log.Warn("OPENAI_API_KEY and OPENAI_BASE_URL are not set: answering with the built-in offline demo model",
+			zap.Duration("token_delay", cfg.DemoDelay))
+		return &agent.DemoLLM{TokenDelay: cfg.DemoDelay}, nil
+	}
+	log.Info("model", zap.String("model", cfg.Model), zap.String("base_url", or(cfg.OpenAIBaseURL, "https://api.openai.com/v1")))
+	primary := agent.NewOpenAI(cfg.OpenAIBaseURL, cfg.OpenAIKey)
+	if cfg.FallbackModel == "" {
+		return primary, nil
+	}
+	fallback := primary
+	if cfg.FallbackBase != "" || cfg.FallbackKey != "" {
+		fallback = agent.NewOpenAI(or(cfg.FallbackBase, cfg.OpenAIBaseURL), or(cfg.FallbackKey, cfg.OpenAIKey))
+	}
+	log.Info("fallback model", zap.String("model", cfg.FallbackModel))
+	return primary, fallback
+}

@@ -1,0 +1,136 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Both stores keep a call's record as a hash of strings and its history as a list of JSON
+// entries, encoded by the functions below. MemoryStore round-trips through the same encoding
+// as Redis, so it loses what Redis loses (times below a millisecond) and the stores agree.
+
+// Fields of a call's record hash. Times are Unix milliseconds.
+const (
+	fieldID        = "id"
+	fieldLineID    = "line_id"
+	fieldFrom      = "from"
+	fieldTo        = "to"
+	fieldDirection = "direction"
+	fieldStatus    = "status"
+	fieldStartedAt = "started_at"
+	fieldEndedAt   = "ended_at"
+	fieldDuration  = "duration"
+)
+
+// smsKeep is how many messages AddSMS keeps per line, newest first.
+const smsKeep = 1000
+
+// errEmptyID reports a write whose key would be empty, which would mix unrelated calls.
+var errEmptyID = errors.New("empty id")
+
+// callFields returns the record fields of c's non-zero values, with its id.
+func callFields(c Call) map[string]string {
+	f := map[string]string{fieldID: c.ID}
+	set := func(k, v string) {
+		if v != "" {
+			f[k] = v
+		}
+	}
+	set(fieldLineID, c.LineID)
+	set(fieldFrom, c.From)
+	set(fieldTo, c.To)
+	set(fieldDirection, c.Direction)
+	set(fieldStatus, c.Status)
+	if !c.StartedAt.IsZero() {
+		f[fieldStartedAt] = strconv.FormatInt(c.StartedAt.UnixMilli(), 10)
+	}
+	if !c.EndedAt.IsZero() {
+		f[fieldEndedAt] = strconv.FormatInt(c.EndedAt.UnixMilli(), 10)
+	}
+	if c.Duration != 0 {
+		f[fieldDuration] = strconv.FormatFloat(c.Duration, 'g', -1, 64)
+	}
+	return f
+}
+
+// parseCall decodes a record hash. Unknown fields are ignored, so an older replica can read
+// what a newer one wrote.
+func parseCall(id string, f map[string]string) (Call, error) {
+	c := Call{
+		ID:        id,
+		LineID:    f[fieldLineID],
+		From:      f[fieldFrom],
+		To:        f[fieldTo],
+		Direction: f[fieldDirection],
+		Status:    f[fieldStatus],
+	}
+	var err error
+	if c.StartedAt, err = parseMillis(f[fieldStartedAt]); err != nil {
+		return Call{}, fmt.Errorf("decode call %s %s: %w", id, fieldStartedAt, err)
+	}
+	if c.EndedAt, err = parseMillis(f[fieldEndedAt]); err != nil {
+		return Call{}, fmt.Errorf("decode call %s %s: %w", id, fieldEndedAt, err)
+	}
+	if v := f[fieldDuration]; v != "" {
+		if c.Duration, err = strconv.ParseFloat(v, 64); err != nil {
+			return Call{}, fmt.Errorf("decode call %s %s: %w", id, fieldDuration, err)
+		}
+	}
+	return c, nil
+}
+
+// parseMillis decodes Unix milliseconds; "" is the zero time.
+func parseMillis(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
+// encodeEntries returns each entry as JSON, the form history lists hold.
+func encodeEntries(callID string, entries []Entry) ([]string, error) {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode entry for call %s: %w", callID, err)
+		}
+		out[i] = string(b)
+	}
+	return out, nil
+}
+
+// decodeState builds a State from a record hash and a raw history list. It reports
+// ErrNotFound when both are empty.
+func decodeState(callID string, rec map[string]string, hist []string) (State, error) {
+	if len(rec) == 0 && len(hist) == 0 {
+		return State{}, ErrNotFound
+	}
+	c, err := parseCall(callID, rec)
+	if err != nil {
+		return State{}, err
+	}
+	log := make([]Entry, len(hist))
+	for i, raw := range hist {
+		if err := json.Unmarshal([]byte(raw), &log[i]); err != nil {
+			return State{}, fmt.Errorf("decode history of call %s entry %d: %w", callID, i, err)
+		}
+	}
+	return State{Call: c, History: Fold(log)}, nil
+}
+
+// encodeSMS returns s as JSON, the form SMS lists hold.
+func encodeSMS(lineID string, s SMS) (string, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return "", fmt.Errorf("encode sms for line %s: %w", lineID, err)
+	}
+	return string(b), nil
+}

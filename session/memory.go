@@ -1,0 +1,371 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// pruneEvery is how many writes MemoryStore takes between sweeps of expired keys. Reads expire
+// keys lazily; the sweep bounds the memory held by keys nobody reads again.
+const pruneEvery = 256
+
+var _ Store = (*MemoryStore)(nil)
+
+// MemoryStore is a Store for one process, for development and tests. It keeps data in the
+// encoded form RedisStore writes, copying it in and out, so a caller that mutates a returned
+// State behaves the same against both stores. It is safe for concurrent use.
+type MemoryStore struct {
+	opts Options
+
+	mu         sync.Mutex
+	deliveries map[string]time.Time // delivery id → expiry
+	claims     map[string]time.Time // event id → expiry
+	records    map[string]memHash   // call id → record
+	hists      map[string]memList   // call id → history, JSON entries
+	sms        map[string]memList   // line id → messages, JSON, newest first
+	turns      map[string]*memTurn  // event id → turn log
+	writes     int
+	gen        uint64 // last memTurn.gen handed out
+}
+
+type memHash struct {
+	fields map[string]string
+	exp    time.Time
+}
+
+type memList struct {
+	items []string
+	exp   time.Time
+}
+
+// memTurn is one turn log. A follower waiting for a log that does not exist yet creates a
+// placeholder (zero exp) so the first append wakes it.
+type memTurn struct {
+	gen       uint64 // changes whenever lines restart, so followers never index stale lines
+	lines     []string
+	closed    bool
+	exp       time.Time
+	wake      chan struct{} // closed and replaced on every change
+	followers int           // followers blocked on wake; the log is not pruned while > 0
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(opts Options) *MemoryStore {
+	return &MemoryStore{
+		opts:       opts.withDefaults(),
+		deliveries: make(map[string]time.Time),
+		claims:     make(map[string]time.Time),
+		records:    make(map[string]memHash),
+		hists:      make(map[string]memList),
+		sms:        make(map[string]memList),
+		turns:      make(map[string]*memTurn),
+	}
+}
+
+// FirstDelivery implements Store. ttl must be positive.
+func (m *MemoryStore) FirstDelivery(_ context.Context, deliveryID string, ttl time.Duration) (bool, error) {
+	if deliveryID == "" {
+		return false, fmt.Errorf("record delivery: %w", errEmptyID)
+	}
+	if ttl <= 0 {
+		return false, fmt.Errorf("record delivery %s: ttl %v is not positive", deliveryID, ttl)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	if exp, ok := m.deliveries[deliveryID]; ok && now.Before(exp) {
+		return false, nil
+	}
+	m.deliveries[deliveryID] = now.Add(ttl)
+	return true, nil
+}
+
+// UpdateCall implements Store.
+func (m *MemoryStore) UpdateCall(_ context.Context, c Call) error {
+	if c.ID == "" {
+		return fmt.Errorf("update call: %w", errEmptyID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	rec := m.record(c.ID, now)
+	maps.Copy(rec.fields, callFields(c))
+	rec.exp = now.Add(m.opts.Retention)
+	m.records[c.ID] = rec
+	m.retainCall(c.ID, now)
+	return nil
+}
+
+// Load implements Store.
+func (m *MemoryStore) Load(_ context.Context, callID string) (State, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, err := m.state(callID, time.Now())
+	if err != nil {
+		return State{}, fmt.Errorf("load call %s: %w", callID, err)
+	}
+	return st, nil
+}
+
+// BeginTurn implements Store.
+func (m *MemoryStore) BeginTurn(_ context.Context, callID, eventID string) (State, bool, error) {
+	if callID == "" {
+		return State{}, false, fmt.Errorf("begin turn: %w", errEmptyID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	claimed := true
+	if eventID != "" {
+		if exp, ok := m.claims[eventID]; ok && now.Before(exp) {
+			claimed = false
+		} else {
+			m.claims[eventID] = now.Add(m.opts.TurnTTL)
+		}
+	}
+	rec := m.record(callID, now)
+	if _, ok := rec.fields[fieldID]; !ok {
+		rec.fields[fieldID] = callID
+	}
+	if _, ok := rec.fields[fieldStartedAt]; !ok {
+		rec.fields[fieldStartedAt] = strconv.FormatInt(now.UnixMilli(), 10)
+	}
+	rec.exp = now.Add(m.opts.Retention)
+	m.records[callID] = rec
+	m.retainCall(callID, now)
+	st, err := m.state(callID, now)
+	if err != nil {
+		return State{}, false, fmt.Errorf("begin turn for call %s: %w", callID, err)
+	}
+	return st, claimed, nil
+}
+
+// AppendLine implements Store. An empty eventID has no log: the line is dropped. A line
+// appended after the log closed is never followed, as with RedisStore.
+func (m *MemoryStore) AppendLine(_ context.Context, eventID, text string) error {
+	if eventID == "" {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	t := m.turn(eventID, now)
+	if t.closed {
+		return nil
+	}
+	t.lines = append(t.lines, text)
+	t.exp = now.Add(m.opts.TurnTTL)
+	t.changed()
+	return nil
+}
+
+// CommitTurn implements Store.
+func (m *MemoryStore) CommitTurn(_ context.Context, callID, eventID string, entries ...Entry) error {
+	if callID == "" {
+		return fmt.Errorf("commit turn: %w", errEmptyID)
+	}
+	enc, err := encodeEntries(callID, entries)
+	if err != nil {
+		return fmt.Errorf("commit turn for call %s: %w", callID, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	m.appendHistory(callID, enc, now)
+	if eventID != "" {
+		t := m.turn(eventID, now)
+		t.closed = true
+		t.exp = now.Add(m.opts.TurnTTL)
+		t.changed()
+	}
+	return nil
+}
+
+// FollowTurn implements Store. An empty eventID has no log: it returns ErrNotFound. It
+// starts no goroutine: it waits in the caller's.
+func (m *MemoryStore) FollowTurn(ctx context.Context, eventID string, fn func(text string) error) error {
+	if eventID == "" {
+		return fmt.Errorf("follow turn: %w: %w", errEmptyID, ErrNotFound)
+	}
+	var gen uint64
+	n := 0 // lines of generation gen already passed to fn
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		t := m.turn(eventID, time.Now())
+		if t.gen != gen {
+			gen, n = t.gen, 0
+		}
+		lines := slices.Clone(t.lines[n:])
+		closed, wake := t.closed, t.wake
+		waiting := len(lines) == 0 && !closed
+		if waiting {
+			t.followers++
+		}
+		m.mu.Unlock()
+
+		for _, line := range lines {
+			if err := fn(line); err != nil {
+				return err
+			}
+		}
+		n += len(lines)
+		if closed {
+			return nil
+		}
+		if !waiting {
+			continue // more may have arrived while fn ran
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+		}
+		m.mu.Lock()
+		t.followers--
+		m.mu.Unlock()
+	}
+}
+
+// AppendEntry implements Store.
+func (m *MemoryStore) AppendEntry(_ context.Context, callID string, e Entry) error {
+	if callID == "" {
+		return fmt.Errorf("append entry: %w", errEmptyID)
+	}
+	enc, err := encodeEntries(callID, []Entry{e})
+	if err != nil {
+		return fmt.Errorf("append entry for call %s: %w", callID, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.appendHistory(callID, enc, m.write())
+	return nil
+}
+
+// AddSMS implements Store. It keeps the newest 1000 messages of each line.
+func (m *MemoryStore) AddSMS(_ context.Context, lineID string, s SMS) error {
+	if lineID == "" {
+		return fmt.Errorf("add sms: %w", errEmptyID)
+	}
+	enc, err := encodeSMS(lineID, s)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	l := m.list(m.sms, lineID, now)
+	l.items = slices.Insert(l.items, 0, enc)
+	l.items = l.items[:min(len(l.items), smsKeep)]
+	l.exp = now.Add(m.opts.Retention)
+	m.sms[lineID] = l
+	return nil
+}
+
+// Ping implements Store: a MemoryStore is always reachable.
+func (m *MemoryStore) Ping(context.Context) error { return nil }
+
+// write counts a write, sweeps expired keys every pruneEvery writes, and returns the time
+// the write happens at. The caller holds mu.
+func (m *MemoryStore) write() time.Time {
+	now := time.Now()
+	m.writes++
+	if m.writes%pruneEvery == 0 {
+		m.prune(now)
+	}
+	return now
+}
+
+// prune deletes every expired key, and every placeholder log nobody waits on.
+func (m *MemoryStore) prune(now time.Time) {
+	for _, times := range []map[string]time.Time{m.deliveries, m.claims} {
+		maps.DeleteFunc(times, func(_ string, exp time.Time) bool { return !now.Before(exp) })
+	}
+	maps.DeleteFunc(m.records, func(_ string, h memHash) bool { return !now.Before(h.exp) })
+	for _, lists := range []map[string]memList{m.hists, m.sms} {
+		maps.DeleteFunc(lists, func(_ string, l memList) bool { return !now.Before(l.exp) })
+	}
+	maps.DeleteFunc(m.turns, func(_ string, t *memTurn) bool {
+		return t.followers == 0 && (t.exp.IsZero() || !now.Before(t.exp))
+	})
+}
+
+// record returns the live record of callID, or a new empty one. The caller sets its expiry
+// and stores it back.
+func (m *MemoryStore) record(callID string, now time.Time) memHash {
+	h, ok := m.records[callID]
+	if !ok || !now.Before(h.exp) {
+		return memHash{fields: make(map[string]string)}
+	}
+	return h
+}
+
+// list returns the live list at key in lists, or an empty one. The caller stores it back.
+func (m *MemoryStore) list(lists map[string]memList, key string, now time.Time) memList {
+	l, ok := lists[key]
+	if !ok || !now.Before(l.exp) {
+		return memList{}
+	}
+	return l
+}
+
+// retainCall sets the expiry of callID's record and history, where they exist, to the
+// retention from now.
+func (m *MemoryStore) retainCall(callID string, now time.Time) {
+	exp := now.Add(m.opts.Retention)
+	if h, ok := m.records[callID]; ok && now.Before(h.exp) {
+		h.exp = exp
+		m.records[callID] = h
+	}
+	if l, ok := m.hists[callID]; ok && now.Before(l.exp) {
+		l.exp = exp
+		m.hists[callID] = l
+	}
+}
+
+// appendHistory appends encoded entries to callID's history and retains the call.
+func (m *MemoryStore) appendHistory(callID string, enc []string, now time.Time) {
+	if len(enc) > 0 {
+		l := m.list(m.hists, callID, now)
+		l.items = append(l.items, enc...)
+		l.exp = now.Add(m.opts.Retention)
+		m.hists[callID] = l
+	}
+	m.retainCall(callID, now)
+}
+
+// state decodes callID's live record and history, or returns ErrNotFound.
+func (m *MemoryStore) state(callID string, now time.Time) (State, error) {
+	rec := m.record(callID, now)
+	hist := m.list(m.hists, callID, now)
+	return decodeState(callID, rec.fields, hist.items)
+}
+
+// turn returns eventID's log, creating a placeholder, or restarting an expired log in place
+// so its followers see the lines of the log that replaces it.
+func (m *MemoryStore) turn(eventID string, now time.Time) *memTurn {
+	t, ok := m.turns[eventID]
+	if !ok {
+		m.gen++
+		t = &memTurn{gen: m.gen, wake: make(chan struct{})}
+		m.turns[eventID] = t
+		return t
+	}
+	if !t.exp.IsZero() && !now.Before(t.exp) {
+		m.gen++
+		t.gen, t.lines, t.closed, t.exp = m.gen, nil, false, time.Time{}
+	}
+	return t
+}
+
+// changed wakes t's followers.
+func (t *memTurn) changed() {
+	close(t.wake)
+	t.wake = make(chan struct{})
+}

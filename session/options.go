@@ -1,0 +1,32 @@
+package session
+
+import "time"
+
+// Options configures a store. The zero value is usable: withDefaults fills every empty field.
+type Options struct {
+	// Prefix is put before every key, so several deployments can share one Redis. It must not
+	// contain '{': the keys use Redis Cluster hash tags. Default "callbrain:".
+	Prefix string
+	// Retention is how long a call's record and history live after the call's last write.
+	// Default 24h: long enough to read a finished call back, short enough not to hoard
+	// transcripts.
+	Retention time.Duration
+	// TurnTTL is how long a turn's claim and its log live. It bounds how long a retried
+	// message can replay the first delivery's answer, and how long a crashed replica's claim
+	// blocks a retry. Default 10m.
+	TurnTTL time.Duration
+}
+
+// withDefaults returns o with every empty field set to its default.
+func (o Options) withDefaults() Options {
+	if o.Prefix == "" {
+		o.Prefix = "callbrain:"
+	}
+	if o.Retention <= 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.TurnTTL <= 0 {
+		o.TurnTTL = 10 * time.Minute
+	}
+	return o
+}

@@ -1,0 +1,646 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/callbrain/callbrain/session"
+)
+
+// waitFor bounds every wait for something that should happen at once, so a hang fails the
+// test instead of stalling it. It is a deadlock guard, not a performance limit.
+const waitFor = 5 * time.Second
+
+func TestMemoryStore(t *testing.T) {
+	t.Parallel()
+	testStore(t, func(_ *testing.T, opts session.Options) session.Store {
+		return session.NewMemoryStore(opts)
+	})
+}
+
+func TestRedisStore(t *testing.T) {
+	t.Parallel()
+	rdb := newRedisClient(t)
+	testStore(t, func(t *testing.T, opts session.Options) session.Store {
+		return newRedisStore(t, rdb, opts)
+	})
+}
+
+// testStore checks everything session.Store promises. newStore returns an empty store with
+// opts, which are set only by the subtests about expiry.
+func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.Store) {
+	store := func(t *testing.T) session.Store {
+		t.Helper()
+		return newStore(t, session.Options{})
+	}
+
+	t.Run("FirstDelivery", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+
+		first, err := s.FirstDelivery(ctx, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.True(t, first, "a new delivery id")
+		again, err := s.FirstDelivery(ctx, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.False(t, again, "a repeated delivery id")
+		other, err := s.FirstDelivery(ctx, "d2", time.Minute)
+		require.NoError(t, err)
+		assert.True(t, other, "another delivery id")
+
+		_, err = s.FirstDelivery(ctx, "", time.Minute)
+		assert.Error(t, err, "empty delivery id")
+		_, err = s.FirstDelivery(ctx, "d3", 0)
+		assert.Error(t, err, "zero ttl")
+	})
+
+	t.Run("FirstDeliveryExpires", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		const ttl = 50 * time.Millisecond
+
+		start := time.Now()
+		first, err := s.FirstDelivery(ctx, "d1", ttl)
+		require.NoError(t, err)
+		require.True(t, first)
+		again, err := s.FirstDelivery(ctx, "d1", ttl)
+		require.NoError(t, err)
+		if time.Since(start) < ttl { // otherwise this machine was too slow to tell
+			assert.False(t, again, "a repeat within the ttl")
+		}
+		require.Eventually(t, func() bool {
+			ok, err := s.FirstDelivery(ctx, "d1", ttl)
+			return err == nil && ok
+		}, waitFor, 10*time.Millisecond, "a repeat after the ttl is new again")
+	})
+
+	t.Run("FirstDeliveryConcurrent", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			fresh int
+		)
+		for range 8 {
+			wg.Go(func() {
+				ok, err := s.FirstDelivery(ctx, "d1", time.Minute)
+				assert.NoError(t, err)
+				if ok {
+					mu.Lock()
+					fresh++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, 1, fresh, "exactly one replica sees the delivery as new")
+	})
+
+	t.Run("UpdateCallMerges", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		started := time.UnixMilli(1711900000123).Add(456 * time.Microsecond) // below a ms: dropped
+		ended := time.UnixMilli(1711900042000)
+
+		require.NoError(t, s.UpdateCall(ctx, session.Call{
+			ID: "c1", LineID: "l1", From: "+14155551234", To: "+14155550123",
+			Direction: "inbound", Status: "ringing", StartedAt: started,
+		}))
+		require.NoError(t, s.UpdateCall(ctx, session.Call{
+			ID: "c1", Status: "completed", EndedAt: ended, Duration: 42.5,
+		}))
+
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, session.Call{
+			ID: "c1", LineID: "l1", From: "+14155551234", To: "+14155550123",
+			Direction: "inbound", Status: "completed",
+			StartedAt: time.UnixMilli(1711900000123).UTC(), EndedAt: ended.UTC(), Duration: 42.5,
+		}, st.Call, "zero fields keep what was stored; times keep milliseconds")
+		assert.Empty(t, st.History)
+
+		assert.Error(t, s.UpdateCall(ctx, session.Call{Status: "ringing"}), "empty call id")
+	})
+
+	t.Run("LoadUnknown", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		_, err := s.Load(ctx, "nobody")
+		require.ErrorIs(t, err, session.ErrNotFound)
+	})
+
+	t.Run("BeginTurn", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+
+		before := time.Now().Truncate(time.Millisecond)
+		st, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		require.NoError(t, err)
+		assert.True(t, claimed, "the first delivery claims the event")
+		assert.Equal(t, "c1", st.Call.ID, "an unknown call gets a record")
+		assert.WithinRange(t, st.Call.StartedAt, before, time.Now())
+		assert.Empty(t, st.History)
+
+		loaded, err := s.Load(ctx, "c1")
+		require.NoError(t, err, "the record BeginTurn created")
+		assert.Equal(t, st, loaded)
+
+		st2, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		require.NoError(t, err)
+		assert.False(t, claimed, "a retry of the same event")
+		assert.Equal(t, st, st2, "a retry still loads the state; StartedAt is not reset")
+
+		_, claimed, err = s.BeginTurn(ctx, "c1", "e2")
+		require.NoError(t, err)
+		assert.True(t, claimed, "another event")
+
+		for range 2 {
+			_, claimed, err = s.BeginTurn(ctx, "c1", "")
+			require.NoError(t, err)
+			assert.True(t, claimed, "an event without id is always claimed")
+		}
+
+		_, _, err = s.BeginTurn(ctx, "", "e3")
+		assert.Error(t, err, "empty call id")
+	})
+
+	t.Run("BeginTurnKnownCall", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		started := time.UnixMilli(1711900000000).UTC()
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c1", LineID: "l1", StartedAt: started}))
+		turn := []session.Entry{
+			{Kind: session.EntryUser, Text: "hi", At: 1000, EventID: "e1"},
+			{Kind: session.EntryAssistant, Text: "Hello!", At: 1000, EventID: "e1"},
+		}
+		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", turn...))
+
+		st, claimed, err := s.BeginTurn(ctx, "c1", "e2")
+		require.NoError(t, err)
+		assert.True(t, claimed)
+		assert.Equal(t, session.Call{ID: "c1", LineID: "l1", StartedAt: started}, st.Call)
+		assert.Equal(t, turn, st.History)
+	})
+
+	t.Run("BeginTurnConcurrent", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			claims int
+		)
+		for range 8 {
+			wg.Go(func() {
+				_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+				assert.NoError(t, err)
+				if claimed {
+					mu.Lock()
+					claims++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, 1, claims, "exactly one delivery answers the event")
+	})
+
+	t.Run("ClaimExpires", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t, session.Options{TurnTTL: 100 * time.Millisecond}), t.Context()
+		_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		require.NoError(t, err)
+		require.True(t, claimed)
+		require.Eventually(t, func() bool {
+			_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+			return err == nil && claimed
+		}, waitFor, 10*time.Millisecond, "a claim is free again after TurnTTL")
+	})
+
+	t.Run("FollowTurn", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+
+		early := follow(ctx, s, "e1")
+		_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		require.NoError(t, err)
+		require.True(t, claimed)
+		require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+		assert.Equal(t, "One.", early.next(t))
+
+		mid := follow(ctx, s, "e1")
+		assert.Equal(t, "One.", mid.next(t), "a follower starting mid-turn gets earlier lines")
+		for _, line := range []string{"Two.", "", "Three."} {
+			require.NoError(t, s.AppendLine(ctx, "e1", line))
+		}
+		require.NoError(t, s.CommitTurn(ctx, "c1", "e1",
+			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
+			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three.", At: 1, EventID: "e1"},
+		))
+		require.NoError(t, s.AppendLine(ctx, "e1", "Too late."), "a line after the close")
+
+		late := follow(ctx, s, "e1")
+		want := []string{"One.", "Two.", "", "Three."}
+		for name, f := range map[string]*follower{"early": early, "mid": mid, "late": late} {
+			assert.NoError(t, f.wait(t), name)
+			assert.Equal(t, want, f.got, name)
+		}
+	})
+
+	t.Run("FollowTurnCancel", func(t *testing.T) {
+		t.Parallel()
+		s := store(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+		f := follow(ctx, s, "e1")
+		assert.Equal(t, "One.", f.next(t), "the follower is now waiting for more")
+		cancel()
+		require.ErrorIs(t, f.wait(t), context.Canceled)
+	})
+
+	t.Run("FollowTurnDeadline", func(t *testing.T) {
+		t.Parallel()
+		s := store(t)
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		f := follow(ctx, s, "never")
+		require.ErrorIs(t, f.wait(t), context.DeadlineExceeded, "a log that never appears")
+		assert.Empty(t, f.got)
+	})
+
+	t.Run("FollowTurnCallbackError", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		for _, line := range []string{"One.", "Two."} {
+			require.NoError(t, s.AppendLine(ctx, "e1", line))
+		}
+		errStop := errors.New("caller hung up")
+		calls := 0
+		err := s.FollowTurn(ctx, "e1", func(string) error {
+			calls++
+			return errStop
+		})
+		require.ErrorIs(t, err, errStop)
+		assert.Equal(t, 1, calls)
+	})
+
+	t.Run("TurnWithoutEventID", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		require.NoError(t, s.AppendLine(ctx, "", "One."), "no log: dropped")
+		err := s.FollowTurn(ctx, "", func(string) error { return nil })
+		require.ErrorIs(t, err, session.ErrNotFound)
+		require.NoError(t, s.CommitTurn(ctx, "c1", "",
+			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Len(t, st.History, 1)
+	})
+
+	t.Run("TurnLogExpires", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t, session.Options{TurnTTL: 100 * time.Millisecond}), t.Context()
+		require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+		require.NoError(t, s.CommitTurn(ctx, "c1", "e1"))
+		require.Eventually(t, func() bool {
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			defer cancel()
+			err := s.FollowTurn(ctx, "e1", func(string) error { return nil })
+			return errors.Is(err, context.DeadlineExceeded) // waiting for a log that is gone
+		}, waitFor, 10*time.Millisecond)
+	})
+
+	t.Run("CommitTurn", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		turn := []session.Entry{
+			{Kind: session.EntryUser, Text: "What time do you open?", At: 1000, EventID: "e1"},
+			{Kind: session.EntryAssistant, Text: "At nine.", At: 1000, EventID: "e1", Cut: true},
+		}
+		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", turn...))
+
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err, "history alone makes a call known")
+		assert.Equal(t, session.Call{ID: "c1"}, st.Call)
+		assert.Equal(t, turn, st.History)
+
+		f := follow(ctx, s, "e1")
+		require.NoError(t, f.wait(t), "the log is closed")
+		assert.Empty(t, f.got)
+
+		require.NoError(t, s.CommitTurn(ctx, "c1", "e2"), "no entries: only closes the log")
+		require.NoError(t, follow(ctx, s, "e2").wait(t))
+
+		assert.Error(t, s.CommitTurn(ctx, "", "e3"), "empty call id")
+	})
+
+	t.Run("ConcurrentWritersKeepEverything", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				ev := fmt.Sprintf("e%d", i)
+				assert.NoError(t, s.CommitTurn(ctx, "c1", ev,
+					session.Entry{Kind: session.EntryUser, Text: ev, At: int64(i), EventID: ev}))
+			})
+		}
+		wg.Wait()
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Len(t, st.History, 10)
+	})
+
+	t.Run("FoldOnLoad", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		user := func(at int64, ev, text string) session.Entry {
+			return session.Entry{Kind: session.EntryUser, Text: text, At: at, EventID: ev}
+		}
+		answer := func(at int64, ev, text string) session.Entry {
+			return session.Entry{Kind: session.EntryAssistant, Text: text, At: at, EventID: ev}
+		}
+		cut := func(e session.Entry, text string) session.Entry {
+			e.Text, e.Interrupted = text, true
+			return e
+		}
+		interrupt := func(at int64, text string) session.Entry {
+			return session.Entry{Kind: session.EntryInterrupt, Text: text, At: at}
+		}
+		u1, a1 := user(1000, "e1", "Hi."), answer(1000, "e1", "Hello, how can I help you today?")
+		u2, a2 := user(3000, "e2", "Opening hours?"), answer(3000, "e2", "We open at nine and close at five.")
+
+		// The interrupted event overtook the turn it refers to.
+		require.NoError(t, s.CommitTurn(ctx, "early", "e1", u1, a1))
+		require.NoError(t, s.AppendEntry(ctx, "early", interrupt(3500, "We open at")))
+		require.NoError(t, s.CommitTurn(ctx, "early", "e2", u2, a2))
+		// The interrupted event arrived after the next turn.
+		require.NoError(t, s.CommitTurn(ctx, "late", "e1", u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, "late", "e2", u2, a2))
+		require.NoError(t, s.AppendEntry(ctx, "late", interrupt(1500, "Hello,")))
+		// A turn committed twice (a claim expired under a slow answer), and a cut before any
+		// word was played.
+		require.NoError(t, s.CommitTurn(ctx, "dup", "e1", u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, "dup", "e1", u1, a1))
+		require.NoError(t, s.AppendEntry(ctx, "dup", interrupt(1200, "")))
+
+		for _, tc := range []struct {
+			name string
+			call string
+			want []session.Entry
+		}{
+			{name: "interrupt before its turn", call: "early", want: []session.Entry{u1, a1, u2, cut(a2, "We open at")}},
+			{name: "interrupt after the next turn", call: "late", want: []session.Entry{u1, cut(a1, "Hello,"), u2, a2}},
+			{name: "duplicate turn and empty partial", call: "dup", want: []session.Entry{u1, cut(a1, "")}},
+		} {
+			st, err := s.Load(ctx, tc.call)
+			require.NoError(t, err, tc.name)
+			assert.Equal(t, tc.want, st.History, tc.name)
+		}
+	})
+
+	t.Run("AppendEntry", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		e := session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}
+		require.NoError(t, s.AppendEntry(ctx, "c1", e))
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, []session.Entry{e}, st.History)
+		assert.Error(t, s.AppendEntry(ctx, "", e), "empty call id")
+	})
+
+	t.Run("AddSMS", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		msg := session.SMS{ID: "SM1", From: "+14155551234", To: "+14155550123", Text: "Hello", At: time.UnixMilli(1711900000000)}
+		require.NoError(t, s.AddSMS(ctx, "l1", msg))
+		require.NoError(t, s.AddSMS(ctx, "l1", msg), "a repeat is recorded again")
+		assert.Error(t, s.AddSMS(ctx, "", msg), "empty line id")
+	})
+
+	t.Run("Ping", func(t *testing.T) {
+		t.Parallel()
+		require.NoError(t, store(t).Ping(t.Context()))
+	})
+
+	t.Run("CopiesInAndOut", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c1", Status: "in-progress"}))
+		turn := []session.Entry{
+			{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
+			{Kind: session.EntryAssistant, Text: "Hello!", At: 1, EventID: "e1"},
+		}
+		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", turn...))
+		want, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+
+		turn[0].Text = "changed by the caller after the commit"
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		st.Call.Status = "mutated"
+		st.History[1].Text = "mutated"
+		st.History = append(st.History, session.Entry{Kind: session.EntryUser})
+		begun, _, err := s.BeginTurn(ctx, "c1", "e2")
+		require.NoError(t, err)
+		begun.History[0].Text = "mutated"
+
+		got, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, want.History, got.History)
+		assert.Equal(t, "in-progress", got.Call.Status)
+		assert.Equal(t, "hi", got.History[0].Text)
+	})
+
+	t.Run("RetentionRefresh", func(t *testing.T) {
+		t.Parallel()
+		const retention = 300 * time.Millisecond
+		for _, tc := range []struct {
+			name  string
+			write func(context.Context, session.Store) error
+		}{
+			{name: "UpdateCall", write: func(ctx context.Context, s session.Store) error {
+				return s.UpdateCall(ctx, session.Call{ID: "c1", Direction: "inbound"})
+			}},
+			{name: "BeginTurn", write: func(ctx context.Context, s session.Store) error {
+				_, _, err := s.BeginTurn(ctx, "c1", "e2")
+				return err
+			}},
+			{name: "CommitTurn", write: func(ctx context.Context, s session.Store) error {
+				return s.CommitTurn(ctx, "c1", "e2")
+			}},
+			{name: "AppendEntry", write: func(ctx context.Context, s session.Store) error {
+				return s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, At: 5})
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				s, ctx := newStore(t, session.Options{Retention: retention}), t.Context()
+				require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c1", Status: "in-progress"}))
+				require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
+				created := time.Now() // both keys expire by created+retention unless refreshed
+
+				waitUntil(t, created.Add(retention/2))
+				refreshed := time.Now() // both keys live until at least refreshed+retention
+				require.NoError(t, tc.write(ctx, s))
+
+				waitUntil(t, created.Add(retention+retention/4))
+				st, err := s.Load(ctx, "c1")
+				if time.Since(refreshed) < retention { // otherwise this machine was too slow to tell
+					require.NoError(t, err, "the write refreshed the call")
+					assert.Equal(t, "in-progress", st.Call.Status, "the record was refreshed")
+					assert.Len(t, st.History, 1, "the history was refreshed")
+				}
+				require.Eventually(t, func() bool {
+					_, err := s.Load(ctx, "c1")
+					return errors.Is(err, session.ErrNotFound)
+				}, waitFor, 10*time.Millisecond, "the call expires after its last write")
+			})
+		}
+	})
+}
+
+// waitUntil blocks until deadline, or fails t when its context ends first.
+func waitUntil(t *testing.T, deadline time.Time) {
+	t.Helper()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-t.Context().Done():
+		t.Fatal("test ended while waiting")
+	}
+}
+
+// follower runs FollowTurn in a goroutine that the test owns: the test waits for it with wait,
+// or its context (at the latest t.Context) ends it.
+type follower struct {
+	got      []string // read only after wait returns
+	progress chan string
+	done     chan error
+}
+
+// follow starts following eventID in s.
+func follow(ctx context.Context, s session.Store, eventID string) *follower {
+	f := &follower{progress: make(chan string, 64), done: make(chan error, 1)}
+	go func() {
+		f.done <- s.FollowTurn(ctx, eventID, func(text string) error {
+			f.got = append(f.got, text)
+			f.progress <- text
+			return nil
+		})
+	}()
+	return f
+}
+
+// next returns the next line the follower gets.
+func (f *follower) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case line := <-f.progress:
+		return line
+	case <-time.After(waitFor):
+		t.Fatal("follower got no line")
+		return ""
+	}
+}
+
+// wait returns what FollowTurn returned.
+func (f *follower) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-f.done:
+		return err
+	case <-time.After(waitFor):
+		t.Fatal("follower did not return")
+		return nil
+	}
+}
+
+func TestFold(t *testing.T) {
+	t.Parallel()
+	user := func(at int64, ev, text string) session.Entry {
+		return session.Entry{Kind: session.EntryUser, Text: text, At: at, EventID: ev}
+	}
+	answer := func(at int64, ev, text string) session.Entry {
+		return session.Entry{Kind: session.EntryAssistant, Text: text, At: at, EventID: ev}
+	}
+	cut := func(e session.Entry, text string) session.Entry {
+		e.Text, e.Interrupted = text, true
+		return e
+	}
+	interrupt := func(at int64, text string) session.Entry {
+		return session.Entry{Kind: session.EntryInterrupt, Text: text, At: at}
+	}
+	es := func(e ...session.Entry) []session.Entry { return e }
+	u1, a1 := user(1000, "e1", "Hi."), answer(1000, "e1", "Hello, how can I help?")
+	u2, a2 := user(3000, "e2", "Hours?"), answer(3000, "e2", "Nine to five.")
+
+	tests := []struct {
+		name string
+		log  []session.Entry
+		want []session.Entry
+	}{
+		{name: "empty", log: nil, want: []session.Entry{}},
+		{name: "in order", log: es(u1, a1, u2, a2), want: es(u1, a1, u2, a2)},
+		{name: "repeated event kept once", log: es(u1, a1, u1, a1, u2), want: es(u1, a1, u2)},
+		{
+			name: "entries without event id are all kept",
+			log:  es(user(1, "", "yes"), user(2, "", "yes")),
+			want: es(user(1, "", "yes"), user(2, "", "yes")),
+		},
+		{
+			name: "interrupt cuts the turn it falls in",
+			log:  es(u1, a1, u2, a2, interrupt(1500, "Hello,")),
+			want: es(u1, cut(a1, "Hello,"), u2, a2),
+		},
+		{
+			name: "interrupt before its turn in the log",
+			log:  es(u1, a1, interrupt(3200, "Nine"), u2, a2),
+			want: es(u1, a1, u2, cut(a2, "Nine")),
+		},
+		{
+			name: "interrupt at the turn's start",
+			log:  es(u1, a1, interrupt(1000, "")),
+			want: es(u1, cut(a1, "")),
+		},
+		{
+			name: "interrupt before every answer",
+			log:  es(interrupt(500, "x"), u1, a1),
+			want: es(u1, a1),
+		},
+		{
+			name: "shorter duplicate interrupt wins",
+			log:  es(u1, a1, interrupt(1500, "Hello, how"), interrupt(1500, "Hello,")),
+			want: es(u1, cut(a1, "Hello,")),
+		},
+		{
+			name: "longer late interrupt ignored",
+			log:  es(u1, a1, interrupt(1500, "Hello,"), interrupt(1600, "Hello, how")),
+			want: es(u1, cut(a1, "Hello,")),
+		},
+		{
+			name: "unknown kind ignored",
+			log:  es(u1, session.Entry{Kind: "tool", Text: "x", At: 1000}, a1),
+			want: es(u1, a1),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			log := append([]session.Entry(nil), tc.log...)
+			assert.Equal(t, tc.want, session.Fold(log))
+			assert.Equal(t, tc.log, log, "Fold leaves its input alone")
+		})
+	}
+}

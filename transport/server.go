@@ -1,0 +1,622 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/callbrain/callbrain/agent"
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxBody      = 1 << 20
+	DefaultClockSkew    = 300 * time.Second
+	DefaultReplayWindow = 5 * time.Minute
+	DefaultFallbackLine = "Sorry, I'm having a little trouble right now. Could you say that again?"
+)
+
+const (
+	// readyTimeout bounds a /readyz check, so a hung dependency reads as unready, not as a
+	// probe timeout.
+	readyTimeout = time.Second
+	// cacheTimeout bounds the replay check. A store that hangs is treated like a store that
+	// fails (fail open): the caller must not wait on a cache in silence.
+	cacheTimeout = time.Second
+	// maxLogField bounds ids copied into the log: before verification they are the sender's
+	// choice, and a megabyte "delivery id" must not become a megabyte log line.
+	maxLogField = 128
+)
+
+// Config is the transport's part of the brain's configuration. Zero values take the defaults.
+type Config struct {
+	// Secrets returns the accepted signing secrets for a line: the current one and, during a
+	// rotation, the staged next one. It is called with the line_id read from a body that is
+	// not verified yet ("" when the body has none), so it must treat its argument as untrusted.
+	// Empty strings are ignored. Required.
+	Secrets func(lineID string) []string
+	// MaxBody is the largest body read, in bytes; larger deliveries get 413. Default 1 MiB.
+	MaxBody int64
+	// ClockSkew is how far a delivery's signed timestamp may be from Now. Default 300 s.
+	ClockSkew time.Duration
+	// ReplayWindow is how long an accepted delivery id is remembered. Default 5 min. It is
+	// raised to twice ClockSkew when shorter, since a captured delivery stays validly signed
+	// for ClockSkew on either side of its timestamp.
+	ReplayWindow time.Duration
+	// Now is the clock for timestamps; default time.Now.
+	Now func() time.Time
+	// Ready is the /readyz check, given one second; nil means always ready. It must return
+	// when its context ends.
+	Ready func(ctx context.Context) error
+	// FallbackLine is spoken when the responder returns without saying anything. Default
+	// DefaultFallbackLine.
+	FallbackLine string
+	// LogText logs the caller's words (personal data). Off by default: only lengths are logged.
+	LogText bool
+}
+
+// Responder is the part of the agent the HTTP layer needs.
+type Responder interface {
+	// Respond answers a message event, calling emit once per line to speak. emit fails once
+	// the caller has gone away (ctx is cancelled too), and for a chunk type other than
+	// "speak"; Respond should then stop. emit must not be called after Respond returns.
+	Respond(ctx context.Context, ev agent.Event, emit func(agent.Chunk) error) error
+	// Record keeps a non-message event. An error means it was not recorded (the sender
+	// should retry).
+	Record(ctx context.Context, ev agent.Event) error
+}
+
+// DeliveryCache remembers accepted delivery ids across replicas (session stores satisfy it).
+type DeliveryCache interface {
+	// FirstDelivery records deliveryID and reports whether it was unseen in the last ttl. An
+	// error means the cache could not answer.
+	FirstDelivery(ctx context.Context, deliveryID string, ttl time.Duration) (bool, error)
+}
+
+// Server is the brain's HTTP face: Saperly's webhook and status callback endpoints, and the
+// health probes.
+type Server struct {
+	cfg       Config
+	replayTTL time.Duration
+	resp      Responder
+	seen      DeliveryCache
+	log       *zap.Logger
+	e         *echo.Echo
+	srv       *http.Server
+}
+
+// Routes.
+const (
+	routeWebhook = "/webhook"
+	routeStatus  = "/status"
+)
+
+// New builds the server. Config.Secrets, r and d are required: New panics without them, as
+// that is a wiring mistake, not a runtime condition.
+func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
+	switch {
+	case cfg.Secrets == nil:
+		panic("transport: Config.Secrets is required")
+	case r == nil:
+		panic("transport: a Responder is required")
+	case d == nil:
+		panic("transport: a DeliveryCache is required")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.ClockSkew <= 0 {
+		cfg.ClockSkew = DefaultClockSkew
+	}
+	if cfg.ReplayWindow <= 0 {
+		cfg.ReplayWindow = DefaultReplayWindow
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if strings.TrimSpace(cfg.FallbackLine) == "" {
+		cfg.FallbackLine = DefaultFallbackLine
+	}
+	s := &Server{
+		cfg:       cfg,
+		replayTTL: max(cfg.ReplayWindow, 2*cfg.ClockSkew),
+		resp:      r,
+		seen:      d,
+		log:       log.Named("transport"),
+	}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Logger.SetOutput(io.Discard) // everything worth saying goes through zap
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.guard)
+	e.POST(routeWebhook, s.webhook)
+	e.POST(routeStatus, s.status)
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	s.e = e
+
+	s.srv = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// No write timeout: an NDJSON answer may stream for up to 5 minutes (PROTOCOL §1.8).
+		WriteTimeout: 0,
+		IdleTimeout:  120 * time.Second,
+	}
+	if std, err := zap.NewStdLogAt(s.log, zapcore.WarnLevel); err == nil {
+		s.srv.ErrorLog = std
+	}
+	return s
+}
+
+// ServeHTTP serves one request through the Echo instance and all its middleware.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a graceful shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for deliveries in flight, streams included,
+// until ctx ends. Whatever is still running then is cut off (its request context is
+// cancelled) and the context's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return errors.Join(fmt.Errorf("drain connections: %w", err), s.srv.Close())
+	}
+	return nil
+}
+
+// Delivery outcomes, as logged.
+const (
+	outcomeRejected   = "rejected"
+	outcomeRecorded   = "recorded"
+	outcomeAnswered   = "answered"
+	outcomeFallback   = "fallback"
+	outcomeClientGone = "client_gone"
+	outcomePanic      = "panic"
+)
+
+// statusClientGone is logged when the client left before any status was written
+// (the nginx convention).
+const statusClientGone = 499
+
+// delivery is what one POST learns on its way through, for its single log line.
+type delivery struct {
+	route    string
+	start    time.Time // monotonic: latencies
+	received time.Time // Config.Now: the event's ReceivedAt
+	lineID   string    // peeked from the body, not trusted
+	id       string
+	attempt  int
+	verify   string
+	ev       agent.Event
+	outcome  string
+	err      error // what rejected or degraded the delivery
+	cacheErr error
+	stack    []byte // set when a panic was recovered
+	stream   *ndjson
+}
+
+func (s *Server) webhook(c echo.Context) error { return s.deliver(c, routeWebhook) }
+
+func (s *Server) status(c echo.Context) error { return s.deliver(c, routeStatus) }
+
+// deliver handles one POST from Saperly and writes exactly one log line for it, whatever
+// happens, panics included.
+func (s *Server) deliver(c echo.Context, route string) (err error) {
+	d := &delivery{
+		route:    route,
+		start:    time.Now(),
+		received: s.cfg.Now(),
+		verify:   "skipped",
+		outcome:  outcomeRejected,
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			d.stack, d.outcome = debug.Stack(), outcomePanic
+			err = echo.NewHTTPError(http.StatusInternalServerError, "internal_error").
+				SetInternal(fmt.Errorf("panic: %v", p))
+		}
+		if err != nil {
+			d.err = errors.Join(d.err, internal(err))
+			c.Error(err)
+		}
+		s.logDelivery(c, d)
+		err = nil
+	}()
+	return s.handle(c, d)
+}
+
+func (s *Server) handle(c echo.Context, d *delivery) error {
+	req := c.Request()
+	ctx := req.Context()
+
+	body, err := readBody(c.Response().Writer, req, s.cfg.MaxBody)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return httpError(http.StatusRequestEntityTooLarge, "body_too_large", err)
+		}
+		return httpError(http.StatusBadRequest, "unreadable body", err)
+	}
+
+	d.lineID = peekLineID(body)
+	d.id = req.Header.Get(HeaderDeliveryID)
+	d.attempt, _ = strconv.Atoi(strings.TrimSpace(req.Header.Get(HeaderAttempt)))
+	if err := Verify(req.Header, body, s.cfg.Secrets(d.lineID), s.cfg.Now(), s.cfg.ClockSkew); err != nil {
+		d.verify = "invalid_signature"
+		if ve, ok := errors.AsType[*VerifyError](err); ok {
+			d.verify = ve.Reason
+		}
+		return httpError(http.StatusUnauthorized, d.verify, err)
+	}
+	d.verify = "ok"
+	verified := time.Since(d.start)
+
+	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
+	cancel()
+	switch {
+	case err != nil:
+		// Fail open: silence on a call is worse than a rare replay slipping through.
+		d.cacheErr = fmt.Errorf("check delivery %s: %w", clip(d.id), err)
+	case !first:
+		return httpError(http.StatusConflict, "duplicate_delivery",
+			fmt.Errorf("delivery %s seen in the last %s", clip(d.id), s.replayTTL))
+	}
+
+	ev, err := DecodeEvent(body)
+	if err != nil {
+		msg := "invalid body"
+		if de, ok := errors.AsType[*DecodeError](err); ok {
+			msg = de.Msg
+		}
+		return httpError(http.StatusBadRequest, msg, err)
+	}
+	if ev.LineID != d.lineID {
+		// Cannot happen while peekLineID and DecodeEvent read line_id the same way; if they
+		// ever drift, a body verified with one line's secret must not act on another line.
+		return httpError(http.StatusBadRequest, "ambiguous line_id",
+			fmt.Errorf("line_id peeked %q, decoded %q", clip(d.lineID), clip(ev.LineID)))
+	}
+	ev.Delivery = agent.Delivery{
+		ID:         d.id,
+		Attempt:    d.attempt,
+		ReceivedAt: d.received,
+		Verify:     verified,
+		Callback:   d.route == routeStatus,
+	}
+	d.ev = ev
+
+	if ev.Kind == agent.EventMessage && d.route == routeWebhook {
+		s.answer(c, d)
+		return nil
+	}
+	// Everything else, unknown kinds and status callbacks included (even one whose body says
+	// "message"), is recorded and never spoken to.
+	if err := s.resp.Record(ctx, ev); err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			d.outcome = outcomeClientGone
+		}
+		return httpError(http.StatusServiceUnavailable, "store_unavailable",
+			fmt.Errorf("record %s event %s: %w", ev.Kind, clip(ev.ID), err))
+	}
+	d.outcome = outcomeRecorded
+	return c.JSONBlob(http.StatusOK, []byte("{}"))
+}
+
+// errEmitClosed is returned by emit once Respond has returned.
+var errEmitClosed = errors.New("emit after respond returned")
+
+// ErrChunkType is returned by emit for a chunk type Saperly does not know: an unknown line
+// may break the turn (PROTOCOL §1.7), so it is never written.
+var ErrChunkType = errors.New("unknown chunk type")
+
+const chunkSpeak = "speak"
+
+// answer streams the responder's answer to a message as NDJSON. It never fails the delivery:
+// once a message is accepted the caller hears the answer, or the fallback line, or, when
+// Saperly has already hung up, nothing.
+func (s *Server) answer(c echo.Context, d *delivery) {
+	ctx := c.Request().Context()
+	w := newNDJSON(ctx, c.Response())
+	d.stream = w
+
+	var mu sync.Mutex // emit may be called from the responder's goroutines; lines never interleave
+	open := true
+	emit := func(ch agent.Chunk) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !open {
+			return errEmitClosed
+		}
+		if ch.Type == "" {
+			ch.Type = chunkSpeak
+		}
+		if ch.Type != chunkSpeak {
+			return fmt.Errorf("emit %q: %w", ch.Type, ErrChunkType)
+		}
+		if strings.TrimSpace(ch.Text) == "" {
+			return nil // nothing to say; a blank line would only cost a round trip
+		}
+		return w.Write(ch)
+	}
+	err := s.respond(ctx, d, emit)
+	mu.Lock()
+	open = false
+	mu.Unlock()
+
+	switch {
+	case w.Lines() > 0:
+		d.outcome = outcomeAnswered
+	case ctx.Err() == nil:
+		// Never an empty 200, never a non-200: the caller would hear silence.
+		d.outcome = outcomeFallback
+		if ferr := w.Write(agent.Speak(s.cfg.FallbackLine)); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("speak fallback: %w", ferr))
+		}
+	default:
+		d.outcome = outcomeClientGone
+	}
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			d.outcome = outcomeClientGone // interrupted, hung up, or Saperly timed out
+		}
+		d.err = fmt.Errorf("respond to %s: %w", clip(d.ev.ID), err)
+	}
+	if d.stack != nil {
+		d.outcome = outcomePanic
+	}
+}
+
+// respond runs the responder, turning a panic into an error so the caller still hears the
+// fallback line.
+func (s *Server) respond(ctx context.Context, d *delivery, emit func(agent.Chunk) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			d.stack = debug.Stack()
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return s.resp.Respond(ctx, d.ev, emit)
+}
+
+// readBody reads the whole body once, at most limit bytes. w is the writer under Echo's, so
+// that MaxBytesReader can tell net/http to close the connection after an oversized body.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("read body: %w", &http.MaxBytesError{Limit: limit})
+	}
+	size := 512
+	if r.ContentLength > 0 {
+		size = int(r.ContentLength) + 1 // +1: room to see EOF without growing
+	}
+	body := make([]byte, 0, size)
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(body) == cap(body) {
+			body = append(body, 0)[:len(body)]
+		}
+		n, err := rd.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err == io.EOF {
+			return body, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+	}
+}
+
+func (s *Server) logDelivery(c echo.Context, d *delivery) {
+	res := c.Response()
+	status := res.Status
+	if !res.Committed {
+		status = statusClientGone
+	}
+	lineID := d.ev.LineID
+	if d.ev.Kind == "" {
+		lineID = d.lineID
+	}
+	fields := make([]zap.Field, 0, 24)
+	fields = append(fields,
+		zap.String("route", d.route),
+		zap.String("event_type", clip(d.ev.Kind)),
+		zap.String("call_id", clip(d.ev.CallID)),
+		zap.String("line_id", clip(lineID)),
+		zap.String("delivery_id", clip(d.id)),
+		zap.String("event_id", clip(d.ev.ID)),
+		zap.Int("attempt", d.attempt),
+		zap.String("verify", d.verify),
+		zap.Int("status", status),
+		zap.String("outcome", d.outcome),
+		zap.Duration("elapsed", time.Since(d.start)),
+	)
+	if w := d.stream; w != nil {
+		fields = append(fields, zap.Int("chunks", w.Lines()))
+		if !w.First().IsZero() {
+			fields = append(fields, zap.Duration("first_chunk", w.First().Sub(d.start)))
+		}
+	}
+	if d.ev.From != "" {
+		fields = append(fields, zap.String("from", agent.MaskNumber(d.ev.From)))
+	}
+	if d.ev.To != "" {
+		fields = append(fields, zap.String("to", agent.MaskNumber(d.ev.To)))
+	}
+	fields = s.appendText(fields, "text", d.ev.Text)
+	fields = s.appendText(fields, "partial_text", d.ev.PartialText)
+	if d.err != nil {
+		fields = append(fields, zap.Error(d.err))
+	}
+	if d.cacheErr != nil {
+		fields = append(fields, zap.NamedError("cache_error", d.cacheErr))
+	}
+	if d.stack != nil {
+		fields = append(fields, zap.ByteString("stack", d.stack))
+	}
+
+	level := zapcore.InfoLevel
+	switch {
+	case d.stack != nil:
+		level = zapcore.ErrorLevel
+	case d.outcome == outcomeClientGone:
+		// The caller cut in or hung up: part of a call's life, not a fault.
+	case status >= 400, d.err != nil, d.cacheErr != nil, d.outcome == outcomeFallback:
+		level = zapcore.WarnLevel // rejected or degraded
+	}
+	s.log.Log(level, "event", fields...)
+}
+
+// appendText logs the caller's words only when the operator switched it on; otherwise their
+// length, which is enough to tell an empty transcript from a long one.
+func (s *Server) appendText(fields []zap.Field, key, text string) []zap.Field {
+	if text == "" {
+		return fields
+	}
+	if s.cfg.LogText {
+		return append(fields, zap.String(key, text))
+	}
+	return append(fields, zap.Int(key+"_len", utf8.RuneCountInString(text)))
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSONBlob(http.StatusOK, []byte(`{"status":"ok"}`))
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
+		err := s.cfg.Ready(ctx)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err != nil {
+			// The probe sees a fixed word; the chain, which may name hosts, goes to the log.
+			reason := "dependency_unavailable"
+			if timedOut || errors.Is(err, context.DeadlineExceeded) {
+				reason = "timeout"
+			}
+			s.log.Warn("unready", zap.String("reason", reason), zap.Error(err))
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unready", "error": reason})
+		}
+	}
+	return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`))
+}
+
+// guard turns panics outside the delivery handlers into 500s and sends every error through
+// the error handler, logging failed requests that are not deliveries (deliveries log
+// themselves, once).
+func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		var stack []byte
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				stack = debug.Stack()
+				err = echo.NewHTTPError(http.StatusInternalServerError, "internal_error").
+					SetInternal(fmt.Errorf("panic: %v", p))
+			}
+			if err == nil {
+				return
+			}
+			c.Error(err)
+			status := c.Response().Status
+			level := zapcore.InfoLevel
+			switch {
+			case stack != nil, status >= 500 && status != http.StatusServiceUnavailable:
+				level = zapcore.ErrorLevel
+			case status >= 500:
+				level = zapcore.WarnLevel
+			}
+			fields := []zap.Field{
+				zap.String("method", clip(c.Request().Method)),
+				zap.String("path", clip(c.Request().URL.Path)),
+				zap.Int("status", status),
+				zap.Error(internal(err)),
+			}
+			if stack != nil {
+				fields = append(fields, zap.ByteString("stack", stack))
+			}
+			s.log.Log(level, "request failed", fields...)
+			err = nil
+		}()
+		return next(c)
+	}
+}
+
+// handleError is the one place errors become responses: a status and a safe
+// {"error": "..."} message. The full chain stays in the error for the log.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return // a stream has started: its status cannot change
+	}
+	code, msg := http.StatusInternalServerError, "internal_error"
+	if he, ok := errors.AsType[*echo.HTTPError](err); ok {
+		code = he.Code
+		if m, ok := he.Message.(string); ok && m != "" {
+			msg = m
+		}
+		if msg == http.StatusText(code) { // Echo's own errors: 404, 405
+			msg = strings.ReplaceAll(strings.ToLower(msg), " ", "_")
+		}
+		if code == http.StatusInternalServerError {
+			msg = "internal_error"
+		}
+	}
+	if werr := c.JSON(code, map[string]string{"error": msg}); werr != nil {
+		s.log.Debug("write error response", zap.Error(werr))
+	}
+}
+
+func httpError(code int, msg string, err error) *echo.HTTPError {
+	return echo.NewHTTPError(code, msg).SetInternal(err)
+}
+
+// internal returns the cause carried by an HTTP error, for the log; the status is logged
+// on its own.
+func internal(err error) error {
+	if he, ok := err.(*echo.HTTPError); ok && he.Internal != nil {
+		return he.Internal
+	}
+	return err
+}
+
+// clip bounds a sender-chosen string before it is logged.
+func clip(s string) string {
+	if len(s) <= maxLogField {
+		return s
+	}
+	cut := maxLogField
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
