@@ -159,7 +159,7 @@ func nextDeliveryID() string {
 	return fmt.Sprintf("00000000-0000-4000-8000-%012d", deliverySeq.Add(1))
 }
 
-// delivery describes a request as Saperly would send it; zero fields take sensible values.
+// deliveryReq describes a request as Saperly would send it; zero fields take sensible values.
 type deliveryReq struct {
 	path    string // default /webhook
 	body    []byte

@@ -191,6 +191,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 const (
 	outcomeRejected   = "rejected"
 	outcomeRecorded   = "recorded"
+	outcomeNotStored  = "record_failed"
 	outcomeAnswered   = "answered"
 	outcomeFallback   = "fallback"
 	outcomeClientGone = "client_gone"
@@ -318,6 +319,7 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	// Everything else, unknown kinds and status callbacks included (even one whose body says
 	// "message"), is recorded and never spoken to.
 	if err := s.resp.Record(ctx, ev); err != nil {
+		d.outcome = outcomeNotStored
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			d.outcome = outcomeClientGone
 		}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := loadConfig(env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:8080", c.Addr)
+	assert.True(t, c.DevSecret, "no secret on loopback: development secret")
+	assert.True(t, c.demo(), "no key and no base URL: offline demo model")
+	assert.Empty(t, c.RedisURL)
+	assert.Equal(t, "./prompts", c.PromptsDir)
+	assert.Equal(t, 24*time.Hour, c.Retention)
+	assert.Equal(t, []string{"dev"}, c.secrets("dev"))
+}
+
+func TestLoadConfigSecretRules(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		secrets []string
+	}{
+		{name: "public address needs a secret", env: map[string]string{"BRAIN_ADDR": ":8080"}, wantErr: "SAPERLY_WEBHOOK_SECRET is required"},
+		{name: "all interfaces ipv4", env: map[string]string{"BRAIN_ADDR": "0.0.0.0:8080"}, wantErr: "SAPERLY_WEBHOOK_SECRET"},
+		{name: "localhost is loopback", env: map[string]string{"BRAIN_ADDR": "localhost:9000"}, secrets: []string{"dev"}},
+		{name: "ipv6 loopback", env: map[string]string{"BRAIN_ADDR": "[::1]:9000"}, secrets: []string{"dev"}},
+		{name: "real secret anywhere", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": "s1"}, secrets: []string{"s1"}},
+		{name: "rotation", env: map[string]string{"SAPERLY_WEBHOOK_SECRET": "s1", "SAPERLY_WEBHOOK_SECRET_NEXT": "s2"}, secrets: []string{"s1", "s2"}},
+		{name: "next without current", env: map[string]string{"SAPERLY_WEBHOOK_SECRET_NEXT": "s2"}, wantErr: "SAPERLY_WEBHOOK_SECRET_NEXT"},
+		{name: "bad duration names the variable", env: map[string]string{"BRAIN_HOLD_AFTER": "soon"}, wantErr: "BRAIN_HOLD_AFTER"},
+		{name: "bad integer names the variable", env: map[string]string{"BRAIN_MAX_CHARS": "-3"}, wantErr: "BRAIN_MAX_CHARS"},
+		{name: "cap above Saperly's", env: map[string]string{"BRAIN_MAX_CHARS": "2000"}, wantErr: "1800"},
+		{name: "stall steps must fit the line budget", env: map[string]string{"BRAIN_STALL_AFTER": "8s"}, wantErr: "BRAIN_STALL_AFTER"},
+		{name: "drain must outlast turns", env: map[string]string{"BRAIN_DRAIN_TIMEOUT": "1m"}, wantErr: "BRAIN_DRAIN_TIMEOUT"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := loadConfig(env(tc.env))
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.secrets, c.secrets("dev"))
+		})
+	}
+}
+
+func TestLoadConfigNeverEchoesSecrets(t *testing.T) {
+	_, err := loadConfig(env(map[string]string{"SAPERLY_WEBHOOK_SECRET_NEXT": "topsecret"}))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "topsecret")
+}
+
+func TestHoldingPhrasesFromEnv(t *testing.T) {
+	c, err := loadConfig(env(map[string]string{"BRAIN_HOLDING_PHRASES": "Hang on. | Un momento. ||"}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Hang on.", "Un momento."}, c.Agent.HoldingPhrases)
+}
