@@ -119,7 +119,7 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	}
 
 	loadCtx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-	st, claimed, err := a.store.BeginTurn(loadCtx, ev.CallID, ev.ID)
+	st, claimed, err := a.store.BeginTurn(loadCtx, session.Call{ID: ev.CallID}, ev.ID)
 	cancel()
 	stats.StateLoad = time.Since(start) - stats.Verify
 	if err != nil {

@@ -16,7 +16,7 @@ func benchTurn(b *testing.B, s session.Store) {
 	for b.Loop() {
 		call, ev := fmt.Sprintf("c%d", i/10), fmt.Sprintf("e%d", i)
 		i++
-		if _, _, err := s.BeginTurn(ctx, call, ev); err != nil {
+		if _, _, err := s.BeginTurn(ctx, session.Call{ID: call}, ev); err != nil {
 			b.Fatal(err)
 		}
 		for _, line := range []string{"One.", "Two.", "Three."} {

@@ -1,9 +1,12 @@
 package session
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 )
@@ -23,6 +26,10 @@ const (
 	fieldStartedAt = "started_at"
 	fieldEndedAt   = "ended_at"
 	fieldDuration  = "duration"
+	fieldReturning = "returning"
+	// Pins: written only while unset.
+	fieldAgent         = "agent"
+	fieldPromptVersion = "prompt_version"
 )
 
 // smsKeep is how many messages AddSMS keeps per line, newest first.
@@ -53,7 +60,40 @@ func callFields(c Call) map[string]string {
 	if c.Duration != 0 {
 		f[fieldDuration] = strconv.FormatFloat(c.Duration, 'g', -1, 64)
 	}
+	if c.Returning {
+		f[fieldReturning] = "1"
+	}
 	return f
+}
+
+// blankFields returns the record fields BeginTurn fills when the record lacks them: the id,
+// the start time, c's non-zero fields and its pins.
+func blankFields(c Call, now time.Time) map[string]string {
+	f := callFields(c)
+	maps.Copy(f, pinFields(c))
+	if _, ok := f[fieldStartedAt]; !ok {
+		f[fieldStartedAt] = strconv.FormatInt(now.UnixMilli(), 10)
+	}
+	return f
+}
+
+// pinFields returns the record fields of c that are written only while unset.
+func pinFields(c Call) map[string]string {
+	f := make(map[string]string, 2)
+	if c.Agent != "" {
+		f[fieldAgent] = c.Agent
+	}
+	if c.PromptVersion != "" {
+		f[fieldPromptVersion] = c.PromptVersion
+	}
+	return f
+}
+
+// callerKey is the hash under which SeenCaller remembers a caller: the number itself is
+// personal data and never needs to be read back.
+func callerKey(lineID, number string) string {
+	sum := sha256.Sum256([]byte(lineID + "\x00" + number))
+	return hex.EncodeToString(sum[:12])
 }
 
 // parseCall decodes a record hash. Unknown fields are ignored, so an older replica can read
@@ -66,6 +106,10 @@ func parseCall(id string, f map[string]string) (Call, error) {
 		To:        f[fieldTo],
 		Direction: f[fieldDirection],
 		Status:    f[fieldStatus],
+		Returning: f[fieldReturning] == "1",
+
+		Agent:         f[fieldAgent],
+		PromptVersion: f[fieldPromptVersion],
 	}
 	var err error
 	if c.StartedAt, err = parseMillis(f[fieldStartedAt]); err != nil {

@@ -6,7 +6,7 @@ import "encoding/json"
 func (m *MemoryStore) Keys() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.deliveries) + len(m.claims) + len(m.records) + len(m.hists) + len(m.sms) +
+	return len(m.deliveries) + len(m.claims) + len(m.callers) + len(m.records) + len(m.hists) + len(m.sms) +
 		len(m.turns)
 }
 

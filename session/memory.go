@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -25,6 +24,7 @@ type MemoryStore struct {
 	mu         sync.Mutex
 	deliveries map[string]time.Time // delivery id → expiry
 	claims     map[string]time.Time // event id → expiry
+	callers    map[string]time.Time // line id and caller hash → expiry
 	records    map[string]memHash   // call id → record
 	hists      map[string]memList   // call id → history, JSON entries
 	sms        map[string]memList   // line id → messages, JSON, newest first
@@ -60,6 +60,7 @@ func NewMemoryStore(opts Options) *MemoryStore {
 		opts:       opts.withDefaults(),
 		deliveries: make(map[string]time.Time),
 		claims:     make(map[string]time.Time),
+		callers:    make(map[string]time.Time),
 		records:    make(map[string]memHash),
 		hists:      make(map[string]memList),
 		sms:        make(map[string]memList),
@@ -95,6 +96,7 @@ func (m *MemoryStore) UpdateCall(_ context.Context, c Call) error {
 	now := m.write()
 	rec := m.record(c.ID, now)
 	maps.Copy(rec.fields, callFields(c))
+	fillBlanks(rec.fields, pinFields(c))
 	rec.exp = now.Add(m.opts.Retention)
 	m.records[c.ID] = rec
 	m.retainCall(c.ID, now)
@@ -113,7 +115,8 @@ func (m *MemoryStore) Load(_ context.Context, callID string) (State, error) {
 }
 
 // BeginTurn implements Store.
-func (m *MemoryStore) BeginTurn(_ context.Context, callID, eventID string) (State, bool, error) {
+func (m *MemoryStore) BeginTurn(_ context.Context, c Call, eventID string) (State, bool, error) {
+	callID := c.ID
 	if callID == "" {
 		return State{}, false, fmt.Errorf("begin turn: %w", errEmptyID)
 	}
@@ -129,12 +132,7 @@ func (m *MemoryStore) BeginTurn(_ context.Context, callID, eventID string) (Stat
 		}
 	}
 	rec := m.record(callID, now)
-	if _, ok := rec.fields[fieldID]; !ok {
-		rec.fields[fieldID] = callID
-	}
-	if _, ok := rec.fields[fieldStartedAt]; !ok {
-		rec.fields[fieldStartedAt] = strconv.FormatInt(now.UnixMilli(), 10)
-	}
+	fillBlanks(rec.fields, blankFields(c, now))
 	rec.exp = now.Add(m.opts.Retention)
 	m.records[callID] = rec
 	m.retainCall(callID, now)
@@ -143,6 +141,29 @@ func (m *MemoryStore) BeginTurn(_ context.Context, callID, eventID string) (Stat
 		return State{}, false, fmt.Errorf("begin turn for call %s: %w", callID, err)
 	}
 	return st, claimed, nil
+}
+
+// SeenCaller implements Store.
+func (m *MemoryStore) SeenCaller(_ context.Context, lineID, number string) (bool, error) {
+	if lineID == "" || number == "" {
+		return false, fmt.Errorf("seen caller: %w", errEmptyID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	key := lineID + "\x00" + callerKey(lineID, number)
+	exp, seen := m.callers[key]
+	m.callers[key] = now.Add(m.opts.CallerMemory)
+	return seen && now.Before(exp), nil
+}
+
+// fillBlanks copies the fields of src that dst lacks.
+func fillBlanks(dst, src map[string]string) {
+	for k, v := range src {
+		if _, ok := dst[k]; !ok {
+			dst[k] = v
+		}
+	}
 }
 
 // AppendLine implements Store. An empty eventID has no log: the line is dropped. A line
@@ -284,7 +305,7 @@ func (m *MemoryStore) write() time.Time {
 
 // prune deletes every expired key, and every placeholder log nobody waits on.
 func (m *MemoryStore) prune(now time.Time) {
-	for _, times := range []map[string]time.Time{m.deliveries, m.claims} {
+	for _, times := range []map[string]time.Time{m.deliveries, m.claims, m.callers} {
 		maps.DeleteFunc(times, func(_ string, exp time.Time) bool { return !now.Before(exp) })
 	}
 	maps.DeleteFunc(m.records, func(_ string, h memHash) bool { return !now.Before(h.exp) })

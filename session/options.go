@@ -15,6 +15,9 @@ type Options struct {
 	// message can replay the first delivery's answer, and how long a crashed replica's claim
 	// blocks a retry. Default 10m.
 	TurnTTL time.Duration
+	// CallerMemory is how long SeenCaller remembers that a number called a line, for the
+	// prompts' "has called before". Default 90 days.
+	CallerMemory time.Duration
 }
 
 // withDefaults returns o with every empty field set to its default.
@@ -27,6 +30,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TurnTTL <= 0 {
 		o.TurnTTL = 10 * time.Minute
+	}
+	if o.CallerMemory <= 0 {
+		o.CallerMemory = 90 * 24 * time.Hour
 	}
 	return o
 }

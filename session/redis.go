@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +34,7 @@ var _ Store = (*RedisStore)(nil)
 //	claim:{<event id>}     string: the claim of the turn answering an event
 //	turn:{<event id>}      stream: the turn's spoken lines, then a closing entry
 //	sms:{<line id>}        list: the line's last 1000 SMS, JSON, newest first
+//	caller:{<line id>}<h>  string: a hash of a number that called the line (SeenCaller)
 //
 // Create the client with ContextTimeoutEnabled: true, so that contexts' deadlines bound every
 // command, not only FollowTurn's waits.
@@ -67,8 +67,8 @@ func (s *RedisStore) FirstDelivery(ctx context.Context, deliveryID string, ttl t
 	return ok, nil
 }
 
-// UpdateCall implements Store with MULTI HSET, PEXPIRE of the record and the history: 1 round
-// trip.
+// UpdateCall implements Store with MULTI HSET, HSETNX of each pin, PEXPIRE of the record and
+// the history: 1 round trip.
 func (s *RedisStore) UpdateCall(ctx context.Context, c Call) error {
 	if c.ID == "" {
 		return fmt.Errorf("update call: %w", errEmptyID)
@@ -76,6 +76,9 @@ func (s *RedisStore) UpdateCall(ctx context.Context, c Call) error {
 	rec, hist := s.callKeys(c.ID)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, rec, callFields(c))
+		for k, v := range pinFields(c) {
+			p.HSetNX(ctx, rec, k, v)
+		}
 		p.PExpire(ctx, rec, s.opts.Retention)
 		p.PExpire(ctx, hist, s.opts.Retention)
 		return nil
@@ -104,11 +107,12 @@ func (s *RedisStore) Load(ctx context.Context, callID string) (State, error) {
 }
 
 // BeginTurn implements Store with one pipeline: SET NX of the claim for TurnTTL (skipped for
-// an empty eventID), HSETNX of the record's id and started_at, PEXPIRE of the record and the
-// history, HGETALL and LRANGE: 1 round trip. On Redis Cluster the claim and the call live in
-// different slots; go-redis sends both parts at once, so it is still one round trip of
-// waiting.
-func (s *RedisStore) BeginTurn(ctx context.Context, callID, eventID string) (State, bool, error) {
+// an empty eventID), HSETNX of the record's id, started_at and c's fields, PEXPIRE of the
+// record and the history, HGETALL and LRANGE: 1 round trip. On Redis Cluster the claim and
+// the call live in different slots; go-redis sends both parts at once, so it is still one
+// round trip of waiting.
+func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string) (State, bool, error) {
+	callID := c.ID
 	if callID == "" {
 		return State{}, false, fmt.Errorf("begin turn: %w", errEmptyID)
 	}
@@ -118,8 +122,9 @@ func (s *RedisStore) BeginTurn(ctx context.Context, callID, eventID string) (Sta
 	if eventID != "" {
 		claim = p.SetNX(ctx, s.key("claim:", eventID), "1", s.opts.TurnTTL)
 	}
-	p.HSetNX(ctx, rec, fieldID, callID)
-	p.HSetNX(ctx, rec, fieldStartedAt, strconv.FormatInt(time.Now().UnixMilli(), 10))
+	for k, v := range blankFields(c, time.Now()) {
+		p.HSetNX(ctx, rec, k, v)
+	}
 	p.PExpire(ctx, rec, s.opts.Retention)
 	p.PExpire(ctx, hist, s.opts.Retention)
 	fields := p.HGetAll(ctx, rec)
@@ -132,6 +137,22 @@ func (s *RedisStore) BeginTurn(ctx context.Context, callID, eventID string) (Sta
 		return State{}, false, fmt.Errorf("begin turn for call %s: %w", callID, err)
 	}
 	return st, claim == nil || claim.Val(), nil
+}
+
+// SeenCaller implements Store with SET GET and the caller memory as expiry: 1 round trip.
+func (s *RedisStore) SeenCaller(ctx context.Context, lineID, number string) (bool, error) {
+	if lineID == "" || number == "" {
+		return false, fmt.Errorf("seen caller: %w", errEmptyID)
+	}
+	err := s.rdb.SetArgs(ctx, s.key("caller:", lineID)+callerKey(lineID, number), "1",
+		redis.SetArgs{Get: true, TTL: s.opts.CallerMemory}).Err()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("seen caller on line %s: %w", lineID, err)
+	}
+	return true, nil
 }
 
 // AppendLine implements Store with MULTI XADD, PEXPIRE of the turn log: 1 round trip. An

@@ -112,8 +112,8 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 	}{
 		{name: "FirstDelivery", run: func() error { _, err := s.FirstDelivery(ctx, "d1", time.Minute); return err }},
 		{name: "UpdateCall", run: func() error { return s.UpdateCall(ctx, session.Call{ID: "c1", Status: "ringing"}) }},
-		{name: "BeginTurn", run: func() error { _, _, err := s.BeginTurn(ctx, "c1", "e1"); return err }},
-		{name: "BeginTurn without event id", run: func() error { _, _, err := s.BeginTurn(ctx, "c1", ""); return err }},
+		{name: "BeginTurn", run: func() error { _, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1"); return err }},
+		{name: "BeginTurn without event id", run: func() error { _, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, ""); return err }},
 		{name: "AppendLine", run: func() error { return s.AppendLine(ctx, "e1", "One.") }},
 		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, "c1", "e1", entry) }},
 		{name: "FollowTurn of a closed log", run: func() error {
@@ -145,7 +145,7 @@ func TestRedisStoreKeys(t *testing.T) {
 	require.NoError(t, s.UpdateCall(ctx, session.Call{
 		ID: "c1", Status: "ringing", StartedAt: time.UnixMilli(1711900000123),
 	}))
-	_, _, err = s.BeginTurn(ctx, "c1", "e1")
+	_, _, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 	require.NoError(t, err)
 	require.NoError(t, s.AppendLine(ctx, "e1", "One."))
 	require.NoError(t, s.CommitTurn(ctx, "c1", "e1", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))

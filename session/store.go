@@ -16,6 +16,10 @@ const (
 	// EntryInterrupt records Saperly's interrupted event: Text is what the caller heard of the
 	// assistant turn that was being spoken at At. Load applies it to that turn.
 	EntryInterrupt = "interrupt"
+	// EntryTool records one tool call of a turn and its result: ToolCall is the model's call
+	// id, ToolName and ToolArgs what it asked for, Text what the tool answered. A turn's tool
+	// entries come between its user and assistant entries.
+	EntryTool = "tool"
 )
 
 // Entry is one record of a call's history log. The log is append-only, so concurrent writers
@@ -31,6 +35,12 @@ type Entry struct {
 	Cut bool `json:"cut,omitempty"`
 	// Interrupted marks an assistant turn whose text was replaced by an interrupt (set by Fold).
 	Interrupted bool `json:"int,omitempty"`
+	// EndCall marks an assistant turn that said goodbye meaning to end the call.
+	EndCall bool `json:"end,omitempty"`
+
+	ToolCall string `json:"tc,omitempty"`
+	ToolName string `json:"tn,omitempty"`
+	ToolArgs string `json:"ta,omitempty"`
 }
 
 // Call is the record of one call. Empty fields are unknown.
@@ -45,14 +55,33 @@ type Call struct {
 	EndedAt   time.Time
 	// Duration in seconds, as reported by a status callback or call_ended.
 	Duration float64
+	// Returning is set when the caller had called this line before (see SeenCaller).
+	Returning bool
+
+	// Agent and PromptVersion pin the agent version the call started with. Unlike the other
+	// fields they are written only while unset, so a prompt edited mid-call never changes a
+	// call in progress, whichever replica answers.
+	Agent         string
+	PromptVersion string
 }
 
 // State is what a turn needs to know about its call.
 type State struct {
 	Call Call
-	// History is the folded conversation: user and assistant entries in order, each turn once,
-	// with interrupts applied.
+	// History is the folded conversation: user, tool and assistant entries in order, each
+	// once, with interrupts applied.
 	History []Entry
+}
+
+// EndPending reports whether the call's last answer was a goodbye meant to end the call that
+// the caller talked over, so the call was not ended and the next turn should confirm.
+func (s State) EndPending() bool {
+	for i := len(s.History) - 1; i >= 0; i-- {
+		if e := s.History[i]; e.Kind == EntryAssistant {
+			return e.EndCall && (e.Cut || e.Interrupted)
+		}
+	}
+	return false
 }
 
 // SMS is one inbound text message on a line.
@@ -73,7 +102,12 @@ type Store interface {
 	FirstDelivery(ctx context.Context, deliveryID string, ttl time.Duration) (bool, error)
 
 	// UpdateCall merges the non-zero fields of c into the record of call c.ID, creating it.
+	// Agent and PromptVersion are only written while the record has none.
 	UpdateCall(ctx context.Context, c Call) error
+
+	// SeenCaller remembers that number called lineID and reports whether it had called that
+	// line before, within the store's CallerMemory. The number is kept only as a hash.
+	SeenCaller(ctx context.Context, lineID, number string) (bool, error)
 
 	// Load returns the call's record and folded history, or ErrNotFound for an unknown call.
 	Load(ctx context.Context, callID string) (State, error)
@@ -81,8 +115,10 @@ type Store interface {
 	// BeginTurn, in one round trip, claims eventID for this turn and loads the call's state.
 	// claimed is false when an earlier delivery of the same event holds the claim; the caller
 	// then follows that turn's log instead of answering again. An empty eventID is always
-	// claimed. An unknown call gets a record (ID and StartedAt) and an empty history.
-	BeginTurn(ctx context.Context, callID, eventID string) (st State, claimed bool, err error)
+	// claimed. Fields of c (c.ID is required) fill only what the record lacks: an unknown
+	// call gets a record (ID, StartedAt and c's fields) and an empty history, and c's Agent
+	// and PromptVersion pin the call's agent unless an earlier turn pinned one.
+	BeginTurn(ctx context.Context, c Call, eventID string) (st State, claimed bool, err error)
 
 	// AppendLine adds one spoken line to eventID's turn log.
 	AppendLine(ctx context.Context, eventID, text string) error
@@ -106,13 +142,13 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// Fold turns a history log into the conversation as the caller experienced it: user and
+// Fold turns a history log into the conversation as the caller experienced it: user, tool and
 // assistant entries in log order, a repeated (kind, event id) pair kept once, and each
 // interrupt applied to the latest assistant turn that began at or before it. Interrupt
 // entries themselves are not returned. Both stores call it on Load, so they cannot disagree.
 func Fold(log []Entry) []Entry {
 	out := make([]Entry, 0, len(log))
-	type key struct{ kind, event string }
+	type key struct{ kind, event, tool string }
 	seen := make(map[key]bool)
 	var interrupts []Entry
 	for _, e := range log {
@@ -120,12 +156,12 @@ func Fold(log []Entry) []Entry {
 		case EntryInterrupt:
 			interrupts = append(interrupts, e)
 			continue
-		case EntryUser, EntryAssistant:
+		case EntryUser, EntryAssistant, EntryTool:
 		default:
 			continue // a kind a newer version wrote: ignore rather than fail the call
 		}
 		if e.EventID != "" {
-			k := key{e.Kind, e.EventID}
+			k := key{e.Kind, e.EventID, e.ToolCall}
 			if seen[k] {
 				continue
 			}

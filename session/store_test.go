@@ -142,7 +142,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		s, ctx := store(t), t.Context()
 
 		before := time.Now().Truncate(time.Millisecond)
-		st, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		st, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		assert.True(t, claimed, "the first delivery claims the event")
 		assert.Equal(t, "c1", st.Call.ID, "an unknown call gets a record")
@@ -153,22 +153,22 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		require.NoError(t, err, "the record BeginTurn created")
 		assert.Equal(t, st, loaded)
 
-		st2, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		st2, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		assert.False(t, claimed, "a retry of the same event")
 		assert.Equal(t, st, st2, "a retry still loads the state; StartedAt is not reset")
 
-		_, claimed, err = s.BeginTurn(ctx, "c1", "e2")
+		_, claimed, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
 		require.NoError(t, err)
 		assert.True(t, claimed, "another event")
 
 		for range 2 {
-			_, claimed, err = s.BeginTurn(ctx, "c1", "")
+			_, claimed, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "")
 			require.NoError(t, err)
 			assert.True(t, claimed, "an event without id is always claimed")
 		}
 
-		_, _, err = s.BeginTurn(ctx, "", "e3")
+		_, _, err = s.BeginTurn(ctx, session.Call{ID: ""}, "e3")
 		assert.Error(t, err, "empty call id")
 	})
 
@@ -183,7 +183,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		}
 		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", turn...))
 
-		st, claimed, err := s.BeginTurn(ctx, "c1", "e2")
+		st, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
 		require.NoError(t, err)
 		assert.True(t, claimed)
 		assert.Equal(t, session.Call{ID: "c1", LineID: "l1", StartedAt: started}, st.Call)
@@ -200,7 +200,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		)
 		for range 8 {
 			wg.Go(func() {
-				_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+				_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 				assert.NoError(t, err)
 				if claimed {
 					mu.Lock()
@@ -216,11 +216,11 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	t.Run("ClaimExpires", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newStore(t, session.Options{TurnTTL: 100 * time.Millisecond}), t.Context()
-		_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		require.True(t, claimed)
 		require.Eventually(t, func() bool {
-			_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+			_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 			return err == nil && claimed
 		}, waitFor, 10*time.Millisecond, "a claim is free again after TurnTTL")
 	})
@@ -230,7 +230,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		s, ctx := store(t), t.Context()
 
 		early := follow(ctx, s, "e1")
-		_, claimed, err := s.BeginTurn(ctx, "c1", "e1")
+		_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		require.True(t, claimed)
 		require.NoError(t, s.AppendLine(ctx, "e1", "One."))
@@ -408,6 +408,92 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		}
 	})
 
+	t.Run("PinsAreWrittenOnce", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		st, _, err := s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l1", Agent: "reception", PromptVersion: "v1"}, "e1")
+		require.NoError(t, err)
+		assert.Equal(t, "reception", st.Call.Agent)
+		assert.Equal(t, "v1", st.Call.PromptVersion)
+		assert.Equal(t, "l1", st.Call.LineID)
+
+		// A prompt edited mid-call: later turns and events must not move the call to it.
+		st, _, err = s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l2", Agent: "orders", PromptVersion: "v2"}, "e2")
+		require.NoError(t, err)
+		assert.Equal(t, "v1", st.Call.PromptVersion, "BeginTurn keeps the first pin")
+		assert.Equal(t, "l1", st.Call.LineID, "BeginTurn only fills blanks")
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c1", Status: "ended", PromptVersion: "v3", Agent: "x"}))
+		st, err = s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, "reception", st.Call.Agent, "UpdateCall keeps the first pin")
+		assert.Equal(t, "v1", st.Call.PromptVersion)
+		assert.Equal(t, "ended", st.Call.Status, "other fields still merge")
+
+		// call_started pins first; the first turn then finds the pin.
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c2", Agent: "orders", PromptVersion: "v7", Returning: true}))
+		st, _, err = s.BeginTurn(ctx, session.Call{ID: "c2", Agent: "reception", PromptVersion: "v8"}, "e3")
+		require.NoError(t, err)
+		assert.Equal(t, "v7", st.Call.PromptVersion)
+		assert.True(t, st.Call.Returning)
+		assert.False(t, st.Call.StartedAt.IsZero(), "BeginTurn fills the start time")
+	})
+
+	t.Run("SeenCaller", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		seen, err := s.SeenCaller(ctx, "l1", "+14155551234")
+		require.NoError(t, err)
+		assert.False(t, seen, "first call")
+		seen, err = s.SeenCaller(ctx, "l1", "+14155551234")
+		require.NoError(t, err)
+		assert.True(t, seen, "second call")
+		seen, err = s.SeenCaller(ctx, "l2", "+14155551234")
+		require.NoError(t, err)
+		assert.False(t, seen, "callers are remembered per line")
+		_, err = s.SeenCaller(ctx, "l1", "")
+		assert.Error(t, err, "empty number")
+	})
+
+	t.Run("SeenCallerExpires", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t, session.Options{CallerMemory: 50 * time.Millisecond}), t.Context()
+		_, err := s.SeenCaller(ctx, "l1", "+1555")
+		require.NoError(t, err)
+		// Each look remembers the caller again, so look less often than the memory lasts.
+		require.Eventually(t, func() bool {
+			seen, err := s.SeenCaller(ctx, "l1", "+1555")
+			return err == nil && !seen
+		}, waitFor, 150*time.Millisecond, "forgotten after CallerMemory")
+	})
+
+	t.Run("ToolEntriesAndEndPending", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		u := session.Entry{Kind: session.EntryUser, Text: "Where is order 12345?", At: 1000, EventID: "e1"}
+		tool := func(id, result string) session.Entry {
+			return session.Entry{Kind: session.EntryTool, EventID: "e1", At: 1000, ToolCall: id, ToolName: "get_order_status", ToolArgs: `{"order_id":"12345"}`, Text: result}
+		}
+		t1, t2 := tool("call_1", `{"status":"shipped"}`), tool("call_2", `{"status":"late"}`)
+		a := session.Entry{Kind: session.EntryAssistant, Text: "It shipped. Goodbye!", At: 1000, EventID: "e1", EndCall: true}
+		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", u, t1, t2, a))
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, []session.Entry{u, t1, t2, a}, st.History, "two tool calls of one turn are both kept")
+		assert.False(t, st.EndPending(), "the goodbye was heard in full")
+
+		require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, Text: "It shipped.", At: 1500}))
+		st, err = s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.True(t, st.EndPending(), "the caller talked over the goodbye")
+
+		cut := a
+		cut.EventID, cut.Cut, cut.At = "e2", true, 2000
+		require.NoError(t, s.CommitTurn(ctx, "c2", "e2", cut))
+		st, err = s.Load(ctx, "c2")
+		require.NoError(t, err)
+		assert.True(t, st.EndPending(), "the connection closed during the goodbye")
+	})
+
 	t.Run("AppendEntry", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
@@ -451,7 +537,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		st.Call.Status = "mutated"
 		st.History[1].Text = "mutated"
 		st.History = append(st.History, session.Entry{Kind: session.EntryUser})
-		begun, _, err := s.BeginTurn(ctx, "c1", "e2")
+		begun, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
 		require.NoError(t, err)
 		begun.History[0].Text = "mutated"
 
@@ -473,7 +559,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 				return s.UpdateCall(ctx, session.Call{ID: "c1", Direction: "inbound"})
 			}},
 			{name: "BeginTurn", write: func(ctx context.Context, s session.Store) error {
-				_, _, err := s.BeginTurn(ctx, "c1", "e2")
+				_, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
 				return err
 			}},
 			{name: "CommitTurn", write: func(ctx context.Context, s session.Store) error {
@@ -631,7 +717,7 @@ func TestFold(t *testing.T) {
 		},
 		{
 			name: "unknown kind ignored",
-			log:  es(u1, session.Entry{Kind: "tool", Text: "x", At: 1000}, a1),
+			log:  es(u1, session.Entry{Kind: "summary_v9", Text: "x", At: 1000}, a1),
 			want: es(u1, a1),
 		},
 	}
