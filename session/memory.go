@@ -24,7 +24,7 @@ type MemoryStore struct {
 	mu         sync.Mutex
 	deliveries map[string]time.Time // delivery id → expiry
 	claims     map[string]time.Time // event id → expiry
-	callers    map[string]time.Time // line id and caller hash → expiry
+	callers    map[string]lastCall  // line id and caller hash → last call
 	records    map[string]memHash   // call id → record
 	hists      map[string]memList   // call id → history, JSON entries
 	sms        map[string]memList   // line id → messages, JSON, newest first
@@ -60,7 +60,7 @@ func NewMemoryStore(opts Options) *MemoryStore {
 		opts:       opts.withDefaults(),
 		deliveries: make(map[string]time.Time),
 		claims:     make(map[string]time.Time),
-		callers:    make(map[string]time.Time),
+		callers:    make(map[string]lastCall),
 		records:    make(map[string]memHash),
 		hists:      make(map[string]memList),
 		sms:        make(map[string]memList),
@@ -144,17 +144,23 @@ func (m *MemoryStore) BeginTurn(_ context.Context, c Call, eventID string) (Stat
 }
 
 // SeenCaller implements Store.
-func (m *MemoryStore) SeenCaller(_ context.Context, lineID, number string) (bool, error) {
-	if lineID == "" || number == "" {
+func (m *MemoryStore) SeenCaller(_ context.Context, lineID, number, callID string) (bool, error) {
+	if lineID == "" || number == "" || callID == "" {
 		return false, fmt.Errorf("seen caller: %w", errEmptyID)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.write()
 	key := lineID + "\x00" + callerKey(lineID, number)
-	exp, seen := m.callers[key]
-	m.callers[key] = now.Add(m.opts.CallerMemory)
-	return seen && now.Before(exp), nil
+	prev, seen := m.callers[key]
+	m.callers[key] = lastCall{id: callID, exp: now.Add(m.opts.CallerMemory)}
+	return seen && now.Before(prev.exp) && prev.id != callID, nil
+}
+
+// lastCall is the last call SeenCaller saw from a number.
+type lastCall struct {
+	id  string
+	exp time.Time
 }
 
 // fillBlanks copies the fields of src that dst lacks.
@@ -305,9 +311,10 @@ func (m *MemoryStore) write() time.Time {
 
 // prune deletes every expired key, and every placeholder log nobody waits on.
 func (m *MemoryStore) prune(now time.Time) {
-	for _, times := range []map[string]time.Time{m.deliveries, m.claims, m.callers} {
+	for _, times := range []map[string]time.Time{m.deliveries, m.claims} {
 		maps.DeleteFunc(times, func(_ string, exp time.Time) bool { return !now.Before(exp) })
 	}
+	maps.DeleteFunc(m.callers, func(_ string, c lastCall) bool { return !now.Before(c.exp) })
 	maps.DeleteFunc(m.records, func(_ string, h memHash) bool { return !now.Before(h.exp) })
 	for _, lists := range []map[string]memList{m.hists, m.sms} {
 		maps.DeleteFunc(lists, func(_ string, l memList) bool { return !now.Before(l.exp) })

@@ -34,7 +34,7 @@ var _ Store = (*RedisStore)(nil)
 //	claim:{<event id>}     string: the claim of the turn answering an event
 //	turn:{<event id>}      stream: the turn's spoken lines, then a closing entry
 //	sms:{<line id>}        list: the line's last 1000 SMS, JSON, newest first
-//	caller:{<line id>}<h>  string: a hash of a number that called the line (SeenCaller)
+//	caller:{<line id>}<h>  string: the last call from a number (h: its hash) on the line
 //
 // Create the client with ContextTimeoutEnabled: true, so that contexts' deadlines bound every
 // command, not only FollowTurn's waits.
@@ -140,19 +140,19 @@ func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string) (Sta
 }
 
 // SeenCaller implements Store with SET GET and the caller memory as expiry: 1 round trip.
-func (s *RedisStore) SeenCaller(ctx context.Context, lineID, number string) (bool, error) {
-	if lineID == "" || number == "" {
+func (s *RedisStore) SeenCaller(ctx context.Context, lineID, number, callID string) (bool, error) {
+	if lineID == "" || number == "" || callID == "" {
 		return false, fmt.Errorf("seen caller: %w", errEmptyID)
 	}
-	err := s.rdb.SetArgs(ctx, s.key("caller:", lineID)+callerKey(lineID, number), "1",
-		redis.SetArgs{Get: true, TTL: s.opts.CallerMemory}).Err()
+	prev, err := s.rdb.SetArgs(ctx, s.key("caller:", lineID)+callerKey(lineID, number), callID,
+		redis.SetArgs{Get: true, TTL: s.opts.CallerMemory}).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("seen caller on line %s: %w", lineID, err)
 	}
-	return true, nil
+	return prev != callID, nil
 }
 
 // AppendLine implements Store with MULTI XADD, PEXPIRE of the turn log: 1 round trip. An

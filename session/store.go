@@ -105,9 +105,11 @@ type Store interface {
 	// Agent and PromptVersion are only written while the record has none.
 	UpdateCall(ctx context.Context, c Call) error
 
-	// SeenCaller remembers that number called lineID and reports whether it had called that
-	// line before, within the store's CallerMemory. The number is kept only as a hash.
-	SeenCaller(ctx context.Context, lineID, number string) (bool, error)
+	// SeenCaller remembers that number called lineID on call callID and reports whether it
+	// had called that line on another call before, within the store's CallerMemory. Asking
+	// again for the same call (a retried event) does not make the caller a returning one.
+	// The number is kept only as a hash.
+	SeenCaller(ctx context.Context, lineID, number, callID string) (bool, error)
 
 	// Load returns the call's record and folded history, or ErrNotFound for an unknown call.
 	Load(ctx context.Context, callID string) (State, error)

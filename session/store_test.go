@@ -441,27 +441,32 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	t.Run("SeenCaller", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
-		seen, err := s.SeenCaller(ctx, "l1", "+14155551234")
+		seen, err := s.SeenCaller(ctx, "l1", "+14155551234", "c1")
 		require.NoError(t, err)
 		assert.False(t, seen, "first call")
-		seen, err = s.SeenCaller(ctx, "l1", "+14155551234")
+		seen, err = s.SeenCaller(ctx, "l1", "+14155551234", "c1")
+		require.NoError(t, err)
+		assert.False(t, seen, "the same call asked again (a retried call_started)")
+		seen, err = s.SeenCaller(ctx, "l1", "+14155551234", "c2")
 		require.NoError(t, err)
 		assert.True(t, seen, "second call")
-		seen, err = s.SeenCaller(ctx, "l2", "+14155551234")
+		seen, err = s.SeenCaller(ctx, "l2", "+14155551234", "c3")
 		require.NoError(t, err)
 		assert.False(t, seen, "callers are remembered per line")
-		_, err = s.SeenCaller(ctx, "l1", "")
+		_, err = s.SeenCaller(ctx, "l1", "", "c4")
 		assert.Error(t, err, "empty number")
 	})
 
 	t.Run("SeenCallerExpires", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newStore(t, session.Options{CallerMemory: 50 * time.Millisecond}), t.Context()
-		_, err := s.SeenCaller(ctx, "l1", "+1555")
+		_, err := s.SeenCaller(ctx, "l1", "+1555", "c1")
 		require.NoError(t, err)
 		// Each look remembers the caller again, so look less often than the memory lasts.
+		n := 1
 		require.Eventually(t, func() bool {
-			seen, err := s.SeenCaller(ctx, "l1", "+1555")
+			n++
+			seen, err := s.SeenCaller(ctx, "l1", "+1555", fmt.Sprintf("c%d", n))
 			return err == nil && !seen
 		}, waitFor, 150*time.Millisecond, "forgotten after CallerMemory")
 	})
