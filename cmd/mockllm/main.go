@@ -5,7 +5,9 @@
 //	OPENAI_BASE_URL=http://127.0.0.1:8081/v1 OPENAI_API_KEY=any go run ./cmd/brain
 //
 // The flags set the default behaviour of every request; POST /mock/script queues per-request
-// behaviours on top (see the package documentation of test/mockllm).
+// behaviours on top, scripted tool calls included. With tools offered and nothing scripted, it
+// calls an order-status tool when the caller gives an order number, reads tool results back in
+// words, and calls end_call after a goodbye (see the package documentation of test/mockllm).
 package main
 
 import (
@@ -54,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&b.Stall, "stall", 0, "length of the pause after -stall-after tokens")
 	fs.IntVar(&b.CutAfter, "cut-after", 0, "close the connection abruptly once this many tokens are out (0: never)")
 	fs.BoolVar(&b.Hang, "hang", false, "never answer; wait until the client gives up")
-	fs.StringVar(&b.Reply, "reply", "", "answer this `text` instead of the demo receptionist's reply")
+	fs.StringVar(&b.Reply, "reply", "", "answer this `text` instead of the demo receptionist's reply and the tool rules")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: mockllm [flags]
 
@@ -62,9 +64,22 @@ An OpenAI-compatible stand-in model. It answers POST /v1/chat/completions (strea
 the brain's offline demo model, unless -reply or a scripted behaviour says otherwise, and lists
 models on GET /v1/models. Any API key is accepted.
 
-Control API: POST /mock/script (JSON array of behaviours, queued per request), GET /mock/requests,
-POST /mock/reset. A behaviour: {"model","reply","ttft_ms","token_delay_ms","status",
-"stall_after","stall_ms","cut_after","hang"}.
+With tools offered and nothing scripted, it calls them by these rules (the first that applies):
+  1. the messages end with tool results: it answers in words from them ({"status":"shipped",
+     "eta":"Thursday"} -> "I checked that for you: status shipped, eta Thursday."; an "error"
+     field -> "I'm sorry, I couldn't check that: ..."; nothing after an end_call result);
+  2. a tool has an "order_id" parameter and the caller's last words hold a number of 3+ digits:
+     it calls that tool with {"order_id":"<digits>"};
+  3. end_call is offered and the caller says bye, goodbye or that's all: it says "Thanks for
+     calling, goodbye!" and calls end_call;
+  4. otherwise the demo reply.
+
+Control API: POST /mock/script (JSON array of behaviours, queued per request), GET /mock/requests
+(with the tools offered, and tool calls and results in the messages), POST /mock/reset.
+A behaviour: {"model","reply","tool_calls","ttft_ms","token_delay_ms","status","stall_after",
+"stall_ms","cut_after","hang"}; a tool call: {"name","arguments"}, arguments a JSON object or
+its text. With tool_calls the answer is those calls (after the reply, if any), streamed as
+OpenAI streams them, ending with finish_reason "tool_calls".
 
 Flags (the default behaviour of every request):
 `)

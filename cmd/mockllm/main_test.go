@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"net/http"
@@ -59,6 +60,33 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, "Hello from the flags.", resp.Choices[0].Message.Content)
+
+	cancel()
+	assert.NoError(t, wait(t, done))
+}
+
+func TestRunCallsToolsByDefault(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, done := start(t, ctx, "-token-delay", "0s")
+
+	cfg := openai.DefaultConfig("any")
+	cfg.BaseURL = base
+	resp, err := openai.NewClientWithConfig(cfg).CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{
+		Model:    "gpt-4o-mini",
+		Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "Where is order 12345?"}},
+		Tools: []openai.Tool{{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{
+			Name:       "check_order",
+			Parameters: json.RawMessage(`{"type":"object","properties":{"order_id":{"type":"string"}}}`),
+		}}},
+	})
+	require.NoError(t, err)
+	require.Len(t, resp.Choices, 1)
+	assert.Equal(t, openai.FinishReasonToolCalls, resp.Choices[0].FinishReason)
+	require.Len(t, resp.Choices[0].Message.ToolCalls, 1)
+	assert.Equal(t, "check_order", resp.Choices[0].Message.ToolCalls[0].Function.Name)
+	assert.JSONEq(t, `{"order_id":"12345"}`, resp.Choices[0].Message.ToolCalls[0].Function.Arguments)
 
 	cancel()
 	assert.NoError(t, wait(t, done))
@@ -129,5 +157,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		err := run(t.Context(), []string{"-h"}, io.Discard, &usage)
 		assert.ErrorIs(t, err, flag.ErrHelp)
 		assert.Contains(t, usage.String(), "-token-delay")
+		assert.Contains(t, usage.String(), "tool_calls")
+		assert.Contains(t, usage.String(), "order_id")
 	})
 }

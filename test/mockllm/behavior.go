@@ -9,17 +9,25 @@ import (
 	"time"
 )
 
-// Behavior is how the mock answers one request: what it says, how fast, and how it fails.
-// The zero value answers at once with the demo reply.
+// Behavior is how the mock answers one request: what it says or which tools it calls, how fast,
+// and how it fails. The zero value answers at once with the default answer (the demo reply, or
+// the tool rules of the package documentation when the request offers tools).
 //
 // In JSON (the /mock/script control API) the keys are snake_case and the durations are
-// milliseconds: {"model","reply","ttft_ms","token_delay_ms","status","stall_after","stall_ms",
-// "cut_after","hang"}.
+// milliseconds: {"model","reply","tool_calls","ttft_ms","token_delay_ms","status","stall_after",
+// "stall_ms","cut_after","hang"}, a tool call being {"name","arguments"} (see ToolCall).
+//
+// Pacing counts tokens: the words of the reply, then for each tool call its opening delta and
+// each fragment of its arguments.
 type Behavior struct {
 	// Model makes a scripted behaviour apply only to requests for this model; "" matches any.
 	Model string
-	// Reply replaces the demo answer (agent.DemoReply of the request's messages).
+	// Reply replaces the default answer. With ToolCalls it is said first, as some models say a
+	// short sentence before calling a tool.
 	Reply string
+	// ToolCalls, when set, are the answer: the model calls these tools (after Reply, if any)
+	// and finishes with "tool_calls", instead of answering in words.
+	ToolCalls []ToolCall
 	// TTFT is the delay before the first content token. In a stream the headers and the
 	// role chunk go out at once, as OpenAI does, so the client's stream opens before it.
 	TTFT time.Duration
@@ -42,15 +50,16 @@ type Behavior struct {
 
 // behaviorJSON is Behavior on the wire.
 type behaviorJSON struct {
-	Model        string  `json:"model,omitempty"`
-	Reply        string  `json:"reply,omitempty"`
-	TTFTMs       float64 `json:"ttft_ms,omitempty"`
-	TokenDelayMs float64 `json:"token_delay_ms,omitempty"`
-	Status       int     `json:"status,omitempty"`
-	StallAfter   int     `json:"stall_after,omitempty"`
-	StallMs      float64 `json:"stall_ms,omitempty"`
-	CutAfter     int     `json:"cut_after,omitempty"`
-	Hang         bool    `json:"hang,omitempty"`
+	Model        string     `json:"model,omitempty"`
+	Reply        string     `json:"reply,omitempty"`
+	ToolCalls    []ToolCall `json:"tool_calls,omitempty"`
+	TTFTMs       float64    `json:"ttft_ms,omitempty"`
+	TokenDelayMs float64    `json:"token_delay_ms,omitempty"`
+	Status       int        `json:"status,omitempty"`
+	StallAfter   int        `json:"stall_after,omitempty"`
+	StallMs      float64    `json:"stall_ms,omitempty"`
+	CutAfter     int        `json:"cut_after,omitempty"`
+	Hang         bool       `json:"hang,omitempty"`
 }
 
 // MarshalJSON writes the snake_case form with durations in milliseconds.
@@ -58,6 +67,7 @@ func (b Behavior) MarshalJSON() ([]byte, error) {
 	return json.Marshal(behaviorJSON{
 		Model:        b.Model,
 		Reply:        b.Reply,
+		ToolCalls:    b.ToolCalls,
 		TTFTMs:       ms(b.TTFT),
 		TokenDelayMs: ms(b.TokenDelay),
 		Status:       b.Status,
@@ -80,6 +90,7 @@ func (b *Behavior) UnmarshalJSON(data []byte) error {
 	nb := Behavior{
 		Model:      w.Model,
 		Reply:      w.Reply,
+		ToolCalls:  w.ToolCalls,
 		TTFT:       fromMs(w.TTFTMs),
 		TokenDelay: fromMs(w.TokenDelayMs),
 		Status:     w.Status,
@@ -103,6 +114,11 @@ func (b Behavior) validate() error {
 		return errors.New("behavior: negative token count")
 	case b.Status != 0 && (b.Status < 100 || b.Status > 599):
 		return fmt.Errorf("behavior: status %d is not an HTTP status", b.Status)
+	}
+	for i, c := range b.ToolCalls {
+		if c.Name == "" {
+			return fmt.Errorf("behavior: tool call %d has no name", i)
+		}
 	}
 	return nil
 }

@@ -1,19 +1,9 @@
-// Package mockllm is an OpenAI-compatible stand-in model for tests, end-to-end runs and
-// trying callbrain without a model account. By default it answers like the brain's offline
-// demo model (agent.DemoReply, streamed token by token as agent.DemoTokens splits it); a
-// Behavior adds latency, stalls, error statuses, broken streams or a hang, per request from a
-// FIFO script or for every request by default. Every request is recorded for inspection.
-//
-// It serves POST /v1/chat/completions (streamed as server-sent events exactly as OpenAI does,
-// or as one JSON completion), GET /v1/models, and a control API for out-of-process use:
-// POST /mock/script, GET /mock/requests, POST /mock/reset. Any bearer key is accepted.
-//
-// It imports agent (for the demo answer) and nothing else of callbrain, and never go-openai:
-// the wire format is written by hand, and the tests check it with the real go-openai client.
 package mockllm
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +37,27 @@ type Request struct {
 	MaxTokens   int       `json:"max_tokens"`
 	Temperature float32   `json:"temperature"`
 	Messages    []Message `json:"messages"`
+	// Tools are the names of the function tools offered, in order; ToolDefs are the tools in
+	// full (description and parameter schema).
+	Tools    []string `json:"tools,omitempty"`
+	ToolDefs []Tool   `json:"tool_defs,omitempty"`
+	// ToolChoice is tool_choice: its value when it is a string ("auto", "none", "required"),
+	// the compact JSON of an object; "" when absent.
+	ToolChoice string `json:"tool_choice,omitempty"`
+}
+
+// clone copies r deeply, so a caller cannot change the record.
+func (r Request) clone() Request {
+	r.Messages = append([]Message(nil), r.Messages...)
+	for i, m := range r.Messages {
+		r.Messages[i].ToolCalls = append([]ToolCall(nil), m.ToolCalls...)
+	}
+	r.Tools = append([]string(nil), r.Tools...)
+	r.ToolDefs = append([]Tool(nil), r.ToolDefs...)
+	for i, t := range r.ToolDefs {
+		r.ToolDefs[i].Parameters = append(json.RawMessage(nil), t.Parameters...)
+	}
+	return r
 }
 
 // Message is one chat message of a recorded request. Content arrays (the multimodal form)
@@ -54,6 +65,12 @@ type Request struct {
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// Name is the message's optional name field.
+	Name string `json:"name,omitempty"`
+	// ToolCalls are an assistant message's tool calls, with their ids and arguments as sent.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID is the call a tool message answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
 }
 
 // Server is the mock model, an http.Handler. It is safe for concurrent use.
@@ -61,6 +78,10 @@ type Server struct {
 	opts Options
 	mux  *http.ServeMux
 	seq  atomic.Int64
+	// callPrefix makes tool call ids unique across mock instances too, since a tool server
+	// may use them as idempotency keys and outlive the mock.
+	callPrefix string
+	callSeq    atomic.Int64
 
 	mu    sync.Mutex
 	queue []Behavior
@@ -72,7 +93,9 @@ func New(opts Options) *Server {
 	if opts.Models == nil {
 		opts.Models = []string{"gpt-4o-mini", "mockllm"}
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	var prefix [6]byte
+	_, _ = rand.Read(prefix[:]) // crypto/rand.Read never returns an error (it crashes instead)
+	s := &Server{opts: opts, mux: http.NewServeMux(), callPrefix: hex.EncodeToString(prefix[:])}
 	s.mux.HandleFunc("POST /v1/chat/completions", s.chat)
 	s.mux.HandleFunc("GET /v1/models", s.models)
 	s.mux.HandleFunc("POST /mock/script", s.script)
@@ -98,8 +121,7 @@ func (s *Server) Requests() []Request {
 	defer s.mu.Unlock()
 	out := make([]Request, len(s.reqs))
 	for i, r := range s.reqs {
-		r.Messages = append([]Message(nil), r.Messages...)
-		out[i] = r
+		out[i] = r.clone()
 	}
 	return out
 }
@@ -132,21 +154,8 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid request body: "+err.Error())
 		return
 	}
-	rec := Request{
-		Time:        time.Now(),
-		Model:       req.Model,
-		Stream:      req.Stream,
-		MaxTokens:   req.MaxTokens,
-		Temperature: req.Temperature,
-		Messages:    make([]Message, len(req.Messages)),
-	}
-	if rec.MaxTokens == 0 {
-		rec.MaxTokens = req.MaxCompletionTokens
-	}
-	for i, m := range req.Messages {
-		rec.Messages[i] = Message{Role: m.Role, Content: m.text()}
-	}
-	b := s.take(rec)
+	rec := record(req, time.Now())
+	b := s.take(rec.clone())
 
 	ctx := r.Context()
 	switch {
@@ -161,25 +170,11 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	text := b.Reply
-	if text == "" {
-		text = agent.DemoReply(demoMessages(rec.Messages))
+	text, calls := b.Reply, b.ToolCalls
+	if text == "" && len(calls) == 0 {
+		text, calls = autoAnswer(rec)
 	}
-	a := answer{
-		id:      fmt.Sprintf("chatcmpl-mock%06d", s.seq.Add(1)),
-		created: rec.Time.Unix(),
-		model:   req.Model,
-		tokens:  agent.DemoTokens(text),
-		finish:  "stop",
-		usage:   usage{PromptTokens: promptTokens(rec.Messages)},
-	}
-	// Like a real model, stop at max_tokens and say so: the brain treats "length" specially.
-	if rec.MaxTokens > 0 && len(a.tokens) > rec.MaxTokens {
-		a.tokens = a.tokens[:rec.MaxTokens]
-		a.finish = "length"
-	}
-	a.usage.CompletionTokens = len(a.tokens)
-	a.usage.TotalTokens = a.usage.PromptTokens + a.usage.CompletionTokens
+	a := s.newAnswer(rec, text, calls)
 
 	if req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
@@ -189,14 +184,111 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	s.complete(ctx, w, b, a)
 }
 
+// record turns the wire request into its record.
+func record(req chatRequest, now time.Time) Request {
+	rec := Request{
+		Time:        now,
+		Model:       req.Model,
+		Stream:      req.Stream,
+		MaxTokens:   req.MaxTokens,
+		Temperature: req.Temperature,
+		Messages:    make([]Message, len(req.Messages)),
+	}
+	if rec.MaxTokens == 0 {
+		rec.MaxTokens = req.MaxCompletionTokens
+	}
+	for i, m := range req.Messages {
+		msg := Message{Role: m.Role, Content: m.text(), Name: m.Name, ToolCallID: m.ToolCallID}
+		for _, c := range m.ToolCalls {
+			msg.ToolCalls = append(msg.ToolCalls, ToolCall{ID: c.ID, Name: c.Function.Name, Arguments: c.Function.Arguments})
+		}
+		rec.Messages[i] = msg
+	}
+	for _, t := range req.Tools {
+		if t.Function == nil {
+			continue // only function tools exist today
+		}
+		def := Tool{Name: t.Function.Name, Description: t.Function.Description}
+		if p := t.Function.Parameters; len(p) > 0 && string(p) != "null" {
+			def.Parameters = p
+		}
+		rec.Tools = append(rec.Tools, def.Name)
+		rec.ToolDefs = append(rec.ToolDefs, def)
+	}
+	if choice, err := jsonText(req.ToolChoice); err == nil {
+		rec.ToolChoice = choice
+	}
+	return rec
+}
+
+// newAnswer lays out what the model says: the words, then each tool call with a fresh id
+// when it has none, cut at max_tokens.
+func (s *Server) newAnswer(rec Request, text string, calls []ToolCall) answer {
+	a := answer{
+		id:      fmt.Sprintf("chatcmpl-mock%06d", s.seq.Add(1)),
+		created: rec.Time.Unix(),
+		model:   rec.Model,
+		calls:   make([]ToolCall, len(calls)),
+		finish:  "stop",
+		usage:   usage{PromptTokens: promptTokens(rec.Messages)},
+	}
+	for _, tok := range agent.DemoTokens(text) {
+		a.pieces = append(a.pieces, piece{call: -1, text: tok})
+	}
+	for i, c := range calls {
+		if c.ID == "" {
+			c.ID = fmt.Sprintf("call_%s%06d", s.callPrefix, s.callSeq.Add(1))
+		}
+		if c.Arguments == "" {
+			c.Arguments = "{}"
+		}
+		a.calls[i] = c
+		a.pieces = append(a.pieces, piece{call: i, open: true})
+		for _, f := range fragments(c.Arguments) {
+			a.pieces = append(a.pieces, piece{call: i, args: f})
+		}
+		a.finish = "tool_calls"
+	}
+	// Like a real model, stop at max_tokens and say so: the brain treats "length" specially.
+	if rec.MaxTokens > 0 && len(a.pieces) > rec.MaxTokens {
+		a.pieces = a.pieces[:rec.MaxTokens]
+		a.finish = "length"
+	}
+	a.usage.CompletionTokens = len(a.pieces)
+	a.usage.TotalTokens = a.usage.PromptTokens + a.usage.CompletionTokens
+	return a
+}
+
 // answer is what one completion says, before pacing.
 type answer struct {
 	id      string
 	created int64
 	model   string
-	tokens  []string
+	pieces  []piece
+	calls   []ToolCall // with their ids and arguments
 	finish  string
 	usage   usage
+}
+
+// piece is one streamed step of an answer, one token for pacing: a word of the text, the
+// opening of a tool call, or a fragment of its arguments.
+type piece struct {
+	call int    // the tool call this piece belongs to; -1 for text
+	text string // the word, when call is -1
+	open bool   // the call's first delta: id, type and name, empty arguments
+	args string // a fragment of the call's arguments
+}
+
+// delta is the piece on the wire.
+func (p piece) delta(calls []ToolCall) delta {
+	if p.call < 0 {
+		return delta{Content: jsonString(p.text)}
+	}
+	tc := toolCallDelta{Index: p.call, Function: functionDelta{Arguments: p.args}}
+	if p.open {
+		tc.ID, tc.Type, tc.Function.Name = calls[p.call].ID, "function", calls[p.call].Name
+	}
+	return delta{ToolCalls: []toolCallDelta{tc}}
 }
 
 func (s *Server) stream(ctx context.Context, w http.ResponseWriter, b Behavior, a answer, includeUsage bool) {
@@ -227,12 +319,22 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, b Behavior, 
 		return c
 	}
 
-	empty := ""
-	if send(withChoice(delta{Role: "assistant", Content: &empty}, nil)) != nil {
-		return // the client went away
+	// An answer in words opens with the role and empty content at once; one that is only
+	// tool calls carries the role on the first call's delta, as OpenAI streams them.
+	callsOnly := len(a.pieces) > 0 && a.pieces[0].call >= 0
+	if callsOnly {
+		if rc.Flush() != nil {
+			return // the client went away
+		}
+	} else if send(withChoice(delta{Role: "assistant", Content: jsonString("")}, nil)) != nil {
+		return
 	}
-	err := play(ctx, b, a.tokens, func(tok string) error {
-		return send(withChoice(delta{Content: &tok}, nil))
+	err := play(ctx, b, len(a.pieces), func(i int) error {
+		d := a.pieces[i].delta(a.calls)
+		if i == 0 && callsOnly {
+			d.Role, d.Content, d.Refusal = "assistant", jsonNull, jsonNull
+		}
+		return send(withChoice(d, nil))
 	})
 	if errors.Is(err, errCut) {
 		abort(w)
@@ -260,8 +362,17 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, b Behavior, 
 
 func (s *Server) complete(ctx context.Context, w http.ResponseWriter, b Behavior, a answer) {
 	var text strings.Builder
-	err := play(ctx, b, a.tokens, func(tok string) error {
-		text.WriteString(tok)
+	args := make([]strings.Builder, len(a.calls))
+	opened := 0 // calls whose opening delta was played, as a streaming client would have them
+	err := play(ctx, b, len(a.pieces), func(i int) error {
+		switch p := a.pieces[i]; {
+		case p.call < 0:
+			text.WriteString(p.text)
+		case p.open:
+			opened = p.call + 1
+		default:
+			args[p.call].WriteString(p.args)
+		}
 		return nil
 	})
 	if errors.Is(err, errCut) {
@@ -271,28 +382,34 @@ func (s *Server) complete(ctx context.Context, w http.ResponseWriter, b Behavior
 	if err != nil {
 		return
 	}
+	msg := completionMessage{Role: "assistant", Content: jsonString(text.String()), Refusal: jsonNull}
+	if opened > 0 && text.Len() == 0 {
+		msg.Content = jsonNull
+	}
+	for i := range opened {
+		var tc wireToolCall
+		tc.ID, tc.Type = a.calls[i].ID, "function"
+		tc.Function.Name, tc.Function.Arguments = a.calls[i].Name, args[i].String()
+		msg.ToolCalls = append(msg.ToolCalls, tc)
+	}
 	writeJSON(w, http.StatusOK, completion{
 		ID:                a.id,
 		Object:            "chat.completion",
 		Created:           a.created,
 		Model:             a.model,
 		SystemFingerprint: "fp_mockllm",
-		Choices: []completionChoice{{
-			Message:      completionMessage{Role: "assistant", Content: text.String(), Refusal: jsonNull},
-			Logprobs:     jsonNull,
-			FinishReason: a.finish,
-		}},
-		Usage: a.usage,
+		Choices:           []completionChoice{{Message: msg, Logprobs: jsonNull, FinishReason: a.finish}},
+		Usage:             a.usage,
 	})
 }
 
 // errCut is play's signal that the behaviour breaks the connection here.
 var errCut = errors.New("cut")
 
-// play paces tokens as b says and hands each to emit. It returns errCut where b cuts the
-// connection, the context's error when the client goes away, or emit's error.
-func play(ctx context.Context, b Behavior, tokens []string, emit func(string) error) error {
-	for i := 0; i <= len(tokens); i++ {
+// play paces n tokens as b says and hands the index of each to emit. It returns errCut where
+// b cuts the connection, the context's error when the client goes away, or emit's error.
+func play(ctx context.Context, b Behavior, n int, emit func(int) error) error {
+	for i := 0; i <= n; i++ {
 		if b.Stall > 0 && i == b.StallAfter {
 			if err := wait(ctx, b.Stall); err != nil {
 				return err
@@ -301,7 +418,7 @@ func play(ctx context.Context, b Behavior, tokens []string, emit func(string) er
 		if b.CutAfter > 0 && i == b.CutAfter {
 			return errCut
 		}
-		if i == len(tokens) {
+		if i == n {
 			return nil
 		}
 		d := b.TokenDelay
@@ -311,7 +428,7 @@ func play(ctx context.Context, b Behavior, tokens []string, emit func(string) er
 		if err := wait(ctx, d); err != nil {
 			return err
 		}
-		if err := emit(tokens[i]); err != nil {
+		if err := emit(i); err != nil {
 			return err
 		}
 	}
@@ -398,12 +515,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(data, '\n')) // a client that left cannot be told
 }
 
-func demoMessages(msgs []Message) []agent.Message {
+// demoReply is the demo model's answer to these messages.
+func demoReply(msgs []Message) string {
 	out := make([]agent.Message, len(msgs))
 	for i, m := range msgs {
 		out[i] = agent.Message{Role: m.Role, Text: m.Content}
 	}
-	return out
+	return agent.DemoReply(out)
 }
 
 // promptTokens estimates the prompt's size with the demo tokenizer, for the usage figures.

@@ -18,11 +18,36 @@ type chatRequest struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	Tools      []wireTool      `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
+}
+
+type wireTool struct {
+	Type     string `json:"type"`
+	Function *struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description"`
+		Parameters  json.RawMessage `json:"parameters"`
+	} `json:"function"`
 }
 
 type chatMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	Name       string          `json:"name"`
+	ToolCalls  []wireToolCall  `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
+}
+
+// wireToolCall is a tool call of a whole message: in a request's history, or in a
+// non-streamed answer.
+type wireToolCall struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
 }
 
 // text returns the message's content: a plain string, or the text parts of a content array
@@ -65,9 +90,27 @@ type chunkChoice struct {
 	FinishReason *string         `json:"finish_reason"`
 }
 
+// delta is one streamed step. Content is a JSON string, or null beside the first tool call
+// of an answer without words, as OpenAI sends it; so is Refusal.
 type delta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Content   json.RawMessage `json:"content,omitempty"`
+	ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
+	Refusal   json.RawMessage `json:"refusal,omitempty"`
+}
+
+// toolCallDelta is one step of a streamed tool call: the first carries the id, type and name
+// with empty arguments, the following ones only fragments of the arguments.
+type toolCallDelta struct {
+	Index    int           `json:"index"`
+	ID       string        `json:"id,omitempty"`
+	Type     string        `json:"type,omitempty"`
+	Function functionDelta `json:"function"`
+}
+
+type functionDelta struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
 }
 
 type completion struct {
@@ -87,10 +130,13 @@ type completionChoice struct {
 	FinishReason string            `json:"finish_reason"`
 }
 
+// completionMessage is a non-streamed answer. Content is a JSON string, or null when the
+// answer is only tool calls.
 type completionMessage struct {
-	Role    string          `json:"role"`
-	Content string          `json:"content"`
-	Refusal json.RawMessage `json:"refusal"`
+	Role      string          `json:"role"`
+	Content   json.RawMessage `json:"content"`
+	ToolCalls []wireToolCall  `json:"tool_calls,omitempty"`
+	Refusal   json.RawMessage `json:"refusal"`
 }
 
 type usage struct {
@@ -123,3 +169,12 @@ type model struct {
 }
 
 var jsonNull = json.RawMessage("null")
+
+// jsonString encodes s as a JSON string.
+func jsonString(s string) json.RawMessage {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return jsonNull // a Go string always encodes
+	}
+	return data
+}

@@ -3,7 +3,8 @@
 // answer as Saperly does, recording when each NDJSON line arrived (§1.7). It can also break
 // the rules on purpose (a wrong secret, an old timestamp, a replayed delivery id, raw bytes)
 // and hang up mid-answer the way Saperly does on barge-in. Tests, the end-to-end suite and
-// cmd/callsim use it.
+// cmd/callsim use it. API stands in for the other direction: Saperly's REST API, which a brain
+// calls to hang up (§1.9) or send an SMS.
 //
 // It imports transport only for Sign, the header names and the development secret, and
 // nothing else of callbrain.
