@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -16,21 +17,50 @@ import (
 type Agent struct {
 	cfg      Config
 	primary  LLM
-	fallback LLM // nil when no fallback model is configured
+	fallback LLM
 	store    session.Store
-	prompts  *prompts.Library
+	prompts  *prompts.Live
+	control  CallControl
+	http     *http.Client // for HTTP tools
 	log      *zap.Logger
 }
 
-// New returns an Agent. fallback may be nil.
-func New(cfg Config, primary, fallback LLM, store session.Store, lib *prompts.Library, log *zap.Logger) *Agent {
+// Deps are the Agent's collaborators.
+type Deps struct {
+	// Primary answers with the configured model. Required.
+	Primary LLM
+	// Fallback serves fallback models (Config.FallbackModel, or an agent's fallback_model);
+	// nil means the primary's endpoint serves them too.
+	Fallback LLM
+	Store    session.Store // required
+	Prompts  *prompts.Live // required
+	Control  CallControl   // nil: the brain never ends calls, and end_call is not offered
+	Log      *zap.Logger   // nil: no logs
+}
+
+// New returns an Agent.
+func New(cfg Config, d Deps) *Agent {
+	log := d.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	fallback := d.Fallback
+	if fallback == nil {
+		fallback = d.Primary
+	}
 	return &Agent{
 		cfg:      cfg.withDefaults(),
-		primary:  primary,
+		primary:  d.Primary,
 		fallback: fallback,
-		store:    store,
-		prompts:  lib,
-		log:      log.Named("agent"),
+		store:    d.Store,
+		prompts:  d.Prompts,
+		control:  d.Control,
+		http: &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+		log: log.Named("agent"),
 	}
 }
 
@@ -41,10 +71,19 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 	var err error
 	switch ev.Kind {
 	case EventCallStarted:
-		err = a.store.UpdateCall(ctx, session.Call{
+		// Pin the agent version the call starts with, and find whether the caller is back.
+		ag, _ := a.prompts.Current().ForLine(ev.LineID)
+		c := session.Call{
 			ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To,
 			Direction: ev.Direction, Status: "active", StartedAt: at,
-		})
+			Agent: ag.Name, PromptVersion: ag.Version,
+		}
+		if caller := callerNumber(ev); caller != "" && ev.LineID != "" && ev.CallID != "" {
+			if c.Returning, err = a.store.SeenCaller(ctx, ev.LineID, caller, ev.CallID); err != nil {
+				break
+			}
+		}
+		err = a.store.UpdateCall(ctx, c)
 	case EventCallEnded:
 		status := ev.Status
 		if status == "" {
@@ -80,6 +119,15 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		return fmt.Errorf("record %s for call %s: %w", ev.Kind, ev.CallID, err)
 	}
 	return nil
+}
+
+// callerNumber is the other party's number: the caller on an inbound call, the called
+// number on an outbound one.
+func callerNumber(ev Event) string {
+	if ev.Direction == "outbound" {
+		return ev.To
+	}
+	return ev.From
 }
 
 // eventTime is when the event happened: Saperly's timestamp when the body carried one, else
@@ -118,8 +166,15 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		return a.sayFixed(ev, &stats, emit, a.cfg.NoInputLine)
 	}
 
+	// The agent the line has now pins the call, unless an earlier event pinned one.
+	lib := a.prompts.Current()
+	current, line := lib.ForLine(ev.LineID)
+	pin := session.Call{
+		ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To, Direction: ev.Direction,
+		Agent: current.Name, PromptVersion: current.Version,
+	}
 	loadCtx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-	st, claimed, err := a.store.BeginTurn(loadCtx, session.Call{ID: ev.CallID}, ev.ID)
+	st, claimed, err := a.store.BeginTurn(loadCtx, pin, ev.ID)
 	cancel()
 	stats.StateLoad = time.Since(start) - stats.Verify
 	if err != nil {
@@ -131,15 +186,65 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		// lost for this turn, which is the lesser harm.
 		log.Warn("store unavailable, answering without history", zap.Error(err))
 		stats.Degraded = true
-		st, claimed = session.State{Call: session.Call{ID: ev.CallID}}, true
+		st, claimed = session.State{Call: pin}, true
 	}
 	stats.Turn = countUser(st.History) + 1
 	if !claimed {
 		stats.Replayed = true
 		return a.replay(ctx, ev, emit, &stats)
 	}
-	t := newTurn(a, ev, st, emit, log, start, &stats)
+	ag := a.pinned(st.Call, current, log)
+	t := newTurn(a, ev, st, ag, a.system(ag, lib, line, st, ev, log), emit, log, start, &stats)
 	return t.run(ctx)
+}
+
+// pinned returns the agent version the call is pinned to, or current when the call has no
+// pin or this replica does not know the pinned version (it was loaded by another replica or
+// before a restart).
+func (a *Agent) pinned(c session.Call, current *prompts.Agent, log *zap.Logger) *prompts.Agent {
+	if c.PromptVersion == "" || c.PromptVersion == current.Version {
+		return current
+	}
+	if ag, ok := a.prompts.Version(c.PromptVersion); ok {
+		return ag
+	}
+	log.Warn("pinned prompt version unknown here, using the current one",
+		zap.String("pinned_version", c.PromptVersion), zap.String("prompt_version", current.Version))
+	return current
+}
+
+// minimalSystem is the system prompt of last resort: a prompt that cannot render must not
+// leave the caller in silence.
+const minimalSystem = "You are a helpful, friendly phone assistant. Answer in one to three short spoken sentences."
+
+// system renders ag's system prompt for this turn, with a note when the caller talked over a
+// goodbye that was meant to end the call.
+func (a *Agent) system(ag *prompts.Agent, lib *prompts.Library, line prompts.Line, st session.State, ev Event, log *zap.Logger) string {
+	c := st.Call
+	data := prompts.CallData{
+		CallID: ev.CallID, LineID: ev.LineID,
+		Caller: or(c.From, ev.From), Called: or(c.To, ev.To), Direction: or(c.Direction, ev.Direction),
+		Returning: c.Returning, Vars: line.Vars, Now: time.Now(),
+	}
+	text, err := ag.Render(data)
+	if err != nil {
+		log.Error("prompt render failed, using the default agent", zap.String("agent", ag.Name), zap.Error(err))
+		if text, err = lib.Default().Render(data); err != nil {
+			text = minimalSystem
+		}
+	}
+	if st.EndPending() {
+		text += "\n\nNote: in your last answer you said goodbye and meant to end the call, but the caller " +
+			"spoke over you. If they have nothing more to ask, confirm briefly and end the call."
+	}
+	return text
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func countUser(h []session.Entry) int {
@@ -210,6 +315,7 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 		zap.Int("turn", s.Turn),
 		zap.String("outcome", s.Outcome),
 		zap.String("model", s.Model),
+		zap.String("agent", s.Agent),
 		zap.String("prompt_version", s.PromptVersion),
 		zap.Duration("verify", s.Verify),
 		zap.Duration("state_load", s.StateLoad),
@@ -226,6 +332,10 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 		zap.Bool("hedged", s.Hedged),
 		zap.Bool("replayed", s.Replayed),
 		zap.Bool("degraded", s.Degraded),
+		zap.Int("tool_calls", s.ToolCalls),
+	}
+	if s.EndCall {
+		fields = append(fields, zap.Bool("end_call", true), zap.String("hang_up", s.HangUp))
 	}
 	if s.Budget != "" {
 		fields = append(fields, zap.String("budget", s.Budget))

@@ -32,20 +32,22 @@ func (s *instantStream) Recv() (string, error) {
 	return t, nil
 }
 
+func (s *instantStream) ToolCalls() []agent.ToolCall { return nil }
+
 func (s *instantStream) Close() error { return nil }
 
 // BenchmarkTurn measures one whole turn with a model that costs nothing: claim and state load
 // (in-process store), request building, chunking, emitting and committing. ns/op is the brain's
 // CPU per turn; first-line-lag-ns is its share of the latency to the first word.
 func BenchmarkTurn(b *testing.B) {
-	lib, err := prompts.Load(b.TempDir())
+	lib, err := prompts.NewLive(b.TempDir(), zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
 	}
 	store := session.NewMemoryStore(session.Options{})
 	var lag time.Duration
 	a := agent.New(agent.Config{Model: "m", OnTurn: func(s agent.TurnStats) { lag += s.PreModel + s.FirstLineLag }},
-		instantLLM{toks: agent.DemoTokens(answer)}, nil, store, lib, zap.NewNop())
+		agent.Deps{Primary: instantLLM{toks: agent.DemoTokens(answer)}, Store: store, Prompts: lib})
 	ctx := context.Background()
 	emit := func(agent.Chunk) error { return nil }
 	b.ReportAllocs()

@@ -3,6 +3,8 @@ package agent
 import (
 	"errors"
 	"time"
+
+	"github.com/callbrain/callbrain/prompts"
 )
 
 // Budget causes: the named reason a turn was cut short, logged and counted per turn.
@@ -58,6 +60,13 @@ type Config struct {
 	RecoveryLine   string   // the stream broke mid-answer, after the last complete sentence
 	StallLine      string   // the model stalled for good mid-answer
 	NoInputLine    string   // the message carried no words
+	GoodbyeLine    string   // end_call came without a goodbye of the model's own
+
+	// EndCallHold bounds how long the answer stays open after a goodbye, waiting for it to be
+	// heard before hanging up; default 6 s (inside Saperly's 15 s line budget).
+	EndCallHold time.Duration
+	// Getenv reads the environment variables named by tools' headers; nil sends none.
+	Getenv func(string) string
 
 	Chunker ChunkerConfig
 
@@ -73,6 +82,7 @@ const (
 	DefaultRecoveryLine = "Sorry, I lost my train of thought there. Could you repeat the last part?"
 	DefaultStallLine    = "I'm sorry, this is taking longer than it should. Could you ask me that again?"
 	DefaultNoInputLine  = "Sorry, I didn't catch that. Could you say it again?"
+	DefaultGoodbyeLine  = "Thanks for calling. Goodbye!"
 )
 
 // DefaultHoldingPhrases are spoken while the model is slow.
@@ -109,8 +119,39 @@ func (c Config) withDefaults() Config {
 	setStr(&c.RecoveryLine, DefaultRecoveryLine)
 	setStr(&c.StallLine, DefaultStallLine)
 	setStr(&c.NoInputLine, DefaultNoInputLine)
+	setStr(&c.GoodbyeLine, DefaultGoodbyeLine)
+	setDur(&c.EndCallHold, 6*time.Second)
 	if len(c.HoldingPhrases) == 0 {
 		c.HoldingPhrases = DefaultHoldingPhrases
+	}
+	return c
+}
+
+// forAgent returns c with an agent's own settings over it.
+func (c Config) forAgent(s prompts.Settings) Config {
+	if s.Model != "" {
+		c.Model = s.Model
+	}
+	if s.Temperature != nil {
+		c.Temperature = *s.Temperature
+	}
+	if s.MaxTokens > 0 {
+		c.MaxTokens = s.MaxTokens
+	}
+	if s.FallbackModel != "" {
+		c.FallbackModel = s.FallbackModel
+	}
+	if len(s.HoldingPhrases) > 0 {
+		c.HoldingPhrases = s.HoldingPhrases
+	}
+	if s.ApologyLine != "" {
+		c.ApologyLine = s.ApologyLine
+	}
+	if s.RecoveryLine != "" {
+		c.RecoveryLine = s.RecoveryLine
+	}
+	if s.StallLine != "" {
+		c.StallLine = s.StallLine
 	}
 	return c
 }
@@ -120,6 +161,7 @@ type TurnStats struct {
 	CallID, EventID, LineID string
 	Turn                    int    // 1 for the call's first message
 	Model                   string // the model that answered, "" when none did
+	Agent                   string
 	PromptVersion           string
 
 	Verify    time.Duration // reading and verifying the delivery (from the transport)
@@ -134,10 +176,13 @@ type TurnStats struct {
 
 	Lines, Chars, Holds int
 	ModelCalls          int
-	Fallback            bool // the fallback model answered
-	Hedged              bool // the fallback was started in parallel
-	Replayed            bool // a retry: the lines came from another delivery's turn log
-	Degraded            bool // the store failed: answered without history
+	Fallback            bool   // the fallback model answered
+	Hedged              bool   // the fallback was started in parallel
+	Replayed            bool   // a retry: the lines came from another delivery's turn log
+	Degraded            bool   // the store failed: answered without history
+	ToolCalls           int    // HTTP tool calls made
+	EndCall             bool   // the agent said goodbye meaning to end the call
+	HangUp              string // "sent", "failed", or "skipped" (the caller talked over the goodbye)
 	Budget              string
 	Outcome             string
 }

@@ -106,4 +106,7 @@ func (s *demoStream) Recv() (string, error) {
 	return tok, nil
 }
 
+// ToolCalls implements TokenStream: the demo model answers in words only.
+func (s *demoStream) ToolCalls() []ToolCall { return nil }
+
 func (s *demoStream) Close() error { return nil }

@@ -48,13 +48,26 @@ func NewOpenAI(baseURL, apiKey string) *OpenAI {
 func (o *OpenAI) Stream(ctx context.Context, req Request) (TokenStream, error) {
 	msgs := make([]openai.ChatCompletionMessage, len(req.Messages))
 	for i, m := range req.Messages {
-		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Text}
+		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Text, ToolCallID: m.ToolCallID}
+		for _, c := range m.ToolCalls {
+			msgs[i].ToolCalls = append(msgs[i].ToolCalls, openai.ToolCall{
+				ID: c.ID, Type: openai.ToolTypeFunction,
+				Function: openai.FunctionCall{Name: c.Name, Arguments: c.Args},
+			})
+		}
+	}
+	var tools []openai.Tool
+	for _, t := range req.Tools {
+		tools = append(tools, openai.Tool{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{
+			Name: t.Name, Description: t.Description, Parameters: t.Parameters,
+		}})
 	}
 	s, err := o.client.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{
 		Model:       req.Model,
 		Messages:    msgs,
 		MaxTokens:   req.MaxTokens,
 		Temperature: req.Temperature,
+		Tools:       tools,
 		Stream:      true,
 	})
 	if err != nil {
@@ -66,6 +79,7 @@ func (o *OpenAI) Stream(ctx context.Context, req Request) (TokenStream, error) {
 type openaiStream struct {
 	s      *openai.ChatCompletionStream
 	finish openai.FinishReason
+	calls  []ToolCall // assembled from the deltas, by index
 }
 
 func (o *openaiStream) Recv() (string, error) {
@@ -87,10 +101,47 @@ func (o *openaiStream) Recv() (string, error) {
 		if c.FinishReason != "" {
 			o.finish = c.FinishReason
 		}
+		for _, d := range c.Delta.ToolCalls {
+			o.addCallDelta(d)
+		}
 		if c.Delta.Content != "" {
 			return c.Delta.Content, nil
 		}
 	}
+}
+
+// addCallDelta folds one streamed tool call fragment into the call at its index: the first
+// fragment carries the id and name, the others pieces of the arguments.
+func (o *openaiStream) addCallDelta(d openai.ToolCall) {
+	i := len(o.calls)
+	if d.Index != nil {
+		i = *d.Index
+	} else if d.ID == "" && i > 0 {
+		i-- // an unindexed continuation belongs to the last call
+	}
+	if i < 0 || i > 64 {
+		return // no answer makes that many calls; ignore rather than grow without bound
+	}
+	for len(o.calls) <= i {
+		o.calls = append(o.calls, ToolCall{})
+	}
+	c := &o.calls[i]
+	if d.ID != "" {
+		c.ID = d.ID
+	}
+	c.Name += d.Function.Name
+	c.Args += d.Function.Arguments
+}
+
+// ToolCalls implements TokenStream: the calls with a name, in index order.
+func (o *openaiStream) ToolCalls() []ToolCall {
+	out := make([]ToolCall, 0, len(o.calls))
+	for _, c := range o.calls {
+		if c.Name != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (o *openaiStream) Close() error { return o.s.Close() }

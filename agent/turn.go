@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/callbrain/callbrain/prompts"
 	"github.com/callbrain/callbrain/session"
 )
 
@@ -21,6 +22,8 @@ import (
 // channels; timers that must fire while a model blocks are the reason for the exception.
 type turn struct {
 	a     *Agent
+	cfg   Config // the agent's settings over the brain's
+	ag    *prompts.Agent
 	ev    Event
 	hist  []session.Entry
 	emit  func(Chunk) error
@@ -49,42 +52,59 @@ type turn struct {
 	gone           bool // Saperly closed the connection
 	holdUses       map[string]int
 	rec            *lineRecorder
+
+	// Tools. roundLines counts the model lines of the current model round; a round that ends
+	// in tool calls runs them in one goroutine, which reports on toolDone.
+	roundLines int
+	roundText  []string
+	toolRounds int
+	toolCalls  int // calls made so far in this turn: the index in each idempotency key
+	toolDone   chan []session.Entry
+	tools      []session.Entry // finished tool calls, for the history
+	endCall    bool            // the model called end_call: hang up after the goodbye
+	goodbye    string
 }
 
 type piece struct {
-	src int
-	tok string
-	err error // io.EOF at the normal end
-	at  time.Time
+	src   int
+	tok   string
+	err   error      // io.EOF at the normal end
+	calls []ToolCall // with io.EOF: the tool calls the answer ended with
+	at    time.Time
 }
 
 type source struct {
+	llm     LLM
 	model   string
 	cancel  context.CancelFunc
 	started time.Time
 	ended   bool
+	round   int // the tool round it answers; 0 before any tool call
 }
 
-func newTurn(a *Agent, ev Event, st session.State, emit func(Chunk) error, log *zap.Logger, start time.Time, stats *TurnStats) *turn {
-	def := a.prompts.Default()
-	stats.PromptVersion = def.Version
+func newTurn(a *Agent, ev Event, st session.State, ag *prompts.Agent, system string, emit func(Chunk) error, log *zap.Logger, start time.Time, stats *TurnStats) *turn {
+	stats.PromptVersion = ag.Version
+	stats.Agent = ag.Name
+	cfg := a.cfg.forAgent(ag.Settings)
 	t := &turn{
-		a: a, ev: ev, hist: st.History, emit: emit, log: log, stats: stats, start: start,
+		a: a, cfg: cfg, ag: ag, ev: ev, hist: st.History, emit: emit, log: log, stats: stats, start: start,
 		pieces: make(chan piece, 16),
 		chosen: -1,
-		ch:     NewChunker(a.cfg.Chunker),
+		ch:     NewChunker(cfg.Chunker),
 	}
 	t.req = Request{
-		Model:       a.cfg.Model,
-		Messages:    buildMessages(def.System, st.History, a.cfg.HistoryLimit, ev.Text),
-		MaxTokens:   a.cfg.MaxTokens,
-		Temperature: a.cfg.Temperature,
+		Model:       cfg.Model,
+		Messages:    buildMessages(system, st.History, cfg.HistoryLimit, ev.Text),
+		MaxTokens:   cfg.MaxTokens,
+		Temperature: cfg.Temperature,
+		Tools:       a.toolDefs(ag),
 	}
 	return t
 }
 
 // buildMessages is the model's view of the call: the system prompt, the latest history
-// entries that say something, and the new utterance.
+// entries that say something, and the new utterance. Each recorded tool call becomes the
+// assistant message that made it followed by the tool's answer, as the model produced them.
 func buildMessages(system string, hist []session.Entry, limit int, utterance string) []Message {
 	if len(hist) > limit {
 		hist = hist[len(hist)-limit:]
@@ -92,10 +112,16 @@ func buildMessages(system string, hist []session.Entry, limit int, utterance str
 	msgs := make([]Message, 0, len(hist)+2)
 	msgs = append(msgs, Message{Role: "system", Text: system})
 	for _, e := range hist {
-		if strings.TrimSpace(e.Text) == "" {
-			continue // an answer cut before a word was heard
+		switch {
+		case e.Kind == session.EntryTool:
+			msgs = append(msgs,
+				Message{Role: "assistant", ToolCalls: []ToolCall{{ID: e.ToolCall, Name: e.ToolName, Args: e.ToolArgs}}},
+				Message{Role: "tool", ToolCallID: e.ToolCall, Text: e.Text})
+		case strings.TrimSpace(e.Text) == "":
+			// an answer cut before a word was heard
+		default:
+			msgs = append(msgs, Message{Role: e.Kind, Text: e.Text})
 		}
-		msgs = append(msgs, Message{Role: e.Kind, Text: e.Text})
 	}
 	return append(msgs, Message{Role: "user", Text: utterance})
 }
@@ -107,8 +133,17 @@ func (t *turn) run(ctx context.Context) error {
 		t.rec = newLineRecorder(ctx, t.a, t.ev.ID, t.log)
 	}
 	err := t.loop(ctx)
-	cancel() // stops every model request at once: barge-in, hang-up, or the turn is over
-	t.wg.Wait()
+	switch {
+	case t.endCall && t.gone:
+		t.stats.HangUp = "skipped"
+	case t.endCall:
+		t.hangUp(ctx)
+	}
+	cancel()    // stops every model request at once: barge-in, hang-up, or the turn is over
+	t.wg.Wait() // a tool call in flight finishes: its side effect may have happened
+	if t.toolDone != nil {
+		t.tools = append(t.tools, <-t.toolDone...) // the caller left while it ran
+	}
 	if t.rec != nil {
 		t.rec.close()
 	}
@@ -117,7 +152,7 @@ func (t *turn) run(ctx context.Context) error {
 }
 
 func (t *turn) loop(ctx context.Context) error {
-	t.startSource(t.a.primary, t.a.cfg.Model)
+	t.startSource(t.a.primary, t.cfg.Model)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for !t.done {
@@ -125,6 +160,8 @@ func (t *turn) loop(ctx context.Context) error {
 		select {
 		case p := <-t.pieces:
 			t.onPiece(p)
+		case entries := <-t.toolDone:
+			t.onToolsDone(entries)
 		case now := <-timer.C:
 			t.onTick(now)
 		case <-ctx.Done():
@@ -138,7 +175,7 @@ func (t *turn) loop(ctx context.Context) error {
 
 // nextWake is how long until the earliest budget that could act.
 func (t *turn) nextWake(now time.Time) time.Duration {
-	cfg := &t.a.cfg
+	cfg := &t.cfg
 	next := t.start.Add(cfg.TurnBudget)
 	earlier := func(at time.Time) {
 		if at.Before(next) {
@@ -163,7 +200,7 @@ func (t *turn) nextWake(now time.Time) time.Duration {
 }
 
 func (t *turn) onTick(now time.Time) {
-	cfg := &t.a.cfg
+	cfg := &t.cfg
 	if !now.Before(t.start.Add(cfg.TurnBudget)) {
 		t.stats.Budget = "turn"
 		t.finish(t.ch.End(false), cfg.StallLine, OutcomeStalled)
@@ -194,6 +231,10 @@ func (t *turn) onTick(now time.Time) {
 	if !t.lastTokenAt.IsZero() && now.Sub(t.lastTokenAt) < cfg.StallAfter/2 && t.sayCut(time.Time{}) {
 		return
 	}
+	if t.toolDone != nil {
+		t.hold() // a tool is running, bounded by its own timeout: keep the caller company
+		return
+	}
 	maxHolds := 1
 	if t.modelLines == 0 {
 		maxHolds = 2 // the first-token hold, and one more while the model (or its fallback) starts
@@ -218,11 +259,14 @@ func (t *turn) onPiece(p piece) {
 		if t.chosen >= 0 && t.chosen != p.src {
 			return // the hedge loser, already cancelled
 		}
+		if t.chosen < 0 && src.round == t.toolRounds && len(p.calls) > 0 && errors.Is(p.err, io.EOF) {
+			t.choose(p.src, p.at) // an answer that is only tool calls
+		}
 		if t.chosen < 0 {
 			t.failBeforeSpeech(p.err)
 			return
 		}
-		t.modelEnd(p.err)
+		t.modelEnd(p.err, p.calls)
 		return
 	}
 	if t.chosen < 0 {
@@ -248,10 +292,13 @@ func (t *turn) onPiece(p piece) {
 func (t *turn) choose(src int, at time.Time) {
 	t.chosen = src
 	t.firstTokenAt = at
+	t.cutTried = false
 	s := t.sources[src]
-	t.stats.TTFT = at.Sub(s.started)
-	t.stats.Model = s.model
-	t.stats.Fallback = src > 0
+	if s.round == 0 {
+		t.stats.TTFT = at.Sub(s.started)
+		t.stats.Model = s.model
+		t.stats.Fallback = src > 0
+	}
 	for i, o := range t.sources {
 		if i != src {
 			o.cancel()
@@ -272,16 +319,23 @@ func (t *turn) failBeforeSpeech(err error) {
 	} else {
 		t.log.Warn("model failed before speech", zap.Error(err))
 	}
-	if t.a.fallback != nil && len(t.sources) == 1 && time.Since(t.start) < t.a.cfg.FallbackWithin {
-		t.startSource(t.a.fallback, t.a.cfg.FallbackModel)
+	if t.cfg.FallbackModel != "" && len(t.sources) == 1 && time.Since(t.start) < t.cfg.FallbackWithin {
+		t.startSource(t.a.fallback, t.cfg.FallbackModel)
+		return
+	}
+	if t.modelLines > 0 {
+		// A model round after a tool call failed: the caller has heard part of the answer.
+		t.finish(nil, t.cfg.RecoveryLine, OutcomeRecovered)
 		return
 	}
 	t.apologize()
 }
 
 // modelEnd handles the end of the answering model's stream.
-func (t *turn) modelEnd(err error) {
+func (t *turn) modelEnd(err error, calls []ToolCall) {
 	switch {
+	case errors.Is(err, io.EOF) && len(calls) > 0:
+		t.onToolCalls(calls)
 	case errors.Is(err, io.EOF):
 		t.finish(t.ch.End(true), "", OutcomeAnswered)
 	case errors.Is(err, ErrTruncated):
@@ -291,11 +345,11 @@ func (t *turn) modelEnd(err error) {
 		// Broke before a word of it was spoken: the caller loses nothing if another model
 		// answers from the start.
 		t.chosen = -1
-		t.ch = NewChunker(t.a.cfg.Chunker)
+		t.ch = NewChunker(t.cfg.Chunker)
 		t.failBeforeSpeech(err)
 	default:
 		t.log.Warn("model stream broke", zap.Error(err))
-		t.finish(t.ch.End(false), t.a.cfg.RecoveryLine, OutcomeRecovered)
+		t.finish(t.ch.End(false), t.cfg.RecoveryLine, OutcomeRecovered)
 	}
 }
 
@@ -319,7 +373,7 @@ func (t *turn) finish(lines []string, closing, outcome string) {
 }
 
 func (t *turn) apologize() {
-	t.say(t.a.cfg.ApologyLine)
+	t.say(t.cfg.ApologyLine)
 	if !t.gone {
 		t.stats.Outcome = OutcomeApology
 	}
@@ -327,13 +381,13 @@ func (t *turn) apologize() {
 }
 
 func (t *turn) canHedge() bool {
-	return t.a.fallback != nil && t.chosen < 0 && len(t.sources) == 1 && !t.sources[0].ended
+	return t.cfg.FallbackModel != "" && t.chosen < 0 && len(t.sources) == 1 && !t.sources[0].ended
 }
 
 func (t *turn) startSource(llm LLM, model string) {
 	ctx, cancel := context.WithCancel(t.ctx)
 	idx := len(t.sources)
-	s := &source{model: model, cancel: cancel, started: time.Now()}
+	s := &source{llm: llm, model: model, cancel: cancel, started: time.Now(), round: t.toolRounds}
 	t.sources = append(t.sources, s)
 	t.stats.ModelCalls++
 	if idx == 0 {
@@ -369,6 +423,10 @@ func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
 	defer stream.Close()
 	for {
 		tok, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			send(piece{err: err, calls: stream.ToolCalls()})
+			return
+		}
 		if err != nil {
 			send(piece{err: err})
 			return
@@ -390,8 +448,8 @@ func (t *turn) sayModel(line string, trigger time.Time) bool {
 	if t.modelLines == 0 && t.heldFirst && t.isHoldingPhrase(line) {
 		return true // the model opened with a holding phrase of its own: one is enough
 	}
-	reserve := max(utf8.RuneCountInString(t.a.cfg.RecoveryLine), utf8.RuneCountInString(t.a.cfg.StallLine)) + 1
-	if t.chars+utf8.RuneCountInString(line)+1 > t.a.cfg.MaxChars-reserve {
+	reserve := max(utf8.RuneCountInString(t.cfg.RecoveryLine), utf8.RuneCountInString(t.cfg.StallLine)) + 1
+	if t.chars+utf8.RuneCountInString(line)+1 > t.cfg.MaxChars-reserve {
 		t.stats.Budget = "chars"
 		t.stats.Outcome = OutcomeCapped
 		t.done = true // every line so far ended on a boundary; stop here
@@ -404,6 +462,8 @@ func (t *turn) sayModel(line string, trigger time.Time) bool {
 		t.stats.FirstLineLag = time.Since(trigger)
 	}
 	t.modelLines++
+	t.roundLines++
+	t.roundText = append(t.roundText, line)
 	t.holdsSinceLine = 0
 	return true
 }
@@ -436,18 +496,18 @@ func (t *turn) say(line string) bool {
 // hold speaks the holding phrase this call has used least, earliest in the configured order.
 func (t *turn) hold() {
 	if t.holdUses == nil {
-		t.holdUses = make(map[string]int, len(t.a.cfg.HoldingPhrases))
+		t.holdUses = make(map[string]int, len(t.cfg.HoldingPhrases))
 		for _, e := range t.hist {
 			if e.Kind != session.EntryAssistant {
 				continue
 			}
-			for _, p := range t.a.cfg.HoldingPhrases {
+			for _, p := range t.cfg.HoldingPhrases {
 				t.holdUses[p] += strings.Count(e.Text, p)
 			}
 		}
 	}
 	best := ""
-	for _, p := range t.a.cfg.HoldingPhrases {
+	for _, p := range t.cfg.HoldingPhrases {
 		if best == "" || t.holdUses[p] < t.holdUses[best] {
 			best = p
 		}
@@ -466,7 +526,7 @@ func (t *turn) hold() {
 func (t *turn) isHoldingPhrase(line string) bool {
 	norm := func(s string) string { return strings.ToLower(strings.Trim(s, " .!…")) }
 	l := norm(line)
-	for _, p := range t.a.cfg.HoldingPhrases {
+	for _, p := range t.cfg.HoldingPhrases {
 		if norm(p) == l {
 			return true
 		}
@@ -478,13 +538,17 @@ func (t *turn) isHoldingPhrase(line string) bool {
 // were sent. It runs after Saperly may have gone, so it is detached from the request's
 // cancellation but still bounded.
 func (t *turn) commit(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.a.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.cfg.StoreTimeout)
 	defer cancel()
 	at := eventTime(t.ev).UnixMilli()
-	err := t.a.store.CommitTurn(ctx, t.ev.CallID, t.ev.ID,
-		session.Entry{Kind: session.EntryUser, Text: t.ev.Text, At: at, EventID: t.ev.ID},
-		session.Entry{Kind: session.EntryAssistant, Text: strings.Join(t.spoken, " "), At: at, EventID: t.ev.ID, Cut: t.gone},
-	)
+	entries := make([]session.Entry, 0, len(t.tools)+2)
+	entries = append(entries, session.Entry{Kind: session.EntryUser, Text: t.ev.Text, At: at, EventID: t.ev.ID})
+	entries = append(entries, t.tools...)
+	entries = append(entries, session.Entry{
+		Kind: session.EntryAssistant, Text: strings.Join(t.spoken, " "), At: at, EventID: t.ev.ID,
+		Cut: t.gone, EndCall: t.endCall,
+	})
+	err := t.a.store.CommitTurn(ctx, t.ev.CallID, t.ev.ID, entries...)
 	if err != nil {
 		t.log.Error("turn not saved", zap.Error(err))
 	}

@@ -19,10 +19,12 @@ import (
 	"github.com/callbrain/callbrain/session"
 )
 
-// step is one beat of a scripted model: wait, then yield a token or end with err.
+// step is one beat of a scripted model: wait, then yield a token, make a tool call (kept for
+// the end of the stream, as a real stream assembles it), or end with err.
 type step struct {
 	wait time.Duration
 	tok  string
+	call *agent.ToolCall
 	err  error
 }
 
@@ -65,27 +67,34 @@ type scriptStream struct {
 	ctx   context.Context
 	steps []step
 	owner *scripted
+	calls []agent.ToolCall
 }
 
+func (s *scriptStream) ToolCalls() []agent.ToolCall { return s.calls }
+
 func (s *scriptStream) Recv() (string, error) {
-	if len(s.steps) == 0 {
-		return "", io.EOF
-	}
-	st := s.steps[0]
-	s.steps = s.steps[1:]
-	if st.wait > 0 {
-		t := time.NewTimer(st.wait)
-		defer t.Stop()
-		select {
-		case <-s.ctx.Done():
-			return "", s.ctx.Err()
-		case <-t.C:
+	for len(s.steps) > 0 {
+		st := s.steps[0]
+		s.steps = s.steps[1:]
+		if st.wait > 0 {
+			t := time.NewTimer(st.wait)
+			select {
+			case <-s.ctx.Done():
+				t.Stop()
+				return "", s.ctx.Err()
+			case <-t.C:
+			}
+		}
+		switch {
+		case st.err != nil:
+			return "", st.err
+		case st.call != nil:
+			s.calls = append(s.calls, *st.call)
+		default:
+			return st.tok, nil
 		}
 	}
-	if st.err != nil {
-		return "", st.err
-	}
-	return st.tok, nil
+	return "", io.EOF
 }
 
 func (s *scriptStream) Close() error {
@@ -124,7 +133,7 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg agent.Config, llm *scripted, withFallback bool) *harness {
 	t.Helper()
-	lib, err := prompts.Load(t.TempDir())
+	lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
 	require.NoError(t, err)
 	h := &harness{t: t, store: session.NewMemoryStore(session.Options{}), llm: llm}
 	if cfg.Model == "" {
@@ -135,12 +144,10 @@ func newHarness(t *testing.T, cfg agent.Config, llm *scripted, withFallback bool
 		h.stats = append(h.stats, s)
 		h.mu.Unlock()
 	}
-	var fallback agent.LLM
 	if withFallback {
 		cfg.FallbackModel = "fallback"
-		fallback = llm
 	}
-	h.agent = agent.New(cfg, llm, fallback, h.store, lib, zap.NewNop())
+	h.agent = agent.New(cfg, agent.Deps{Primary: llm, Store: h.store, Prompts: lib})
 	return h
 }
 

@@ -22,15 +22,18 @@ type config struct {
 	FallbackKey   string
 	Secret        string
 	SecretNext    string
-	DevSecret     bool // Secret is transport.DevSecret because none was given
-	PromptsDir    string
-	PromptsDirSet bool
-	LogLevel      string
-	LogText       bool
-	Retention     time.Duration
-	DrainTimeout  time.Duration
-	DemoDelay     time.Duration
-	Agent         agent.Config
+	// SaperlyAPIBase and SaperlyAPIKey reach Saperly's REST API, to hang up (PROTOCOL §1.9).
+	SaperlyAPIBase string
+	SaperlyAPIKey  string
+	DevSecret      bool // Secret is transport.DevSecret because none was given
+	PromptsDir     string
+	PromptsDirSet  bool
+	LogLevel       string
+	LogText        bool
+	Retention      time.Duration
+	DrainTimeout   time.Duration
+	DemoDelay      time.Duration
+	Agent          agent.Config
 }
 
 // demo reports whether no model endpoint was configured, so the offline demo model answers.
@@ -39,19 +42,21 @@ func (c config) demo() bool { return c.OpenAIKey == "" && c.OpenAIBaseURL == "" 
 // loadConfig reads the environment. Every error names the variable at fault.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Addr:          or(getenv("BRAIN_ADDR"), "127.0.0.1:8080"),
-		RedisURL:      getenv("REDIS_URL"),
-		OpenAIBaseURL: getenv("OPENAI_BASE_URL"),
-		OpenAIKey:     getenv("OPENAI_API_KEY"),
-		Model:         or(getenv("OPENAI_MODEL"), "gpt-4o-mini"),
-		FallbackModel: getenv("OPENAI_FALLBACK_MODEL"),
-		FallbackBase:  getenv("OPENAI_FALLBACK_BASE_URL"),
-		FallbackKey:   getenv("OPENAI_FALLBACK_API_KEY"),
-		Secret:        getenv("SAPERLY_WEBHOOK_SECRET"),
-		SecretNext:    getenv("SAPERLY_WEBHOOK_SECRET_NEXT"),
-		PromptsDir:    or(getenv("PROMPTS_DIR"), "./prompts"),
-		PromptsDirSet: getenv("PROMPTS_DIR") != "",
-		LogLevel:      or(getenv("BRAIN_LOG_LEVEL"), "info"),
+		Addr:           or(getenv("BRAIN_ADDR"), "127.0.0.1:8080"),
+		RedisURL:       getenv("REDIS_URL"),
+		OpenAIBaseURL:  getenv("OPENAI_BASE_URL"),
+		OpenAIKey:      getenv("OPENAI_API_KEY"),
+		Model:          or(getenv("OPENAI_MODEL"), "gpt-4o-mini"),
+		FallbackModel:  getenv("OPENAI_FALLBACK_MODEL"),
+		FallbackBase:   getenv("OPENAI_FALLBACK_BASE_URL"),
+		FallbackKey:    getenv("OPENAI_FALLBACK_API_KEY"),
+		Secret:         getenv("SAPERLY_WEBHOOK_SECRET"),
+		SecretNext:     getenv("SAPERLY_WEBHOOK_SECRET_NEXT"),
+		SaperlyAPIBase: getenv("SAPERLY_API_BASE"),
+		SaperlyAPIKey:  getenv("SAPERLY_API_KEY"),
+		PromptsDir:     or(getenv("PROMPTS_DIR"), "./prompts"),
+		PromptsDirSet:  getenv("PROMPTS_DIR") != "",
+		LogLevel:       or(getenv("BRAIN_LOG_LEVEL"), "info"),
 	}
 	p := parser{getenv: getenv}
 	c.LogText = p.boolean("BRAIN_LOG_TEXT")

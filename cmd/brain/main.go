@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "prompts" { // brain prompts check [-q] [dir]
+		os.Exit(promptsCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Getenv); err != nil {
@@ -52,20 +56,52 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
+	warnLineSecrets(lib.Current(), getenv, log)
 
 	primary, fallback := models(cfg, log)
-	ag := agent.New(cfg.Agent, primary, fallback, store, lib, log)
+	cfg.Agent.Getenv = getenv // tool headers name the variables that hold their values
+	ag := agent.New(cfg.Agent, agent.Deps{
+		Primary: primary, Fallback: fallback, Store: store, Prompts: lib,
+		Control: callControl(cfg, lib.Current(), log), Log: log,
+	})
 
 	if cfg.DevSecret {
 		log.Warn("SAPERLY_WEBHOOK_SECRET is not set: accepting the development secret, on loopback only; never expose this server",
 			zap.String("addr", cfg.Addr))
 	}
-	secrets := cfg.secrets(transport.DevSecret)
+	global := cfg.secrets(transport.DevSecret)
 	srv := transport.New(transport.Config{
-		Secrets: func(string) []string { return secrets },
+		Secrets: func(lineID string) []string { return lineSecrets(lib.Current(), lineID, global, getenv) },
 		Ready:   store.Ping,
 		LogText: cfg.LogText,
 	}, ag, store, log)
+
+	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
+	// stopped and waited for on the way out.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watchers sync.WaitGroup
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	watchers.Go(func() {
+		if err := lib.Watch(watchCtx); err != nil {
+			log.Error("prompt watcher stopped: edits need SIGHUP or a restart", zap.Error(err))
+		}
+	})
+	watchers.Go(func() {
+		for {
+			select {
+			case <-hup:
+				lib.Reload()
+			case <-watchCtx.Done():
+				return
+			}
+		}
+	})
+	defer func() {
+		signal.Stop(hup)
+		stopWatch()
+		watchers.Wait()
+	}()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -142,23 +178,70 @@ func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store,
 	return session.NewRedisStore(rdb, opts), func() { _ = rdb.Close() }, nil
 }
 
-func loadPrompts(cfg config, log *zap.Logger) (*prompts.Library, error) {
+func loadPrompts(cfg config, log *zap.Logger) (*prompts.Live, error) {
 	if cfg.PromptsDirSet {
 		if st, err := os.Stat(cfg.PromptsDir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("PROMPTS_DIR=%s: not a readable directory", cfg.PromptsDir)
 		}
 	}
-	lib, err := prompts.Load(cfg.PromptsDir)
+	live, err := prompts.NewLive(cfg.PromptsDir, log)
 	if err != nil {
 		return nil, fmt.Errorf("PROMPTS_DIR: %w", err)
 	}
-	def := lib.Default()
+	lib := live.Current()
 	if lib.Embedded() {
 		log.Warn("no default agent in PROMPTS_DIR: using the embedded default prompt", zap.String("prompts_dir", cfg.PromptsDir))
 	}
-	log.Info("prompts loaded", zap.Strings("agents", lib.Names()), zap.String("default_source", def.Source),
-		zap.String("prompt_version", def.Version))
-	return lib, nil
+	def := lib.Default()
+	log.Info("prompts loaded", zap.Strings("agents", lib.Names()), zap.Int("lines", len(lib.Lines())),
+		zap.String("default_source", def.Source), zap.String("prompt_version", def.Version))
+	return live, nil
+}
+
+// lineSecrets returns the secrets a delivery for lineID is verified with: the line's own
+// (PROTOCOL §1.3), read from the variables lines.yaml names, or the global ones for a line
+// that is not listed or whose variable is empty. lineID is not verified yet: it only selects.
+func lineSecrets(lib *prompts.Library, lineID string, global []string, getenv func(string) string) []string {
+	line, ok := lib.Line(lineID)
+	if !ok || line.SecretEnv == "" {
+		return global
+	}
+	cur := getenv(line.SecretEnv)
+	if cur == "" {
+		return global
+	}
+	if line.SecretNextEnv != "" {
+		if next := getenv(line.SecretNextEnv); next != "" {
+			return []string{cur, next}
+		}
+	}
+	return []string{cur}
+}
+
+// warnLineSecrets names every line whose secret variable is unset: its deliveries are
+// verified with the global secret until it is set.
+func warnLineSecrets(lib *prompts.Library, getenv func(string) string, log *zap.Logger) {
+	for _, l := range lib.Lines() {
+		if l.SecretEnv != "" && getenv(l.SecretEnv) == "" {
+			log.Warn("line secret variable is not set: verifying with the global secret",
+				zap.String("line_id", l.ID), zap.String("variable", l.SecretEnv))
+		}
+	}
+}
+
+// callControl returns the Saperly API client that ends calls, or nil when no API key is set
+// (then no agent is offered end_call).
+func callControl(cfg config, lib *prompts.Library, log *zap.Logger) agent.CallControl {
+	if cfg.SaperlyAPIKey == "" {
+		for _, name := range lib.Names() {
+			if a, _ := lib.Agent(name); a.Settings.EndCall {
+				log.Warn("SAPERLY_API_KEY is not set: agents cannot end calls", zap.String("agent", name))
+			}
+		}
+		return nil
+	}
+	log.Info("call control: saperly api", zap.String("base_url", or(cfg.SaperlyAPIBase, agent.DefaultSaperlyAPI)))
+	return agent.NewSaperlyAPI(cfg.SaperlyAPIBase, cfg.SaperlyAPIKey)
 }
 
 // models builds the primary model and the optional fallback.

@@ -1,0 +1,145 @@
+package agent_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/callbrain/callbrain/agent"
+	"github.com/callbrain/callbrain/prompts"
+	"github.com/callbrain/callbrain/session"
+)
+
+// promptDir writes files into a fresh prompts directory.
+func promptDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, files)
+	return dir
+}
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, text := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
+	}
+}
+
+func newAgentOn(t *testing.T, dir string, llm agent.LLM) (*harness, *prompts.Live) {
+	t.Helper()
+	lib, err := prompts.NewLive(dir, zap.NewNop())
+	require.NoError(t, err)
+	h := &harness{t: t, store: session.NewMemoryStore(session.Options{})}
+	cfg := agent.Config{Model: "global-model", OnTurn: func(s agent.TurnStats) {
+		h.mu.Lock()
+		h.stats = append(h.stats, s)
+		h.mu.Unlock()
+	}}
+	h.agent = agent.New(cfg, agent.Deps{Primary: llm, Store: h.store, Prompts: lib})
+	return h, lib
+}
+
+// anyModel answers every request with the same words, whatever the model.
+func anyModel(text string) *rounds {
+	steps := make([][]step, 20)
+	for i := range steps {
+		steps[i] = say(text, 0, 0)
+	}
+	return newRounds(steps...)
+}
+
+func TestLineChoosesAgentSettingsAndVars(t *testing.T) {
+	t.Parallel()
+	dir := promptDir(t, map[string]string{
+		"default.md": "You are the default agent.",
+		"orders.md": `---
+model: orders-model
+temperature: 0.2
+max_tokens: 120
+vars: {shop: Nobody's}
+---
+You answer for {{.Vars.shop}}, line {{.LineID}}, caller {{.Caller}}.`,
+		"lines.yaml": "line-orders:\n  agent: orders\n  vars: {shop: Acme Parts}\n",
+	})
+	llm := anyModel("Sure.")
+	h, _ := newAgentOn(t, dir, llm)
+
+	ev := message("c1", "e1", "Hi")
+	ev.LineID, ev.From = "line-orders", "+14155551234"
+	h.respond(t.Context(), ev)
+	h.respond(t.Context(), message("c2", "e2", "Hi")) // line-1 is not listed: the default agent
+
+	reqs := llm.requests()
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "orders-model", reqs[0].Model, "the agent's model")
+	assert.Equal(t, 120, reqs[0].MaxTokens)
+	assert.InDelta(t, 0.2, reqs[0].Temperature, 1e-6)
+	assert.Equal(t, "You answer for Acme Parts, line line-orders, caller +14155551234.", reqs[0].Messages[0].Text,
+		"line vars override the agent's")
+	assert.Equal(t, "global-model", reqs[1].Model)
+	assert.Equal(t, "You are the default agent.", reqs[1].Messages[0].Text)
+	assert.Equal(t, "orders", h.stats[0].Agent)
+}
+
+func TestCallKeepsItsPromptVersionAcrossReload(t *testing.T) {
+	t.Parallel()
+	dir := promptDir(t, map[string]string{"default.md": "Version one."})
+	llm := anyModel("Okay.")
+	h, lib := newAgentOn(t, dir, llm)
+
+	h.respond(t.Context(), message("old-call", "e1", "Hi"))
+	v1 := h.lastStats().PromptVersion
+
+	writeFiles(t, dir, map[string]string{"default.md": "Version two."})
+	lib.Reload()
+	require.NotEqual(t, v1, lib.Current().Default().Version, "the edit is live")
+
+	h.respond(t.Context(), message("old-call", "e2", "And?"))
+	assert.Equal(t, v1, h.lastStats().PromptVersion, "a call in progress keeps its version")
+	h.respond(t.Context(), message("new-call", "e3", "Hi"))
+	assert.NotEqual(t, v1, h.lastStats().PromptVersion, "a new call gets the new version")
+
+	reqs := llm.requests()
+	require.Len(t, reqs, 3)
+	assert.Equal(t, "Version one.", reqs[1].Messages[0].Text)
+	assert.Equal(t, "Version two.", reqs[2].Messages[0].Text)
+}
+
+func TestCallStartedPinsVersionAndKnowsReturningCallers(t *testing.T) {
+	t.Parallel()
+	dir := promptDir(t, map[string]string{
+		"default.md": "{{if .Returning}}Welcome back.{{else}}First call.{{end}} Direction {{.Direction}}.",
+	})
+	llm := anyModel("Hello.")
+	h, lib := newAgentOn(t, dir, llm)
+	started := func(callID string) agent.Event {
+		return agent.Event{Kind: agent.EventCallStarted, CallID: callID, LineID: "line-1",
+			From: "+14155551234", To: "+14155550000", Direction: "inbound"}
+	}
+
+	require.NoError(t, h.agent.Record(t.Context(), started("c1")))
+	require.NoError(t, h.agent.Record(t.Context(), started("c1")), "a retried call_started")
+	// An edit between call_started and the first message does not reach the call.
+	before := lib.Current().Default().Version
+	writeFiles(t, dir, map[string]string{"default.md": "Edited. {{if .Returning}}Welcome back.{{else}}First call.{{end}}"})
+	lib.Reload()
+	h.respond(t.Context(), message("c1", "e1", "Hi"))
+	assert.Equal(t, before, h.lastStats().PromptVersion)
+
+	require.NoError(t, h.agent.Record(t.Context(), started("c2")))
+	h.respond(t.Context(), message("c2", "e2", "Hi again"))
+
+	reqs := llm.requests()
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "First call. Direction inbound.", reqs[0].Messages[0].Text)
+	assert.Equal(t, "Edited. Welcome back.", reqs[1].Messages[0].Text,
+		"the second call is new: it gets the edit, and knows the caller is back")
+
+	st, err := h.store.Load(t.Context(), "c2")
+	require.NoError(t, err)
+	assert.True(t, st.Call.Returning, "the same number called this line before")
+}
