@@ -1,66 +1,616 @@
 package agent
 
-// TEMPORARY naive chunker: replaced by the real one (helper in progress).
+import (
+	"unicode"
+	"unicode/utf8"
+)
 
-import "strings"
-
+// ChunkerConfig tunes how a streamed answer is cut into spoken lines. Zero values take the
+// defaults.
 type ChunkerConfig struct {
+	// FirstMinWords: the first line may end at a clause boundary (comma, semicolon, colon,
+	// dash) once it holds this many words, so the caller hears something fast but never a lone
+	// "Sure,". A complete sentence qualifies at any length ("One moment."). It is also the
+	// fewest words a clause line split off a long sentence holds. Default 3.
 	FirstMinWords int
-	MaxPhrase     int
+	// MaxPhrase: a sentence longer than this many runes is split at a clause boundary, so no
+	// line is huge. A sentence without one stays whole. Default 200.
+	MaxPhrase int
 }
 
+// Chunker turns a model's streamed text into speakable lines: cleaned (see Clean), cut only
+// where the cut is certain, never inside a word, number, time, price, phone number, address
+// or abbreviation.
+//
+// The first line ends at the first clause boundary that closes FirstMinWords words, or at the
+// first sentence end; later lines end at sentence ends, and at a clause boundary only to keep
+// a line under MaxPhrase runes.
+//
+// A sentence end is ". ", "! ", "? ", "… " and their kin, optionally followed by closing
+// quotes or brackets, and then a word that does not start in lower case ("etc. and", "p.m.
+// or", "… well" go on). A full stop is held until the next word shows what it was: "3." +
+// "30 p.m." is a time, "$89." + "50" a price. A full stop after a title or a Latin
+// abbreviation (Dr. Mr. Mrs. Ms. St. vs. approx. e.g. i.e.), after a single initial (J. R.)
+// or after "No." before a number never ends a sentence. One after a dotted abbreviation (a.m.,
+// p.m., U.S.) ends it only before a capitalised word, and for a.m./p.m. not before a weekday
+// or a time zone ("9 a.m. Monday", "10 a.m. EST"). Full-width stops (。！？) end a sentence
+// without a space.
+//
+// Lines depend only on the text, not on how it was split into deltas, unless Cut is called.
+// A Chunker is not safe for concurrent use.
 type Chunker struct {
-	buf   strings.Builder
-	first bool
-	cfg   ChunkerConfig
-}
+	cl        cleaner // holds the cleaned text in cl.out
+	minWords  int
+	maxPhrase int
 
-func NewChunker(cfg ChunkerConfig) *Chunker { return &Chunker{cfg: cfg} }
+	start int  // cl.out[start:] is the line in progress
+	scan  int  // cl.out[start:scan] has been judged
+	words int  // words (tokens with a letter or digit) in cl.out[start:scan]
+	runes int  // runes in cl.out[start:scan]
+	inTok bool // cl.out[scan-1] is part of a token
+	tokOK bool // that token has a letter or digit
+	said  bool // a line has gone out: the first-line rule is over
 
-func (c *Chunker) Push(delta string) []string {
-	c.buf.WriteString(delta)
-	s := c.buf.String()
-	var out []string
-	for {
-		i := strings.IndexAny(s, ".!?")
-		if i < 0 || i+1 >= len(s) || s[i+1] != ' ' {
-			break
-		}
-		out = append(out, strings.TrimSpace(s[:i+1]))
-		s = s[i+1:]
+	// The last clause boundary of a long sentence in progress, where it may be split.
+	clause, clauseWords, clauseRunes int
+
+	// The punctuation run at run.at as far as judge measured it before waiting for more, so
+	// a long run arriving byte by byte is measured once.
+	run struct {
+		at, end, last, stops int
+		other                bool
 	}
-	c.buf.Reset()
-	c.buf.WriteString(s)
-	return out
 }
 
+// NewChunker returns a Chunker for one answer.
+func NewChunker(cfg ChunkerConfig) *Chunker {
+	c := &Chunker{minWords: cfg.FirstMinWords, maxPhrase: cfg.MaxPhrase}
+	if c.minWords <= 0 {
+		c.minWords = 3
+	}
+	if c.maxPhrase <= 0 {
+		c.maxPhrase = 200
+	}
+	// One allocation for both buffers: raw holds a few bytes at a time, out one or two lines.
+	buf := make([]byte, 0, 64+256)
+	c.cl.raw, c.cl.out = buf[:0:64], buf[64:64]
+	return c
+}
+
+// Push adds a model text delta and returns the lines that became complete, in order, cleaned.
+// It costs time in proportion to the delta, not to the text held.
+func (c *Chunker) Push(delta string) []string {
+	c.cl.raw = append(c.cl.raw, delta...)
+	c.cl.feed(false)
+	lines := c.split(nil, false)
+	c.compact()
+	return lines
+}
+
+// Cut returns the pending text up to its last whole word and keeps the rest pending; "" when
+// nothing whole is there. A word is whole once a break follows it. Cut never ends a line
+// inside a number group, a time or a phone number ("+1 (415) 555-0123", "3:30 p.m.", "10
+// a.m."), nor after a title or an initial ("Dr." | "Smith"). It looks for that word only in
+// the last cutWindow bytes, so that a caller retrying Cut on every token pays a bounded cost.
+// After a Cut, the first-line rule is over.
 func (c *Chunker) Cut() string {
-	s := c.buf.String()
-	i := strings.LastIndex(s, " ")
-	if i <= 0 {
+	b := c.cl.out
+	lo := max(c.start, len(b)-cutWindow)
+	at := -1
+	if c.cl.space && c.start < len(b) && c.cutAt(b, lo, len(b)) {
+		at = len(b) // a break is due: the last word is whole
+	}
+	for i := len(b) - 1; at < 0 && i > lo; i-- {
+		if b[i] == ' ' && c.cutAt(b, lo, i) {
+			at = i
+		}
+	}
+	if at < 0 {
 		return ""
 	}
-	c.buf.Reset()
-	c.buf.WriteString(s[i:])
-	return strings.TrimSpace(s[:i])
+	line := trimLine(b[c.start:at])
+	if !hasWord(line) {
+		return ""
+	}
+	s := string(line)
+	c.start, c.scan, c.said = at, at, true
+	c.resetLine()
+	return s
 }
 
-func (c *Chunker) Pending() bool { return strings.TrimSpace(c.buf.String()) != "" }
+// cutWindow bounds how far back Cut looks for a place to cut.
+const cutWindow = 512
 
+// Pending reports whether pushed text is still held: neither returned in a line nor dropped by
+// cleaning.
+func (c *Chunker) Pending() bool { return c.start < len(c.cl.out) || len(c.cl.raw) > 0 }
+
+// End flushes at the end of the model stream and makes the Chunker ready for a new answer.
+// With complete, the model finished normally and the rest comes back as lines. Otherwise the
+// stream broke or was cut at max_tokens: only text up to the last complete sentence comes
+// back, and the unfinished tail is dropped; a final full stop counts only when nothing could
+// still have followed it ("at 3." may have been "at 3.30", "9 a.m." "9 a.m. to 5 p.m.").
 func (c *Chunker) End(complete bool) []string {
-	s := strings.TrimSpace(c.buf.String())
-	c.buf.Reset()
-	if s == "" {
-		return nil
+	c.cl.feed(true)
+	lines := c.split(nil, true)
+	rest := trimLine(c.cl.out[c.start:])
+	if len(rest) > 0 && (complete || c.words > 0 && closesSentence(rest)) {
+		lines = append(lines, string(rest))
 	}
-	if !complete {
-		i := strings.LastIndexAny(s, ".!?")
-		if i < 0 {
-			return nil
-		}
-		s = s[:i+1]
-	}
-	return []string{s}
+	c.cl = cleaner{raw: c.cl.raw[:0], out: c.cl.out[:0]}
+	c.start, c.scan, c.said = 0, 0, false
+	c.resetLine()
+	c.run.at, c.run.end = 0, 0
+	return lines
 }
 
-func Clean(s string) string { return strings.TrimSpace(s) }
+// split judges the text from scan on, appending the lines it completes. It stops at a mark
+// whose meaning the text does not yet show; with final, the text is complete and it judges
+// all of it (the end of the text is left to End).
+func (c *Chunker) split(lines []string, final bool) []string {
+	b := c.cl.out
+	for c.scan < len(b) {
+		ch := b[c.scan]
+		if ch == ' ' && c.scan == c.start {
+			c.start++ // the break after the last line
+			c.scan++
+			continue
+		}
+		r, n := rune(ch), 1
+		if ch >= utf8.RuneSelf {
+			r, n = utf8.DecodeRune(b[c.scan:])
+		}
+		if markOf(r) == markNone {
+			c.count(r)
+			c.scan += n
+			if c.clause > 0 && c.runes > c.maxPhrase {
+				lines = c.splitLong(lines)
+			}
+			continue
+		}
+		end, bound, ok := c.judge(b, final)
+		if !ok {
+			break
+		}
+		for c.scan < end {
+			r, n := utf8.DecodeRune(b[c.scan:])
+			c.count(r)
+			c.scan += n
+		}
+		switch bound {
+		case markTerm:
+			lines = c.emit(lines, end)
+		case markClause:
+			lines = c.atClause(lines, end)
+		}
+		if c.clause > 0 && c.runes > c.maxPhrase {
+			lines = c.splitLong(lines)
+		}
+	}
+	return lines
+}
+
+// Marks: what a punctuation rune can end.
+const (
+	markNone   = iota
+	markTerm   // a sentence: . ! ? …
+	markClause // a clause: , ; : — –
+	markWide   // a sentence, with no space after it: 。！？
+	markWideCl // a clause, with no space after it: ，、
+	markHyphen // a clause only as " - "
+)
+
+func markOf(r rune) int {
+	switch r {
+	case '.', '!', '?', '…', '‼', '⁇', '⁈', '⁉', '‽', '؟', '۔', '।', '॥', '։', '።':
+		return markTerm
+	case ',', ';', ':', '—', '–':
+		return markClause
+	case '。', '！', '？', '．', '｡':
+		return markWide
+	case '，', '；', '：', '、':
+		return markWideCl
+	case '-':
+		return markHyphen
+	}
+	return markNone
+}
+
+func isCloser(r rune) bool {
+	switch r {
+	case '"', '\'', ')', ']', '”', '’', '»', '›', '」', '』', '）', '］', '】', '〕', '〉', '》':
+		return true
+	}
+	return false
+}
+
+// judge decides the mark at scan: it returns the end of the punctuation run there and whether
+// that end is a sentence boundary (markTerm), a clause boundary (markClause) or neither
+// (markNone). ok is false when the text after the run is not in yet.
+func (c *Chunker) judge(b []byte, final bool) (end, bound int, ok bool) {
+	i := c.scan
+	if b[i] == '-' {
+		switch {
+		case i == c.start || b[i-1] != ' ':
+			return i + 1, markNone, true // 555-0123, well-known
+		case i+1 == len(b):
+			return i + 1, markNone, final
+		case b[i+1] == ' ':
+			return i + 1, markClause, true
+		}
+		return i + 1, markNone, true
+	}
+	// The run: marks and closing quotes or brackets, as in `?!`, `..."`, `.)`.
+	j, last, stops, other := i, markNone, 0, false
+	if c.run.at == i && c.run.end > i {
+		j, last, stops, other = c.run.end, c.run.last, c.run.stops, c.run.other
+	}
+run:
+	for j < len(b) {
+		r, n := utf8.DecodeRune(b[j:])
+		m := markOf(r)
+		switch {
+		case m != markNone && m != markHyphen:
+			last = m
+			if r == '.' {
+				stops++
+			} else if m == markTerm || m == markWide {
+				other = true
+			}
+		case !isCloser(r):
+			break run
+		}
+		j += n
+	}
+	if j == len(b) {
+		c.run.at, c.run.end, c.run.last, c.run.stops, c.run.other = i, j, last, stops, other
+		return j, markNone, final // the end of the text: End decides
+	}
+	switch last {
+	case markWide:
+		return j, markTerm, true
+	case markWideCl:
+		return j, markClause, true
+	}
+	if b[j] != ' ' {
+		return j, markNone, true // 3.30, e.g, example.com, ?x=1, 3:30, 1,299
+	}
+	if j+1 == len(b) {
+		return j, markNone, final // cannot happen: a space comes with the rune after it
+	}
+	if last == markClause {
+		return j, markClause, true
+	}
+	next, _ := utf8.DecodeRune(b[j+1:])
+	if unicode.IsLower(next) {
+		return j, markNone, true // etc. and, p.m. or, … well
+	}
+	if other || stops > 1 {
+		return j, markTerm, true // ! ? … ...
+	}
+	// A single full stop: what does the word before it say?
+	w := wordBefore(b, c.start, i)
+	if len(w) == 0 {
+		return j, markTerm, true
+	}
+	if r, n := utf8.DecodeRune(w); n == len(w) && unicode.IsLetter(r) {
+		return j, markNone, true // an initial: J. R. Tolkien
+	}
+	switch abbrevOf(w) {
+	case abbrTitle:
+		return j, markNone, true
+	case abbrNumber:
+		if isDigitRune(next) || next == '#' {
+			return j, markNone, true // No. 5
+		}
+		return j, markTerm, true // No. We are closed.
+	case abbrClock:
+		if !isCapital(next) {
+			return j, markNone, true // 10 a.m. (Eastern)
+		}
+		k := j + 1
+		for k < len(b) && k-j <= maxDayZone {
+			r, n := utf8.DecodeRune(b[k:])
+			if !unicode.IsLetter(r) {
+				break
+			}
+			k += n
+		}
+		if k == len(b) && !final {
+			return 0, 0, false // is it "Mon" or "Money"?
+		}
+		if abbrevOf(b[j+1:k]) == abbrDayZone {
+			return j, markNone, true // 9 a.m. Monday, 10 a.m. EST
+		}
+		return j, markTerm, true
+	}
+	if dotted(w) && !isCapital(next) {
+		return j, markNone, true // U.S. 5
+	}
+	return j, markTerm, true
+}
+
+// count adds the rune at scan to the line's tallies.
+func (c *Chunker) count(r rune) {
+	c.runes++
+	if r == ' ' {
+		c.inTok = false
+		return
+	}
+	if !c.inTok {
+		c.inTok, c.tokOK = true, false
+	}
+	if !c.tokOK && isAlnumRune(r) {
+		c.tokOK = true
+		c.words++
+	}
+}
+
+// maxDayZone is the length of the longest weekday or time zone name, "wednesday".
+const maxDayZone = 9
+
+func (c *Chunker) resetLine() {
+	c.words, c.runes, c.inTok, c.tokOK = 0, 0, false, false
+	c.clause, c.clauseWords, c.clauseRunes = 0, 0, 0
+}
+
+// emit ends the line at end, unless it has no word yet (a lone "…" joins the next line).
+func (c *Chunker) emit(lines []string, end int) []string {
+	if c.words == 0 {
+		return lines
+	}
+	lines = append(lines, string(trimLine(c.cl.out[c.start:end])))
+	c.start, c.said = end, true
+	c.resetLine()
+	return lines
+}
+
+// atClause handles a clause boundary at end: the first line ends there once it has enough
+// words; a later one only when it is already long, or is remembered in case it grows so.
+func (c *Chunker) atClause(lines []string, end int) []string {
+	if c.words < c.minWords {
+		return lines
+	}
+	if !c.said || c.runes > c.maxPhrase {
+		return c.emit(lines, end)
+	}
+	c.clause, c.clauseWords, c.clauseRunes = end, c.words, c.runes
+	return lines
+}
+
+// splitLong ends a sentence grown past MaxPhrase at its last clause boundary.
+func (c *Chunker) splitLong(lines []string) []string {
+	lines = append(lines, string(trimLine(c.cl.out[c.start:c.clause])))
+	c.start = c.clause
+	c.words -= c.clauseWords
+	c.runes -= c.clauseRunes
+	c.clause, c.clauseWords, c.clauseRunes = 0, 0, 0
+	return lines
+}
+
+// compact drops the text of returned lines once it is at least half the buffer, so a Push
+// copies no more than it adds, on average.
+func (c *Chunker) compact() {
+	if c.start == 0 || c.start*2 < len(c.cl.out) {
+		return
+	}
+	n := copy(c.cl.out, c.cl.out[c.start:])
+	c.cl.out = c.cl.out[:n]
+	c.scan -= c.start
+	if c.clause > 0 {
+		c.clause -= c.start
+	}
+	c.run.at -= c.start
+	c.run.end -= c.start
+	c.start = 0
+}
+
+// cutAt reports whether the pending line may end at at, where a space is (or is due); the
+// word before it is read no further back than lo.
+func (c *Chunker) cutAt(b []byte, lo, at int) bool {
+	w1 := wordBefore(b, lo, at)
+	if len(w1) == 0 {
+		return false
+	}
+	e := at
+	for e < len(b) && (e == at || b[e] != ' ') {
+		e++
+	}
+	var w2 []byte
+	if at < len(b) {
+		w2 = b[at+1 : e]
+	}
+	whole := e < len(b) // a space follows the next word
+	if w1[len(w1)-1] == '.' {
+		core := w1[:len(w1)-1]
+		if r, n := utf8.DecodeRune(core); n == len(core) && unicode.IsLetter(r) {
+			return false // J. | R.
+		}
+		switch abbrevOf(core) {
+		case abbrTitle:
+			return false // Dr. | Smith
+		case abbrNumber:
+			if len(w2) == 0 || isDigitRune(firstAlnum(w2)) {
+				return false // No. | 5
+			}
+		}
+	}
+	if !isDigitRune(lastAlnum(w1)) {
+		return true
+	}
+	// After a number: not before another group of it, nor before a.m., p.m. or o'clock.
+	f := firstAlnum(w2)
+	if f == 0 && !whole || isDigitRune(f) {
+		return false
+	}
+	var buf [8]byte
+	l := buf[:0]
+	for _, ch := range w2 {
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		if ch >= 'a' && ch <= 'z' && len(l) < len(buf) {
+			l = append(l, ch)
+		}
+	}
+	for _, clock := range [...]string{"am", "pm", "oclock"} {
+		if string(l) == clock || !whole && len(l) < len(clock) && clock[:len(l)] == string(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// closesSentence reports whether a line left at the end of a broken stream ends a sentence
+// for sure.
+func closesSentence(line []byte) bool {
+	k := len(line)
+	for k > 0 {
+		r, n := utf8.DecodeLastRune(line[:k])
+		if !isCloser(r) {
+			break
+		}
+		k -= n
+	}
+	r, n := utf8.DecodeLastRune(line[:k])
+	switch m := markOf(r); {
+	case m == markWide:
+		return true
+	case m != markTerm:
+		return false
+	case r != '.' || k-n > 0 && line[k-n-1] == '.':
+		return true // ! ? … ...
+	}
+	w := wordBefore(line, 0, k-n)
+	if len(w) == 0 {
+		return true
+	}
+	if r, n := utf8.DecodeRune(w); n == len(w) && unicode.IsLetter(r) {
+		return false // an initial
+	}
+	for _, ch := range w {
+		if ch >= '0' && ch <= '9' {
+			return false // at 3. | 30
+		}
+	}
+	switch abbrevOf(w) {
+	case abbrTitle, abbrClock:
+		return false
+	}
+	return !dotted(w)
+}
+
+// wordBefore returns the word that ends at i, without opening quotes or brackets.
+func wordBefore(b []byte, start, i int) []byte {
+	k := i
+	for k > start && b[k-1] != ' ' {
+		k--
+	}
+	w := b[k:i]
+	for len(w) > 0 {
+		r, n := utf8.DecodeRune(w)
+		switch r {
+		case '(', '[', '"', '\'', '“', '‘', '«', '¿', '¡':
+			w = w[n:]
+			continue
+		}
+		break
+	}
+	return w
+}
+
+// Abbreviation kinds, by the lower-case word before the final full stop.
+const (
+	abbrNone    = iota
+	abbrTitle   // never ends a sentence
+	abbrNumber  // "No." before a number
+	abbrClock   // a.m., p.m.
+	abbrDayZone // a weekday or a time zone, after a.m./p.m.
+)
+
+var abbrevs = map[string]int{
+	"dr": abbrTitle, "mr": abbrTitle, "mrs": abbrTitle, "ms": abbrTitle, "mx": abbrTitle,
+	"prof": abbrTitle, "rev": abbrTitle, "hon": abbrTitle, "capt": abbrTitle, "lt": abbrTitle,
+	"sgt": abbrTitle, "st": abbrTitle, "mt": abbrTitle, "vs": abbrTitle, "approx": abbrTitle,
+	"e.g": abbrTitle, "i.e": abbrTitle, "cf": abbrTitle, "viz": abbrTitle,
+	"no":  abbrNumber,
+	"a.m": abbrClock, "p.m": abbrClock,
+	"monday": abbrDayZone, "tuesday": abbrDayZone, "wednesday": abbrDayZone,
+	"thursday": abbrDayZone, "friday": abbrDayZone, "saturday": abbrDayZone, "sunday": abbrDayZone,
+	"mon": abbrDayZone, "tue": abbrDayZone, "tues": abbrDayZone, "wed": abbrDayZone,
+	"thu": abbrDayZone, "thur": abbrDayZone, "thurs": abbrDayZone, "fri": abbrDayZone,
+	"sat": abbrDayZone, "sun": abbrDayZone,
+	"et": abbrDayZone, "ct": abbrDayZone, "pt": abbrDayZone, // "mt" is Mt., a title
+	"est": abbrDayZone, "edt": abbrDayZone, "cst": abbrDayZone, "cdt": abbrDayZone,
+	"mst": abbrDayZone, "mdt": abbrDayZone, "pst": abbrDayZone, "pdt": abbrDayZone,
+	"gmt": abbrDayZone, "utc": abbrDayZone, "bst": abbrDayZone, "cet": abbrDayZone,
+}
+
+func abbrevOf(w []byte) int {
+	var buf [12]byte
+	if len(w) > len(buf) {
+		return abbrNone
+	}
+	for i, ch := range w {
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		buf[i] = ch
+	}
+	return abbrevs[string(buf[:len(w)])]
+}
+
+// dotted reports whether w is letters with inner full stops: U.S, a.m, example.com.
+func dotted(w []byte) bool {
+	dot := false
+	for len(w) > 0 {
+		r, n := utf8.DecodeRune(w)
+		switch {
+		case r == '.':
+			dot = true
+		case !unicode.IsLetter(r):
+			return false
+		}
+		w = w[n:]
+	}
+	return dot
+}
+
+// isCapital reports whether r can start a sentence as a letter: upper case, or a script
+// without case.
+func isCapital(r rune) bool { return unicode.IsLetter(r) && !unicode.IsLower(r) }
+
+func firstAlnum(w []byte) rune {
+	for len(w) > 0 {
+		r, n := utf8.DecodeRune(w)
+		if isAlnumRune(r) {
+			return r
+		}
+		w = w[n:]
+	}
+	return 0
+}
+
+func lastAlnum(w []byte) rune {
+	for len(w) > 0 {
+		r, n := utf8.DecodeLastRune(w)
+		if isAlnumRune(r) {
+			return r
+		}
+		w = w[:len(w)-n]
+	}
+	return 0
+}
+
+func hasWord(b []byte) bool { return firstAlnum(b) != 0 }
+
+// trimLine drops the spaces around a line; the cleaned text has no other whitespace.
+func trimLine(b []byte) []byte {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	for len(b) > 0 && b[len(b)-1] == ' ' {
+		b = b[:len(b)-1]
+	}
+	return b
+}

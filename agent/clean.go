@@ -1,0 +1,505 @@
+package agent
+
+import (
+	"bytes"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Clean returns s as a text-to-speech engine should read it.
+//
+//   - Markdown markup goes and its words stay: **bold**, *italic*, __bold__, _italic_,
+//     ~~struck~~ and `code` lose their markers, [text](url) becomes text, and the markers of
+//     headings (#), list items (-, *, +, 1., 1)), quotes (>) and rules (---) at the start of a
+//     line go.
+//   - What is not meant to be spoken goes whole: fenced code blocks (``` … ```), JSON objects
+//     and arrays ({…}, and […] when it opens with {, [ or "), images (![alt](url)), emoji and
+//     other pictographs, arrows and symbols, control and format characters. A dropped block,
+//     object or emoji counts as a word break, so the words around it stay apart. An unclosed
+//     block or object drops everything after its start: a cut-off blob must not be read out.
+//   - Every run of whitespace, newlines included, becomes one space, with none at either end
+//     and none before . , ; : ! ? or …
+//
+// Emphasis markers with a space on both sides ("5 * 3") and underscores inside a word
+// (first_name) are text, and so are °, № and the degree signs, which a voice reads.
+//
+// The Chunker cleans a streamed answer with the same code, so the lines it returns, joined,
+// hold the text of Clean of everything pushed (spaces aside: a full-width stop ends a line
+// without one).
+func Clean(s string) string {
+	var cl cleaner
+	cl.raw = append(cl.raw, s...)
+	cl.feed(true)
+	return string(cl.out)
+}
+
+// cleanMode is what the cleaner is inside of.
+type cleanMode uint8
+
+const (
+	cleanText   cleanMode = iota
+	cleanFence            // a ``` code block: dropped up to the closing ```
+	cleanBlob             // a JSON object or array: dropped up to its closing bracket
+	cleanTarget           // the (url) after a link's [text]: dropped
+	cleanAlt              // the [alt] of an image: dropped
+)
+
+// cleaner is Clean as a stream. Input goes into raw; feed moves what it can decide into out
+// and keeps in raw only the few bytes whose meaning depends on what comes next (a "*" that
+// may open "**", a "`" that may open a fence, a "3" at a line start that may be "3. "). It
+// decides nothing before it has seen what it needs, so its output does not depend on how the
+// input was split, and it only ever appends to out (whose reader may drop what it has read).
+//
+// out holds no whitespace but single spaces, and a space goes in only together with the rune
+// after it: a trailing separator waits in space. A reader of out therefore knows that the
+// last word may still grow, and that a word followed by a space is whole.
+type cleaner struct {
+	raw []byte
+	out []byte
+
+	mode    cleanMode
+	depth   int  // bracket depth in a blob or a link target
+	inStr   bool // inside a JSON string in a blob
+	esc     bool // after a backslash in a JSON string
+	ticks   int  // backticks in a row inside a fence
+	midLine bool // false at the start of a line, where block markers may stand
+	space   bool // a word break is due before the next rune written
+	wrote   bool // out has had a rune (it never starts with a space)
+	prev    rune // the last input rune of text, ' ' for any break; 0 at the start
+	seen    int  // bytes at the start of raw already measured by a step that had to wait
+}
+
+// cleanPlain marks the ASCII bytes that text copies as they are, whatever follows them.
+var cleanPlain = func() (t [utf8.RuneSelf]bool) {
+	for b := byte('!'); b <= '~'; b++ {
+		t[b] = true
+	}
+	for _, b := range []byte("`{}[]!*_~") {
+		t[b] = false
+	}
+	return t
+}()
+
+// feed cleans as much of raw as can be decided. With final, the input is complete: all of
+// raw is decided, and an unclosed block or blob is dropped.
+func (cl *cleaner) feed(final bool) {
+	b := cl.raw
+	p := 0
+	for p < len(b) {
+		if cl.mode == cleanText && cl.midLine {
+			// The common case, plain words, without a call per byte.
+			q := p
+			for q < len(b) {
+				ch := b[q]
+				if ch == ' ' {
+					cl.space, cl.prev = true, ' '
+				} else if ch < utf8.RuneSelf && cleanPlain[ch] {
+					cl.writeByte(ch)
+				} else {
+					break
+				}
+				q++
+			}
+			if q > p {
+				p, cl.seen = q, 0
+				continue
+			}
+		}
+		n := cl.step(b[p:], final)
+		if n == 0 {
+			break // needs more input
+		}
+		p, cl.seen = p+n, 0
+	}
+	cl.raw = b[:copy(b, b[p:])]
+	if final {
+		cl.raw = cl.raw[:0]
+		cl.mode, cl.depth, cl.ticks, cl.seen = cleanText, 0, 0, 0
+	}
+}
+
+// step consumes the start of b and reports how many bytes it took, 0 when it must see more.
+func (cl *cleaner) step(b []byte, final bool) int {
+	switch cl.mode {
+	case cleanFence:
+		return cl.skipFence(b)
+	case cleanBlob:
+		return cl.skipBlob(b)
+	case cleanTarget:
+		return cl.skipTarget(b)
+	case cleanAlt:
+		i := bytes.IndexAny(b, "]\n")
+		if i < 0 {
+			return len(b)
+		}
+		cl.mode = cleanText // the "]" (or the newline) is read as text
+		if i > 0 {
+			return i
+		}
+	}
+	return cl.text(b, final)
+}
+
+func (cl *cleaner) text(b []byte, final bool) int {
+	if !final && !utf8.FullRune(b) {
+		return 0 // a rune split across deltas
+	}
+	if !cl.midLine {
+		n, ok := cl.lineMarker(b, final)
+		if !ok {
+			return 0
+		}
+		if n > 0 {
+			cl.space, cl.prev = true, ' '
+			return n // still at the line start: "> - item" has two markers
+		}
+	}
+	r, n := utf8.DecodeRune(b)
+	if r == '\n' {
+		cl.space, cl.prev, cl.midLine = true, ' ', false
+		return n
+	}
+	if unicode.IsSpace(r) {
+		cl.space, cl.prev = true, ' '
+		return n
+	}
+	cl.midLine = true
+	switch r {
+	case '`':
+		j := cl.run(b, '`')
+		if j == len(b) && !final {
+			return 0
+		}
+		if j >= 3 {
+			cl.mode, cl.ticks = cleanFence, 0
+			cl.space, cl.prev = true, ' '
+		} else {
+			cl.prev = '`' // inline code: the words stay
+		}
+		return j
+	case '{':
+		// Only what looks like JSON ({"…" or {}) is a blob: a lone brace in prose must not
+		// swallow the rest of the answer.
+		k := max(1, cl.seen)
+		for k < len(b) && isBlankByte(b[k]) {
+			k++
+		}
+		if k == len(b) && !final {
+			cl.seen = k
+			return 0
+		}
+		if k < len(b) && (b[k] == '"' || b[k] == '}') {
+			cl.openBlob()
+			return 1
+		}
+		cl.prev = '{'
+		return 1
+	case '}':
+		return 1 // the other half of a lone brace: not read aloud
+	case '[':
+		k := max(1, cl.seen)
+		for k < len(b) && isBlankByte(b[k]) {
+			k++
+		}
+		if k == len(b) && !final {
+			cl.seen = k
+			return 0
+		}
+		if k < len(b) && (b[k] == '{' || b[k] == '[' || b[k] == '"') {
+			cl.openBlob()
+			return 1
+		}
+		cl.prev = '[' // a link's text, or a bracketed word: the words stay
+		return 1
+	case ']':
+		if len(b) < 2 && !final {
+			return 0
+		}
+		if len(b) >= 2 && b[1] == '(' {
+			cl.mode, cl.depth = cleanTarget, 1
+			return 2
+		}
+		cl.prev = ']'
+		return 1
+	case '!':
+		if len(b) < 2 && !final {
+			return 0
+		}
+		if len(b) >= 2 && b[1] == '[' {
+			cl.mode = cleanAlt
+			return 2
+		}
+		cl.writeByte('!')
+		return 1
+	case '*', '_', '~':
+		j := cl.run(b, byte(r))
+		if j == len(b) && !final {
+			return 0
+		}
+		var next rune // 0: the end of the text
+		if j < len(b) {
+			if !final && !utf8.FullRune(b[j:]) {
+				return 0
+			}
+			next, _ = utf8.DecodeRune(b[j:])
+		}
+		if cl.literal(byte(r), j, next) {
+			cl.writeBytes(b[:j])
+		}
+		cl.prev = r
+		return j
+	}
+	if drop, brk := unspoken(r); drop {
+		if brk {
+			cl.space, cl.prev = true, ' '
+		}
+		return n
+	}
+	cl.writeBytes(b[:n])
+	cl.prev = r
+	return n
+}
+
+// literal reports whether a run of n emphasis characters ch, between the runes prev and next,
+// is text rather than markup.
+func (cl *cleaner) literal(ch byte, n int, next rune) bool {
+	prev := cl.prev
+	if isBreakRune(prev) && isBreakRune(next) {
+		return true // "5 * 3", "a ~ b"
+	}
+	switch ch {
+	case '~':
+		return n == 1 // "~5 minutes"; only "~~" strikes through
+	case '_':
+		return isAlnumRune(prev) && isAlnumRune(next) // first_name
+	case '*':
+		return isDigitRune(prev) && isDigitRune(next) // 5*3
+	}
+	return false
+}
+
+func (cl *cleaner) openBlob() {
+	cl.mode, cl.depth, cl.inStr, cl.esc = cleanBlob, 1, false, false
+}
+
+// skipFence drops fenced code up to and including the closing ```.
+func (cl *cleaner) skipFence(b []byte) int {
+	i := 0
+	if cl.ticks == 0 {
+		i = bytes.IndexByte(b, '`')
+		if i < 0 {
+			return len(b)
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] != '`' {
+			cl.ticks = 0
+			continue
+		}
+		cl.ticks++
+		if cl.ticks == 3 {
+			cl.mode, cl.ticks = cleanText, 0
+			cl.space, cl.prev, cl.midLine = true, ' ', true
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipBlob drops a JSON object or array up to its closing bracket, ignoring brackets inside
+// strings. Braces and brackets count alike, so a malformed blob still ends.
+func (cl *cleaner) skipBlob(b []byte) int {
+	for i, ch := range b {
+		switch {
+		case cl.esc:
+			cl.esc = false
+		case cl.inStr:
+			if ch == '\\' {
+				cl.esc = true
+			} else if ch == '"' {
+				cl.inStr = false
+			}
+		case ch == '"':
+			cl.inStr = true
+		case ch == '{' || ch == '[':
+			cl.depth++
+		case ch == '}' || ch == ']':
+			cl.depth--
+			if cl.depth == 0 {
+				cl.mode = cleanText
+				cl.space, cl.prev, cl.midLine = true, ' ', true
+				return i + 1
+			}
+		}
+	}
+	return len(b)
+}
+
+// skipTarget drops a link's (url), with nested parentheses; a newline ends it regardless.
+func (cl *cleaner) skipTarget(b []byte) int {
+	for i, ch := range b {
+		switch ch {
+		case '(':
+			cl.depth++
+		case ')':
+			cl.depth--
+			if cl.depth == 0 {
+				cl.mode, cl.prev = cleanText, ')'
+				return i + 1
+			}
+		case '\n':
+			cl.mode = cleanText
+			cl.space, cl.prev, cl.midLine = true, ' ', false
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+func (cl *cleaner) writeByte(ch byte) {
+	if cl.space {
+		if cl.wrote && !tightPunct(rune(ch)) {
+			cl.out = append(cl.out, ' ')
+		}
+		cl.space = false
+	}
+	cl.out = append(cl.out, ch)
+	cl.wrote = true
+	cl.prev = rune(ch)
+}
+
+func (cl *cleaner) writeBytes(p []byte) {
+	if cl.space {
+		if cl.wrote {
+			if r, _ := utf8.DecodeRune(p); !tightPunct(r) {
+				cl.out = append(cl.out, ' ')
+			}
+		}
+		cl.space = false
+	}
+	cl.out = append(cl.out, p...)
+	cl.wrote = true
+}
+
+// tightPunct reports whether r takes no space before it, where a dropped emoji or blob left
+// one: "booked 👍." is read "booked.".
+func tightPunct(r rune) bool {
+	switch r {
+	case '.', ',', ';', ':', '!', '?', '…':
+		return true
+	}
+	return false
+}
+
+// lineMarker reports how many bytes at the start of a line are a block marker: a heading's
+// #s, a bullet, a list number, a quote's > or a rule. Every marker but the quote must be
+// followed by a blank, so "-5 degrees", "#1" and "3.30" stay. ok is false when b is too short
+// to tell.
+func (cl *cleaner) lineMarker(b []byte, final bool) (n int, ok bool) {
+	ch := b[0]
+	switch {
+	case ch == '#':
+		j := 0
+		for j < len(b) && j < 7 && b[j] == '#' {
+			j++
+		}
+		if j == len(b) {
+			return 0, final
+		}
+		if j <= 6 && isBlankByte(b[j]) {
+			return j, true
+		}
+	case ch == '>':
+		return 1, true
+	case ch == '-' || ch == '*' || ch == '+' || ch == '_':
+		j := cl.run(b, ch)
+		rule := j >= 3 && ch != '+'
+		if j == len(b) {
+			if !final {
+				return 0, false
+			}
+			if rule {
+				return j, true
+			}
+			return 0, true
+		}
+		if rule && isBlankByte(b[j]) {
+			return j, true
+		}
+		if j == 1 && ch != '_' && isBlankByte(b[j]) {
+			return 1, true
+		}
+	case ch >= '0' && ch <= '9':
+		j := 0
+		for j < len(b) && j < 4 && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if j == len(b) {
+			return 0, final
+		}
+		if j <= 3 && (b[j] == '.' || b[j] == ')') {
+			if j+1 == len(b) {
+				return 0, final
+			}
+			if isBlankByte(b[j+1]) {
+				return j + 1, true
+			}
+		}
+	}
+	return 0, true
+}
+
+// unspoken reports whether r is dropped, and whether it then stands for a word break (an
+// emoji between two words keeps them apart; a variation selector glued to one does not).
+func unspoken(r rune) (drop, brk bool) {
+	switch {
+	case r < utf8.RuneSelf:
+		return r < ' ' || r == 0x7f, false
+	case r == utf8.RuneError, r < 0xa0: // invalid bytes, C1 controls
+		return true, false
+	case r == 0xb0, r == 0x2103, r == 0x2109, r == 0x2116: // ° ℃ ℉ №: a voice reads them
+		return false, false
+	case r == 0x200b, r == 0x2022, r == 0x2023, r == 0x2043: // zero-width space, bullets
+		return true, true
+	case r >= 0xfe00 && r <= 0xfe0f, r >= 0xe0100 && r <= 0xe01ef, r == 0x20e3: // variation selectors, keycap
+		return true, false
+	case r >= 0x1f000 && r <= 0x1fbff, // emoji, pictographs, flags, skin tones
+		r >= 0x2190 && r <= 0x21ff, // arrows
+		r >= 0x2300 && r <= 0x23ff, // technical symbols (⌚ ⏰)
+		r >= 0x2500 && r <= 0x27bf, // box drawing, shapes, symbols (☀ ★ ✅), dingbats
+		r >= 0x2900 && r <= 0x297f, // more arrows
+		r >= 0x2b00 && r <= 0x2bff: // arrows and stars (⭐ ⬆)
+		return true, true
+	case unicode.Is(unicode.Cf, r): // joiners, direction marks, soft hyphen, tags
+		return true, false
+	case unicode.In(r, unicode.So, unicode.Co): // other symbols (© ™ ♻), private use
+		return true, true
+	}
+	return false, false
+}
+
+// run measures the run of ch at the start of b. A run that reaches the end of b makes the
+// step wait, and the next attempt goes on from where this one stopped, so a long run arriving
+// byte by byte costs linear time.
+func (cl *cleaner) run(b []byte, ch byte) int {
+	j := min(cl.seen, len(b))
+	for j < len(b) && b[j] == ch {
+		j++
+	}
+	cl.seen = j
+	return j
+}
+
+func isBlankByte(ch byte) bool { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' }
+
+// isBreakRune reports whether r (0 for the start or end of the text) separates words.
+func isBreakRune(r rune) bool { return r == 0 || unicode.IsSpace(r) }
+
+func isDigitRune(r rune) bool { return r >= '0' && r <= '9' }
+
+func isAlnumRune(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+	}
+	return unicode.IsLetter(r) || unicode.IsDigit(r)
+}
