@@ -25,6 +25,7 @@ const (
 const usage = `Usage:
   callsim say [flags] "what the caller says" ["what they say next" ...]
   callsim event --kind KIND [flags]
+  callsim api [--addr 127.0.0.1:8091] [--key KEY]
 
 callsim plays Saperly against a running brain. Every delivery is signed as Saperly signs it
 (PROTOCOL §1.2); every spoken line is printed with its arrival time since the event was sent:
@@ -37,6 +38,9 @@ callsim plays Saperly against a running brain. Every delivery is signed as Saper
 
 say sends one message event per argument, in order, as one call. Without --call it first
 starts a new call (call_started) and prints its id, so a later say --call ID continues it.
+
+api serves a stand-in for Saperly's REST API (hang-ups, SMS sends) and prints each request, so
+an agent's end_call can be tried locally: point the brain's SAPERLY_API_BASE at the URL it prints.
 
 event sends any other event: call_started, interrupted, call_ended, sms_received, test,
 call_incoming and call_outgoing (these two go to the status callback URL), or any other kind.
@@ -58,19 +62,21 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usagef("missing command: say or event")
+		return usagef("missing command: say, event or api")
 	}
 	switch args[0] {
 	case "say":
 		return say(ctx, args[1:], getenv, stdout, stderr)
 	case "event":
 		return event(ctx, args[1:], getenv, stdout, stderr)
+	case "api":
+		return api(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q: want say or event", args[0])
+		return usagef("unknown command %q: want say, event or api", args[0])
 	}
 }
 

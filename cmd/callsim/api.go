@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/callbrain/callbrain/test/saperly"
+)
+
+// api serves a stand-in for Saperly's REST API (hang-ups and SMS sends) until ctx ends, and
+// prints each request it answers, so end_call can be tried locally:
+//
+//	callsim api --addr 127.0.0.1:8091 --key dev &
+//	SAPERLY_API_BASE=http://127.0.0.1:8091/api/v1 SAPERLY_API_KEY=dev brain
+func api(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("api", stderr)
+	addr := fs.String("addr", "127.0.0.1:8091", "listen `address`")
+	key := fs.String("key", "", "the API `key` the brain must send (empty: any)")
+	if rest, err := parse(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("api: unexpected argument %q", rest[0])
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *addr, err)
+	}
+	var mu sync.Mutex // lines of concurrent requests never interleave
+	stand := saperly.NewAPI(*key)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		stand.ServeHTTP(rec, r)
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stdout, "%s %s %s -> %d\n", time.Now().Format("15:04:05.000"), r.Method, r.URL.Path, rec.status)
+	})}
+	fmt.Fprintf(stdout, "saperly api stand-in on http://%s%s\n", ln.Addr(), saperly.APIBasePath)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}

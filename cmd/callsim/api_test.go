@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAPIStandIn(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	out := make(lineWriter, 16)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"api", "--addr", "127.0.0.1:0", "--key", "k"}, env(), out, io.Discard) }()
+	next := func() string {
+		select {
+		case l := <-out:
+			return l
+		case <-time.After(10 * time.Second): // a deadlock guard, not a performance limit
+			t.Fatal("no output")
+			return ""
+		}
+	}
+	first := next()
+	base := strings.TrimPrefix(first, "saperly api stand-in on ")
+	require.True(t, strings.HasPrefix(base, "http://127.0.0.1:"), first)
+
+	hangUp := func(key string) int {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/calls/c1/hangup", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, hangUp("k"))
+	assert.Contains(t, next(), "POST /api/v1/calls/c1/hangup -> 200")
+	assert.Equal(t, http.StatusUnauthorized, hangUp("wrong"))
+	assert.Contains(t, next(), "-> 401")
+
+	cancel()
+	assert.NoError(t, <-done)
+}
+
+// lineWriter hands each write (callsim prints whole lines) to the test.
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	w <- strings.TrimSuffix(string(p), "\n")
+	return len(p), nil
+}
