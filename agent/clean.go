@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -118,6 +119,24 @@ func (cl *cleaner) feed(final bool) {
 	}
 }
 
+// blobStarts are, for each opening bracket, the first bytes after it (blanks skipped) that make
+// it the start of a JSON blob.
+var blobStarts = map[byte]string{'{': `"}`, '[': `{["`}
+
+// peekBlank returns the first byte after b[0] that is not blank, 0 at the end of the final
+// input. ok is false when the input ends first and more may come: the caller waits for it.
+func (cl *cleaner) peekBlank(b []byte, final bool) (next byte, ok bool) {
+	k := max(1, cl.seen)
+	for k < len(b) && isBlankByte(b[k]) {
+		k++
+	}
+	if k == len(b) {
+		cl.seen = k
+		return 0, final
+	}
+	return b[k], true
+}
+
 // step consumes the start of b and reports how many bytes it took, 0 when it must see more.
 func (cl *cleaner) step(b []byte, final bool) int {
 	switch cl.mode {
@@ -177,40 +196,21 @@ func (cl *cleaner) text(b []byte, final bool) int {
 			cl.prev = '`' // inline code: the words stay
 		}
 		return j
-	case '{':
-		// Only what looks like JSON ({"…" or {}) is a blob: a lone brace in prose must not
-		// swallow the rest of the answer.
-		k := max(1, cl.seen)
-		for k < len(b) && isBlankByte(b[k]) {
-			k++
-		}
-		if k == len(b) && !final {
-			cl.seen = k
+	case '{', '[':
+		// Only what looks like JSON ({"…", {}, [{, [[, [") is a blob: a lone brace in prose
+		// must not swallow the rest of the answer, and a bracketed word is read.
+		next, ok := cl.peekBlank(b, final)
+		if !ok {
 			return 0
 		}
-		if k < len(b) && (b[k] == '"' || b[k] == '}') {
+		if strings.IndexByte(blobStarts[b[0]], next) >= 0 {
 			cl.openBlob()
 			return 1
 		}
-		cl.prev = '{'
+		cl.prev = rune(b[0]) // the bracket goes; the words after it stay
 		return 1
 	case '}':
 		return 1 // the other half of a lone brace: not read aloud
-	case '[':
-		k := max(1, cl.seen)
-		for k < len(b) && isBlankByte(b[k]) {
-			k++
-		}
-		if k == len(b) && !final {
-			cl.seen = k
-			return 0
-		}
-		if k < len(b) && (b[k] == '{' || b[k] == '[' || b[k] == '"') {
-			cl.openBlob()
-			return 1
-		}
-		cl.prev = '[' // a link's text, or a bracketed word: the words stay
-		return 1
 	case ']':
 		if len(b) < 2 && !final {
 			return 0
