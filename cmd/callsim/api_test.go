@@ -17,7 +17,9 @@ func TestAPIStandIn(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	out := make(lineWriter, 16)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"api", "--addr", "127.0.0.1:0", "--key", "k"}, env(), out, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"api", "--addr", "127.0.0.1:0", "--key", "k"}, env(), out, io.Discard)
+	}()
 	next := func() string {
 		select {
 		case l := <-out:
