@@ -575,12 +575,10 @@ func newLineRecorder(ctx context.Context, a *Agent, eventID string, log *zap.Log
 			batch, closed := r.queue, r.closed
 			r.queue = nil
 			r.mu.Unlock()
-			for _, line := range batch {
-				if failed {
-					continue
-				}
+			if len(batch) > 0 && !failed {
+				// Lines that queued up while the last write was out go in one round trip.
 				octx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-				err := a.store.AppendLine(octx, eventID, line)
+				err := a.store.AppendLines(octx, eventID, batch...)
 				cancel()
 				if err != nil {
 					failed = true // a retry of this event will replay fewer lines; the turn goes on

@@ -20,7 +20,7 @@ func benchTurn(b *testing.B, s session.Store) {
 			b.Fatal(err)
 		}
 		for _, line := range []string{"One.", "Two.", "Three."} {
-			if err := s.AppendLine(ctx, ev, line); err != nil {
+			if err := s.AppendLines(ctx, ev, line); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -172,10 +172,10 @@ func fillBlanks(dst, src map[string]string) {
 	}
 }
 
-// AppendLine implements Store. An empty eventID has no log: the line is dropped. A line
-// appended after the log closed is never followed, as with RedisStore.
-func (m *MemoryStore) AppendLine(_ context.Context, eventID, text string) error {
-	if eventID == "" {
+// AppendLines implements Store. An empty eventID has no log: the lines are dropped. Lines
+// appended after the log closed are never followed, as with RedisStore.
+func (m *MemoryStore) AppendLines(_ context.Context, eventID string, lines ...string) error {
+	if eventID == "" || len(lines) == 0 {
 		return nil
 	}
 	m.mu.Lock()
@@ -185,7 +185,7 @@ func (m *MemoryStore) AppendLine(_ context.Context, eventID, text string) error 
 	if t.closed {
 		return nil
 	}
-	t.lines = append(t.lines, text)
+	t.lines = append(t.lines, lines...)
 	t.exp = now.Add(m.opts.TurnTTL)
 	t.changed()
 	return nil

@@ -33,7 +33,7 @@ func TestMemoryStorePrunesExpiredKeys(t *testing.T) {
 		_, err := s.FirstDelivery(ctx, fmt.Sprint("old", i), 20*time.Millisecond)
 		require.NoError(t, err)
 	}
-	require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+	require.NoError(t, s.AppendLines(ctx, "e1", "One."))
 	// A follower that gave up leaves a placeholder log behind.
 	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()

@@ -155,20 +155,23 @@ func (s *RedisStore) SeenCaller(ctx context.Context, lineID, number, callID stri
 	return prev != callID, nil
 }
 
-// AppendLine implements Store with MULTI XADD, PEXPIRE of the turn log: 1 round trip. An
-// empty eventID has no log: the line is dropped, with no round trip.
-func (s *RedisStore) AppendLine(ctx context.Context, eventID, text string) error {
-	if eventID == "" {
+// AppendLines implements Store with MULTI, one XADD per line, PEXPIRE of the turn log: 1
+// round trip for a batch of lines. An empty eventID has no log: the lines are dropped, with
+// no round trip.
+func (s *RedisStore) AppendLines(ctx context.Context, eventID string, lines ...string) error {
+	if eventID == "" || len(lines) == 0 {
 		return nil
 	}
 	turn := s.key("turn:", eventID)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: turn, Values: []string{streamText, text}})
+		for _, text := range lines {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: turn, Values: []string{streamText, text}})
+		}
 		p.PExpire(ctx, turn, s.opts.TurnTTL)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("append line to turn %s: %w", eventID, err)
+		return fmt.Errorf("append %d lines to turn %s: %w", len(lines), eventID, err)
 	}
 	return nil
 }

@@ -114,7 +114,7 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 		{name: "UpdateCall", run: func() error { return s.UpdateCall(ctx, session.Call{ID: "c1", Status: "ringing"}) }},
 		{name: "BeginTurn", run: func() error { _, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1"); return err }},
 		{name: "BeginTurn without event id", run: func() error { _, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, ""); return err }},
-		{name: "AppendLine", run: func() error { return s.AppendLine(ctx, "e1", "One.") }},
+		{name: "AppendLines", run: func() error { return s.AppendLines(ctx, "e1", "One.") }},
 		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, "c1", "e1", entry) }},
 		{name: "FollowTurn of a closed log", run: func() error {
 			return s.FollowTurn(ctx, "e1", func(string) error { return nil })
@@ -147,7 +147,7 @@ func TestRedisStoreKeys(t *testing.T) {
 	}))
 	_, _, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 	require.NoError(t, err)
-	require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+	require.NoError(t, s.AppendLines(ctx, "e1", "One."))
 	require.NoError(t, s.CommitTurn(ctx, "c1", "e1", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
 	require.NoError(t, s.AddSMS(ctx, "l1", session.SMS{Text: "hi"}))
 

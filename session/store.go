@@ -122,8 +122,8 @@ type Store interface {
 	// and PromptVersion pin the call's agent unless an earlier turn pinned one.
 	BeginTurn(ctx context.Context, c Call, eventID string) (st State, claimed bool, err error)
 
-	// AppendLine adds one spoken line to eventID's turn log.
-	AppendLine(ctx context.Context, eventID, text string) error
+	// AppendLines adds spoken lines, in order, to eventID's turn log.
+	AppendLines(ctx context.Context, eventID string, lines ...string) error
 
 	// CommitTurn appends entries to the call's history and closes eventID's turn log (when
 	// eventID is non-empty), atomically.

@@ -233,22 +233,24 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		require.True(t, claimed)
-		require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+		require.NoError(t, s.AppendLines(ctx, "e1", "One."))
 		assert.Equal(t, "One.", early.next(t))
 
 		mid := follow(ctx, s, "e1")
 		assert.Equal(t, "One.", mid.next(t), "a follower starting mid-turn gets earlier lines")
 		for _, line := range []string{"Two.", "", "Three."} {
-			require.NoError(t, s.AppendLine(ctx, "e1", line))
+			require.NoError(t, s.AppendLines(ctx, "e1", line))
 		}
+		require.NoError(t, s.AppendLines(ctx, "e1", "Four.", "Five."), "a batch keeps its order")
+		require.NoError(t, s.AppendLines(ctx, "e1"), "an empty batch")
 		require.NoError(t, s.CommitTurn(ctx, "c1", "e1",
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
-			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three.", At: 1, EventID: "e1"},
+			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three. Four. Five.", At: 1, EventID: "e1"},
 		))
-		require.NoError(t, s.AppendLine(ctx, "e1", "Too late."), "a line after the close")
+		require.NoError(t, s.AppendLines(ctx, "e1", "Too late."), "a line after the close")
 
 		late := follow(ctx, s, "e1")
-		want := []string{"One.", "Two.", "", "Three."}
+		want := []string{"One.", "Two.", "", "Three.", "Four.", "Five."}
 		for name, f := range map[string]*follower{"early": early, "mid": mid, "late": late} {
 			assert.NoError(t, f.wait(t), name)
 			assert.Equal(t, want, f.got, name)
@@ -260,7 +262,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		s := store(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+		require.NoError(t, s.AppendLines(ctx, "e1", "One."))
 		f := follow(ctx, s, "e1")
 		assert.Equal(t, "One.", f.next(t), "the follower is now waiting for more")
 		cancel()
@@ -281,7 +283,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		t.Parallel()
 		s, ctx := store(t), t.Context()
 		for _, line := range []string{"One.", "Two."} {
-			require.NoError(t, s.AppendLine(ctx, "e1", line))
+			require.NoError(t, s.AppendLines(ctx, "e1", line))
 		}
 		errStop := errors.New("caller hung up")
 		calls := 0
@@ -296,7 +298,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	t.Run("TurnWithoutEventID", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
-		require.NoError(t, s.AppendLine(ctx, "", "One."), "no log: dropped")
+		require.NoError(t, s.AppendLines(ctx, "", "One."), "no log: dropped")
 		err := s.FollowTurn(ctx, "", func(string) error { return nil })
 		require.ErrorIs(t, err, session.ErrNotFound)
 		require.NoError(t, s.CommitTurn(ctx, "c1", "",
@@ -309,7 +311,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	t.Run("TurnLogExpires", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newStore(t, session.Options{TurnTTL: 100 * time.Millisecond}), t.Context()
-		require.NoError(t, s.AppendLine(ctx, "e1", "One."))
+		require.NoError(t, s.AppendLines(ctx, "e1", "One."))
 		require.NoError(t, s.CommitTurn(ctx, "c1", "e1"))
 		require.Eventually(t, func() bool {
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)

@@ -151,9 +151,11 @@ func newBrainLogger(tb testing.TB, path string) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "ts"
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	enc.EncodeDuration = zapcore.MillisDurationEncoder
+	enc.EncodeDuration = func(d time.Duration, pe zapcore.PrimitiveArrayEncoder) { // as cmd/brain
+		pe.AppendFloat64(float64(d.Microseconds()) / 1000)
+	}
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(f), zap.InfoLevel)
-	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zap.ErrorLevel), zap.ErrorOutput(zapcore.Lock(f))).Named("brain")
+	return zap.New(core, zap.AddStacktrace(zap.ErrorLevel), zap.ErrorOutput(zapcore.Lock(f))).Named("brain")
 }
 
 // newClient returns a Saperly stand-in for the brain at url, with room for conns connections

@@ -58,8 +58,8 @@ func (d dist) String() string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 // turnFig is one turn's figures, from agent.TurnStats (in process, to the nanosecond) or from
-// the brain's "turn done"/"turn degraded" log line (its durations are whole milliseconds:
-// cmd/brain logs with zapcore.MillisDurationEncoder, which truncates).
+// the brain's "turn done"/"turn degraded" log line (its durations are milliseconds, to the
+// microsecond).
 type turnFig struct {
 	Verify, StateLoad                       time.Duration
 	PreModel, TTFT, FirstLine, FirstLineLag time.Duration
