@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/callbrain/callbrain/test/saperly"
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // api serves a stand-in for Saperly's REST API (hang-ups and SMS sends) until ctx ends, and
@@ -41,22 +41,7 @@ func api(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s %s %s -> %d\n", time.Now().Format("15:04:05.000"), r.Method, r.URL.Path, rec.status)
 	})}
 	fmt.Fprintf(stdout, "saperly api stand-in on http://%s%s\n", ln.Addr(), saperly.APIBasePath)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return serve.Run(ctx, srv, ln, 2*time.Second)
 }
 
 type statusRecorder struct {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/callbrain/callbrain/test/mockllm"
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // shutdownGrace lets answers in flight finish on SIGTERM; a hung or stalled request is cut
@@ -112,24 +113,5 @@ Flags (the default behaviour of every request):
 		return fmt.Errorf("print address: %w", err)
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		// Hung and stalled requests are the point of this server: cut them.
-		if cerr := srv.Close(); cerr != nil {
-			return fmt.Errorf("close: %w", cerr)
-		}
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return serve.Run(ctx, srv, ln, shutdownGrace)
 }

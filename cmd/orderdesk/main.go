@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/callbrain/callbrain/test/orderdesk"
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // shutdownGrace lets lookups in flight finish on SIGTERM; a very slow one (-delay) is cut
@@ -97,23 +98,5 @@ Flags:
 		return fmt.Errorf("print address: %w", err)
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		if cerr := srv.Close(); cerr != nil {
-			return fmt.Errorf("close: %w", cerr)
-		}
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return serve.Run(ctx, srv, ln, shutdownGrace)
 }

@@ -1,0 +1,38 @@
+// Package serve runs the HTTP servers of callbrain's local tools (the stand-in model, the
+// example order desk, the Saperly API stand-in) until their context ends, then shuts them
+// down: requests in flight get a grace period, and whatever still hangs after it (a stalled
+// answer is the point of a stand-in) is cut, so the process always exits promptly. It imports
+// none of callbrain's packages.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Run serves srv on ln until ctx ends or serving fails, then shuts srv down, waiting at most
+// grace for requests in flight. It returns nil after a clean stop.
+func Run(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		if cerr := srv.Close(); cerr != nil {
+			return fmt.Errorf("close: %w", cerr)
+		}
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
