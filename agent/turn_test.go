@@ -453,3 +453,20 @@ func TestEmptyUtteranceAsksAgainWithoutModel(t *testing.T) {
 		assert.Empty(t, llm.requests())
 	})
 }
+
+func TestFirstLineCutWhileModelPauses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The first words come in without a boundary, then the model pauses: the first line
+		// goes out at FirstCut after the first token, ahead of any other budget.
+		steps := say("Let me just think about whether we", 100*time.Millisecond, 10*time.Millisecond)
+		steps = append(steps, say(" can fit you in on Tuesday.", 3*time.Second, 10*time.Millisecond)...)
+		llm := newScripted(map[string][]step{"primary": steps})
+		h := newHarness(t, agent.Config{}, llm, false)
+		got := h.respond(t.Context(), message("c1", "e1", "Can I come Tuesday?"))
+		require.NotEmpty(t, got)
+		assert.Equal(t, 700*time.Millisecond, got[0].at, "first line at FirstCut after the first token")
+		assert.Equal(t, "Let me just think about whether we can fit you in on Tuesday.", strings.Join(texts(got), " "))
+		assert.Zero(t, h.lastStats().Holds)
+		assert.Equal(t, agent.OutcomeAnswered, h.lastStats().Outcome)
+	})
+}
