@@ -110,7 +110,7 @@ type loadTarget struct {
 	stop    func() error
 	logPath string
 	// turns returns each turn's figures to the nanosecond (in process), or nil: then they come
-	// from the log, in whole milliseconds.
+	// from the log, to the microsecond.
 	turns func() []turnFig
 	redis *redisCounter // in process: the brain's Redis round trips
 	pool  *redis.Client // in process: the brain's Redis client, for its pool statistics
@@ -125,8 +125,8 @@ type loadTarget struct {
 // Two targets, each a subtest (BENCH_LOAD_TARGET picks one):
 //
 //   - binary: the built cmd/brain, configured through its environment. Its CPU and memory are
-//     read from /proc, its latencies from its own turn log lines (whole milliseconds, as it
-//     logs them). BENCH_PERF=<file> records a perf profile of it.
+//     read from /proc, its latencies from its own turn log lines (milliseconds to the
+//     microsecond, as it logs them). BENCH_PERF=<file> records a perf profile of it.
 //   - in_process: the brain wired in this process (as in the benchmarks), whose turn figures
 //     come from agent.Config.OnTurn to the nanosecond; CPU and memory are then the test
 //     process's, clients included. BENCH_CPUPROFILE=<file> writes a Go CPU profile.
@@ -360,7 +360,7 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	bl, err := parseLog(f)
 	require.NoError(t, err)
 	turns := bl.Turns[min(warm, len(bl.Turns)):]
-	source := "its log, whole ms"
+	source := "its log, to the µs"
 	if target.turns != nil {
 		turns, source = target.turns(), "OnTurn, ns"
 	}

@@ -66,8 +66,8 @@ type turnFig struct {
 	Holds                                   int
 	Outcome, Budget                         string
 	Degraded, Fallback                      bool
-	// Logged: the figures came from a log line, truncated to whole milliseconds, so a
-	// FirstLineLag of 0 means "under a millisecond" rather than "no model line".
+	// Logged: the figures came from a log line, rounded down to the microsecond, so a
+	// FirstLineLag of 0 means "under a microsecond" rather than "no model line".
 	Logged bool
 }
 
@@ -80,8 +80,8 @@ func figOf(s agent.TurnStats) turnFig {
 }
 
 // overhead is overhead(TurnStats) for a turnFig. With figures from the log it is up to two
-// milliseconds low (two truncated terms), and a turn whose first line was spoken only at the end
-// of the stream counts with a lag of 0.
+// microseconds low (two rounded-down terms), and a turn whose first line was spoken only at the
+// end of the stream counts with a lag of 0.
 func (f turnFig) overhead() (time.Duration, bool) {
 	if f.Holds > 0 || (f.FirstLineLag <= 0 && !f.Logged) {
 		return 0, false
