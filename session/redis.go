@@ -155,15 +155,16 @@ func (s *RedisStore) SeenCaller(ctx context.Context, lineID, number, callID stri
 	return prev != callID, nil
 }
 
-// AppendLines implements Store with MULTI, one XADD per line, PEXPIRE of the turn log: 1
-// round trip for a batch of lines. An empty eventID has no log: the lines are dropped, with
-// no round trip.
+// AppendLines implements Store with a pipeline of one XADD per line and PEXPIRE of the turn
+// log: 1 round trip for a batch of lines. No MULTI: each command is atomic on its own, the
+// pipeline keeps their order, and a PEXPIRE lost with a failed batch is set again by the next
+// write. An empty eventID has no log: the lines are dropped, with no round trip.
 func (s *RedisStore) AppendLines(ctx context.Context, eventID string, lines ...string) error {
 	if eventID == "" || len(lines) == 0 {
 		return nil
 	}
 	turn := s.key("turn:", eventID)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, text := range lines {
 			p.XAdd(ctx, &redis.XAddArgs{Stream: turn, Values: []string{streamText, text}})
 		}
