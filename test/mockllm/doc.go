@@ -42,6 +42,7 @@
 //     {"reason":"caller said goodbye"} when its parameters have a "reason" property).
 //  4. Otherwise, the demo reply.
 //
-// It imports agent (for the demo answer) and nothing else of callbrain, and never go-openai:
+// It imports agent (for the demo answer), test/serve (for its JSON answers) and nothing else
+// of callbrain, and never go-openai:
 // the wire format is written by hand, and the tests check it with the real go-openai client.
 package mockllm

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/callbrain/callbrain/agent"
+
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // maxBody bounds a request body: a long call history is a few hundred kilobytes at most.
@@ -392,7 +394,7 @@ func (s *Server) complete(ctx context.Context, w http.ResponseWriter, b Behavior
 		tc.Function.Name, tc.Function.Arguments = a.calls[i].Name, args[i].String()
 		msg.ToolCalls = append(msg.ToolCalls, tc)
 	}
-	writeJSON(w, http.StatusOK, completion{
+	serve.JSON(w, http.StatusOK, completion{
 		ID:                a.id,
 		Object:            "chat.completion",
 		Created:           a.created,
@@ -467,26 +469,26 @@ func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
 	for i, id := range s.opts.Models {
 		list.Data[i] = model{ID: id, Object: "model", Created: 1700000000, OwnedBy: "mockllm"}
 	}
-	writeJSON(w, http.StatusOK, list)
+	serve.JSON(w, http.StatusOK, list)
 }
 
 func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	var bs []Behavior
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&bs); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		serve.JSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
 	s.Push(bs...)
-	writeJSON(w, http.StatusOK, map[string]int{"queued": len(bs)})
+	serve.JSON(w, http.StatusOK, map[string]int{"queued": len(bs)})
 }
 
 func (s *Server) requests(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.Requests())
+	serve.JSON(w, http.StatusOK, s.Requests())
 }
 
 func (s *Server) reset(w http.ResponseWriter, _ *http.Request) {
 	s.Reset()
-	writeJSON(w, http.StatusOK, struct{}{})
+	serve.JSON(w, http.StatusOK, struct{}{})
 }
 
 // writeError answers with an OpenAI-style error body, which go-openai turns into an
@@ -501,18 +503,7 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	case status >= 500:
 		typ = "server_error"
 	}
-	writeJSON(w, status, apiError{Error: apiErrorBody{Message: msg, Type: typ, Param: jsonNull, Code: code}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n')) // a client that left cannot be told
+	serve.JSON(w, status, apiError{Error: apiErrorBody{Message: msg, Type: typ, Param: jsonNull, Code: code}})
 }
 
 // demoReply is the demo model's answer to these messages.

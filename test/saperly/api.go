@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // APIBasePath is where Saperly's REST API lives on its host. A brain's API base URL is the
@@ -209,7 +211,7 @@ func (a *API) hangup(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.Status = http.StatusOK
 		a.recordHangup(h)
-		writeAPIJSON(w, h.Status, map[string]string{"call_id": h.CallID, "status": "hanging_up"})
+		serve.JSON(w, h.Status, map[string]string{"call_id": h.CallID, "status": "hanging_up"})
 	}
 }
 
@@ -241,7 +243,7 @@ func (a *API) message(w http.ResponseWriter, r *http.Request) {
 		m.Status = http.StatusOK
 		m.SID = "SM" + strings.ReplaceAll(NewUUID(), "-", "")
 		a.recordSMS(m)
-		writeAPIJSON(w, m.Status, map[string]string{"message_sid": m.SID, "status": "queued"})
+		serve.JSON(w, m.Status, map[string]string{"message_sid": m.SID, "status": "queued"})
 	}
 }
 
@@ -266,16 +268,5 @@ func (a *API) wake() {
 }
 
 func writeAPIError(w http.ResponseWriter, status int, msg string) {
-	writeAPIJSON(w, status, map[string]string{"error": msg})
-}
-
-func writeAPIJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n')) // a client that left cannot be told
+	serve.JSON(w, status, map[string]string{"error": msg})
 }

@@ -6,8 +6,8 @@
 // cmd/callsim use it. API stands in for the other direction: Saperly's REST API, which a brain
 // calls to hang up (§1.9) or send an SMS.
 //
-// It imports transport only for Sign, the header names and the development secret, and
-// nothing else of callbrain.
+// It imports transport only for Sign, the header names and the development secret,
+// test/serve for its JSON answers, and nothing else of callbrain.
 package saperly
 
 import (

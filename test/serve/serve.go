@@ -1,12 +1,13 @@
 // Package serve runs the HTTP servers of callbrain's local tools (the stand-in model, the
 // example order desk, the Saperly API stand-in) until their context ends, then shuts them
 // down: requests in flight get a grace period, and whatever still hangs after it (a stalled
-// answer is the point of a stand-in) is cut, so the process always exits promptly. It imports
-// none of callbrain's packages.
+// answer is the point of a stand-in) is cut, so the process always exits promptly. It also
+// writes their JSON answers. It imports none of callbrain's packages.
 package serve
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -35,4 +36,16 @@ func Run(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Dura
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// JSON answers with v as a JSON body and status. A value that cannot be encoded is a 500.
+func JSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n')) // a client that left cannot be told
 }
