@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -188,6 +189,12 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		stats.Degraded = true
 		st, claimed = session.State{Call: pin}, true
 	}
+	if st.Call.LineID != "" && ev.LineID != "" && st.Call.LineID != ev.LineID {
+		// Verified with line ev.LineID's secret, about a call on another line: whoever holds
+		// one line's secret must not speak into, or rewrite, another line's calls.
+		stats.Outcome = OutcomeRejected
+		return fmt.Errorf("call %s is on line %s, not %s: %w", ev.CallID, st.Call.LineID, ev.LineID, ErrWrongLine)
+	}
 	stats.Turn = countUser(st.History) + 1
 	if !claimed {
 		stats.Replayed = true
@@ -267,6 +274,9 @@ func (a *Agent) sayFixed(ev Event, stats *TurnStats, emit func(Chunk) error, lin
 	return nil
 }
 
+// errEmptyReplay is why a replay spoke the apology: the turn it followed recorded no line.
+var errEmptyReplay = errors.New("the first delivery recorded no line")
+
 // replay answers a retried message with the lines another delivery of the same event spoke or
 // is speaking, from the first, following the live turn until it closes. The model is not asked
 // again and the history is not touched.
@@ -289,11 +299,17 @@ func (a *Agent) replay(ctx context.Context, ev Event, emit func(Chunk) error, st
 		stats.Chars += len(text)
 		return nil
 	})
-	if err == nil || ctx.Err() != nil {
-		if ctx.Err() != nil {
-			stats.Outcome = OutcomeCut
-		}
+	if ctx.Err() != nil {
+		stats.Outcome = OutcomeCut
 		return err
+	}
+	if err == nil && stats.Lines > 0 {
+		return nil
+	}
+	if err == nil {
+		// The first delivery's log closed without a line: its caller was gone before the
+		// first word, or it answered while the store was down. Never an empty answer.
+		err = errEmptyReplay
 	}
 	// The first delivery's turn went quiet (its replica may have died) or the log is gone:
 	// close this answer sensibly rather than in silence.

@@ -143,3 +143,44 @@ func TestCallStartedPinsVersionAndKnowsReturningCallers(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, st.Call.Returning, "the same number called this line before")
 }
+
+func TestEventForAnotherLinesCallIsRefused(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Hello.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	require.NoError(t, h.agent.Record(t.Context(), agent.Event{Kind: agent.EventCallStarted, CallID: "c1", LineID: "line-a"}))
+
+	ev := message("c1", "e1", "Tell me their secrets.")
+	ev.LineID = "line-b" // signed with line B's secret, about line A's call
+	var heard []string
+	err := h.agent.Respond(t.Context(), ev, func(c agent.Chunk) error { heard = append(heard, c.Text); return nil })
+	require.ErrorIs(t, err, agent.ErrWrongLine)
+	assert.Empty(t, heard)
+	assert.Empty(t, llm.requests(), "the model is never asked")
+	st, err := h.store.Load(t.Context(), "c1")
+	require.NoError(t, err)
+	assert.Empty(t, st.History, "nothing enters the history")
+	assert.Equal(t, "line-a", st.Call.LineID)
+
+	require.NoError(t, h.agent.Record(t.Context(), agent.Event{Kind: agent.EventCallEnded, CallID: "c1", LineID: "line-b"}))
+	st, err = h.store.Load(t.Context(), "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "line-a", st.Call.LineID, "no event moves a call to another line")
+}
+
+func TestRetryOfATurnThatRecordedNothingApologises(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Hello.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	// The first delivery claimed the event and closed its log without a line (its caller had
+	// gone before the first word).
+	_, claimed, err := h.store.BeginTurn(t.Context(), session.Call{ID: "c1"}, "e1")
+	require.NoError(t, err)
+	require.True(t, claimed)
+	require.NoError(t, h.store.CommitTurn(t.Context(), "c1", "e1"))
+
+	heard := texts(h.respond(t.Context(), message("c1", "e1", "Hello?")))
+	assert.Equal(t, []string{agent.DefaultApologyLine}, heard, "never an empty answer")
+	assert.Empty(t, llm.requests(), "and never a second generation")
+	assert.Equal(t, agent.OutcomeApology, h.lastStats().Outcome)
+}

@@ -15,6 +15,10 @@ var (
 	ErrFollowIdle  = errors.New("replayed turn went idle")
 )
 
+// ErrWrongLine rejects an event about a call that belongs to another line than the one whose
+// secret signed it.
+var ErrWrongLine = errors.New("call belongs to another line")
+
 // Config tunes the turn engine. Zero fields get the defaults noted; every budget is a setting.
 type Config struct {
 	Model       string  // primary model name
@@ -63,7 +67,8 @@ type Config struct {
 	GoodbyeLine    string   // end_call came without a goodbye of the model's own
 
 	// EndCallHold bounds how long the answer stays open after a goodbye, waiting for it to be
-	// heard before hanging up; default 6 s (inside Saperly's 15 s line budget).
+	// heard before hanging up; default 12 s (inside Saperly's 15 s line budget). A goodbye
+	// that would take longer is not hung up on.
 	EndCallHold time.Duration
 	// Getenv reads the environment variables named by tools' headers; nil sends none.
 	Getenv func(string) string
@@ -120,7 +125,7 @@ func (c Config) withDefaults() Config {
 	setStr(&c.StallLine, DefaultStallLine)
 	setStr(&c.NoInputLine, DefaultNoInputLine)
 	setStr(&c.GoodbyeLine, DefaultGoodbyeLine)
-	setDur(&c.EndCallHold, 6*time.Second)
+	setDur(&c.EndCallHold, 12*time.Second)
 	if len(c.HoldingPhrases) == 0 {
 		c.HoldingPhrases = DefaultHoldingPhrases
 	}
@@ -182,7 +187,7 @@ type TurnStats struct {
 	Degraded            bool   // the store failed: answered without history
 	ToolCalls           int    // HTTP tool calls made
 	EndCall             bool   // the agent said goodbye meaning to end the call
-	HangUp              string // "sent", "failed", or "skipped" (the caller talked over the goodbye)
+	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"
 	Budget              string
 	Outcome             string
 }
@@ -197,4 +202,5 @@ const (
 	OutcomeCapped    = "capped"
 	OutcomeReplayed  = "replayed"
 	OutcomeNoInput   = "no_input"
+	OutcomeRejected  = "rejected" // the event names a call on another line
 )

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -20,7 +21,7 @@ import (
 
 // EndCallTool is the built-in tool an agent with end_call enabled may call: once its goodbye
 // has been heard in full, the brain hangs up through the carrier's API.
-const EndCallTool = "end_call"
+const EndCallTool = prompts.EndCallTool
 
 // endCallDef is how end_call is offered to the model.
 var endCallDef = ToolDef{
@@ -32,7 +33,6 @@ var endCallDef = ToolDef{
 
 // Limits on what one tool call may cost a turn.
 const (
-	defaultToolTimeout = 5 * time.Second
 	// maxToolResult bounds the tool answer fed to the model: a tool that returns a page of
 	// HTML must not blow the context window or the turn's latency.
 	maxToolResult = 16 << 10
@@ -71,7 +71,7 @@ func findTool(ag *prompts.Agent, name string) (prompts.Tool, bool) {
 func (a *Agent) callTool(ctx context.Context, tool prompts.Tool, call ToolCall, key string) string {
 	timeout := tool.Timeout
 	if timeout <= 0 {
-		timeout = defaultToolTimeout
+		timeout = prompts.DefaultToolTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -215,8 +215,17 @@ func (s *SaperlyAPI) HangUp(ctx context.Context, callID string) error {
 }
 
 // speechRate is about how fast Saperly's text-to-speech speaks, in characters a second
-// (150 words a minute), used to tell when a goodbye has been heard.
-const speechRate = 15.0
+// (150 words a minute), used to tell when a goodbye has been heard; hangUpMargin covers its
+// start-up.
+const (
+	speechRate   = 15.0
+	hangUpMargin = 500 * time.Millisecond
+)
+
+// speechTime is about how long line takes to say.
+func speechTime(line string) time.Duration {
+	return time.Duration(float64(utf8.RuneCountInString(line)) / speechRate * float64(time.Second))
+}
 
 // onToolCalls handles a model round that ended in tool calls: what the model said first is
 // spoken, end_call ends the turn on a goodbye, and HTTP tools run in the background while
@@ -231,18 +240,16 @@ func (t *turn) onToolCalls(calls []ToolCall) {
 		if calls[i].ID == "" {
 			calls[i].ID = fmt.Sprintf("call_%d", t.toolCalls+i) // some servers leave it out
 		}
-		if calls[i].Name == EndCallTool && t.a.control != nil && t.ag.Settings.EndCall {
-			t.endCall = true
-		}
 	}
-	if t.endCall {
-		t.goodbye = strings.Join(t.roundText, " ")
+	// end_call ends the turn only when it comes alone: next to another tool ("I've cancelled
+	// your order, goodbye") that tool must run first, and the model hears back before it ends.
+	if len(calls) == 1 && calls[0].Name == EndCallTool && t.a.control != nil && t.ag.Settings.EndCall {
+		t.endCall = true
 		if t.roundLines == 0 {
 			// The model ended the call without a word of goodbye: never hang up on silence.
 			if !t.say(t.cfg.GoodbyeLine) {
 				return
 			}
-			t.goodbye = t.cfg.GoodbyeLine
 		}
 		t.stats.EndCall = true
 		t.stats.Outcome = OutcomeAnswered
@@ -284,6 +291,9 @@ func (t *turn) runTools(calls []ToolCall, first int) []session.Entry {
 	out := make([]session.Entry, len(calls))
 	for i, c := range calls {
 		result := toolError("there is no tool called " + c.Name)
+		if c.Name == EndCallTool {
+			result = toolError("end_call must be called alone: say goodbye and call it again once the other tools have answered")
+		}
 		if tool, ok := findTool(t.ag, c.Name); ok {
 			key := fmt.Sprintf("%s:%s:%d", t.ev.CallID, turnKey, first+i)
 			result = t.a.callTool(ctx, tool, c, key)
@@ -321,9 +331,15 @@ func (t *turn) onToolsDone(entries []session.Entry) {
 // closes the connection (barge-in) and the call stays up, with the intention kept on the
 // history for the next turn; then it asks the carrier to hang up.
 func (t *turn) hangUp(ctx context.Context) {
-	spoken := time.Duration(float64(t.chars) / speechRate * float64(time.Second))
-	wait := t.start.Add(t.stats.FirstLine).Add(spoken).Sub(time.Now()) + 300*time.Millisecond
-	timer := time.NewTimer(min(max(wait, 0), t.cfg.EndCallHold))
+	wait := time.Until(t.playEnd) + hangUpMargin
+	if wait > t.cfg.EndCallHold {
+		// A goodbye longer than the hold: cutting it off would be worse than leaving the line
+		// to the caller, who hangs up after it.
+		t.log.Warn("goodbye too long to wait for, not hanging up", zap.Duration("speech_left", wait))
+		t.stats.HangUp = "too_long"
+		return
+	}
+	timer := time.NewTimer(max(wait, 0))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():

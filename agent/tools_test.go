@@ -152,7 +152,7 @@ func newToolHarness(t *testing.T, llm agent.LLM, toolTimeout string) *toolHarnes
 	h := &toolHarness{harness: &harness{t: t, store: session.NewMemoryStore(session.Options{})}, tool: tool, hangups: &hangups{}}
 	cfg := agent.Config{
 		Model:       "primary",
-		EndCallHold: 50 * time.Millisecond,
+		EndCallHold: 5 * time.Second, // the goodbyes below take about 2 s to say
 		Getenv: func(name string) string {
 			if name == "ORDERS_TOKEN" {
 				return "Bearer s3cret"
@@ -323,6 +323,45 @@ func TestEndCallHangsUpAfterTheGoodbye(t *testing.T) {
 	st := h.lastStats()
 	assert.True(t, st.EndCall)
 	assert.Equal(t, "sent", st.HangUp)
+}
+
+func TestEndCallWaitsForTheGoodbyeToBeSaid(t *testing.T) {
+	t.Parallel()
+	goodbye := "Thanks for calling, goodbye!"
+	llm := newRounds([]step{{tok: goodbye}, call("call_e", agent.EndCallTool, `{}`)})
+	h := newToolHarness(t, llm, "2s")
+	start := time.Now()
+	h.respond(t.Context(), message("c1", "e1", "Bye."))
+	require.Equal(t, []string{"c1"}, h.hangups.ended())
+	// Saperly needs about len/15 s to say it: hanging up sooner would cut it off.
+	assert.GreaterOrEqual(t, time.Since(start), time.Duration(len(goodbye))*time.Second/15)
+}
+
+func TestEndCallDoesNotCutALongGoodbye(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("Thank you so much for calling us today, it was a real pleasure. ", 4) + "Goodbye!"
+	llm := newRounds([]step{{tok: long}, call("call_e", agent.EndCallTool, `{}`)})
+	h := newToolHarness(t, llm, "2s")
+	h.respond(t.Context(), message("c1", "e1", "Bye."))
+	assert.Empty(t, h.hangups.ended(), "longer than the hold: the caller hangs up after it, not us mid-sentence")
+	assert.Equal(t, "too_long", h.lastStats().HangUp)
+}
+
+func TestEndCallNextToAnotherToolRunsTheToolFirst(t *testing.T) {
+	t.Parallel()
+	llm := newRounds(
+		[]step{call("call_a", "get_order_status", `{"order_id":"12345"}`), call("call_e", agent.EndCallTool, `{}`)},
+		[]step{{tok: "It has shipped. Goodbye!"}, call("call_f", agent.EndCallTool, `{}`)},
+	)
+	h := newToolHarness(t, llm, "2s")
+	h.respond(t.Context(), message("c1", "e1", "Where is 12345? Then bye."))
+	assert.Len(t, h.tool.requests(), 1, "the other tool ran")
+	reqs := llm.requests()
+	require.Len(t, reqs, 2)
+	last := reqs[1].Messages[len(reqs[1].Messages)-1]
+	assert.Equal(t, "call_e", last.ToolCallID)
+	assert.Contains(t, last.Text, "must be called alone", "the model is told to end the call on its own")
+	assert.Equal(t, []string{"c1"}, h.hangups.ended(), "then it ended the call")
 }
 
 func TestEndCallWithoutGoodbyeSaysOne(t *testing.T) {

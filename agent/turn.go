@@ -62,7 +62,8 @@ type turn struct {
 	toolDone   chan []session.Entry
 	tools      []session.Entry // finished tool calls, for the history
 	endCall    bool            // the model called end_call: hang up after the goodbye
-	goodbye    string
+	// playEnd is about when Saperly will have finished saying every line sent so far.
+	playEnd time.Time
 }
 
 type piece struct {
@@ -142,7 +143,9 @@ func (t *turn) run(ctx context.Context) error {
 	cancel()    // stops every model request at once: barge-in, hang-up, or the turn is over
 	t.wg.Wait() // a tool call in flight finishes: its side effect may have happened
 	if t.toolDone != nil {
-		t.tools = append(t.tools, <-t.toolDone...) // the caller left while it ran
+		late := <-t.toolDone // the caller left while it ran: its side effect still counts
+		t.tools = append(t.tools, late...)
+		t.stats.ToolCalls += len(late)
 	}
 	if t.rec != nil {
 		t.rec.close()
@@ -254,6 +257,9 @@ func (t *turn) onTick(now time.Time) {
 
 func (t *turn) onPiece(p piece) {
 	src := t.sources[p.src]
+	if src.round != t.toolRounds || (src.ended && p.err == nil) {
+		return // a cancelled stream of an earlier round, or the hedge loser's last words
+	}
 	if p.err != nil {
 		src.ended = true
 		if t.chosen >= 0 && t.chosen != p.src {
@@ -482,6 +488,10 @@ func (t *turn) say(line string) bool {
 	if len(t.spoken) == 0 {
 		t.stats.FirstLine = now.Sub(t.start)
 	}
+	if t.playEnd.Before(now) {
+		t.playEnd = now // Saperly was silent: this line starts as it arrives
+	}
+	t.playEnd = t.playEnd.Add(speechTime(line))
 	t.spoken = append(t.spoken, line)
 	t.chars += utf8.RuneCountInString(line) + 1
 	t.lastLine = now

@@ -27,7 +27,7 @@ const (
 	fieldEndedAt   = "ended_at"
 	fieldDuration  = "duration"
 	fieldReturning = "returning"
-	// Pins: written only while unset.
+	// Pins: written only while unset. line_id is one too: no event moves a call to a line.
 	fieldAgent         = "agent"
 	fieldPromptVersion = "prompt_version"
 )
@@ -46,7 +46,6 @@ func callFields(c Call) map[string]string {
 			f[k] = v
 		}
 	}
-	set(fieldLineID, c.LineID)
 	set(fieldFrom, c.From)
 	set(fieldTo, c.To)
 	set(fieldDirection, c.Direction)
@@ -79,7 +78,10 @@ func blankFields(c Call, now time.Time) map[string]string {
 
 // pinFields returns the record fields of c that are written only while unset.
 func pinFields(c Call) map[string]string {
-	f := make(map[string]string, 2)
+	f := make(map[string]string, 3)
+	if c.LineID != "" {
+		f[fieldLineID] = c.LineID
+	}
 	if c.Agent != "" {
 		f[fieldAgent] = c.Agent
 	}

@@ -59,8 +59,9 @@ type Call struct {
 	Returning bool
 
 	// Agent and PromptVersion pin the agent version the call started with. Unlike the other
-	// fields they are written only while unset, so a prompt edited mid-call never changes a
-	// call in progress, whichever replica answers.
+	// fields they, and LineID, are written only while unset, so a prompt edited mid-call never
+	// changes a call in progress, whichever replica answers, and no event moves a call to
+	// another line.
 	Agent         string
 	PromptVersion string
 }
@@ -102,7 +103,7 @@ type Store interface {
 	FirstDelivery(ctx context.Context, deliveryID string, ttl time.Duration) (bool, error)
 
 	// UpdateCall merges the non-zero fields of c into the record of call c.ID, creating it.
-	// Agent and PromptVersion are only written while the record has none.
+	// LineID, Agent and PromptVersion are only written while the record has none.
 	UpdateCall(ctx context.Context, c Call) error
 
 	// SeenCaller remembers that number called lineID on call callID and reports whether it

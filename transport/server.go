@@ -374,6 +374,12 @@ func (s *Server) answer(c echo.Context, d *delivery) {
 	switch {
 	case w.Lines() > 0:
 		d.outcome = outcomeAnswered
+	case errors.Is(err, agent.ErrWrongLine):
+		// A forged or misrouted event about another line's call: refused, never spoken to.
+		d.outcome = outcomeRejected
+		if werr := c.JSON(http.StatusForbidden, map[string]string{"error": "wrong_line"}); werr != nil {
+			err = errors.Join(err, werr)
+		}
 	case ctx.Err() == nil:
 		// Never an empty 200, never a non-200: the caller would hear silence.
 		d.outcome = outcomeFallback

@@ -136,6 +136,15 @@ func TestWebhookFallback(t *testing.T) {
 	}
 }
 
+func TestWebhookRefusesAnotherLinesCall(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &scripted{err: fmt.Errorf("respond: %w", agent.ErrWrongLine)}, nil)
+	rec := f.send(t, deliveryReq{body: msgBody("Hello?")})
+	assert.Equal(t, http.StatusForbidden, rec.Code)
+	assert.JSONEq(t, `{"error":"wrong_line"}`, rec.Body.String())
+	assert.Equal(t, outcomeRejected, oneEvent(t, f).ContextMap()["outcome"])
+}
+
 func TestWebhookCustomFallbackLine(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, &scripted{}, func(c *Config) { c.FallbackLine = "One moment, please." })
