@@ -294,7 +294,12 @@ func (t *turn) runTools(calls []ToolCall, first int) []session.Entry {
 		if c.Name == EndCallTool {
 			result = toolError("end_call must be called alone: say goodbye and call it again once the other tools have answered")
 		}
-		if tool, ok := findTool(t.ag, c.Name); ok {
+		if tool, ok := findTool(t.ag, c.Name); ok && i > 0 && t.ctx.Err() != nil {
+			// The turn ended (the caller left, or a budget) while an earlier call ran: start
+			// nothing new, so the answer's end never waits on more than one call. The first
+			// call the model asked for runs even so: the caller heard us start on it.
+			result = toolError("not run: the turn ended first")
+		} else if ok {
 			key := fmt.Sprintf("%s:%s:%d", t.ev.CallID, turnKey, first+i)
 			result = t.a.callTool(ctx, tool, c, key)
 		}

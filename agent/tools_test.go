@@ -414,3 +414,21 @@ func (h *harness) respondUntil(ctx context.Context, ev agent.Event, onLine func(
 	})
 	return out
 }
+
+func TestTurnEndingDuringToolsStartsNoMoreCalls(t *testing.T) {
+	t.Parallel()
+	llm := newRounds([]step{
+		call("call_a", "get_order_status", `{"order_id":"1"}`),
+		call("call_b", "get_order_status", `{"order_id":"2"}`),
+	})
+	h := newToolHarness(t, llm, "2s")
+	h.tool.delay = 300 * time.Millisecond
+	ctx, hangUp := context.WithCancel(t.Context())
+	h.respondUntil(ctx, message("c1", "e1", "Orders 1 and 2?"), func(string) { hangUp() })
+
+	assert.Len(t, h.tool.requests(), 1, "the call the caller heard us start runs; the next is not started")
+	hist := history(t, h.store, "c1")
+	require.Len(t, hist, 4)
+	assert.Contains(t, hist[1].Text, "shipped")
+	assert.Contains(t, hist[2].Text, "not run", "recorded as not run, so the next turn knows")
+}
