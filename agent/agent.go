@@ -235,9 +235,21 @@ func (a *Agent) system(ag *prompts.Agent, lib *prompts.Library, line prompts.Lin
 	}
 	text, err := ag.Render(data)
 	if err != nil {
-		log.Error("prompt render failed, using the default agent", zap.String("agent", ag.Name), zap.Error(err))
-		if text, err = lib.Default().Render(data); err != nil {
-			text = minimalSystem
+		// A pinned version can stop rendering when lines.yaml drops a variable it reads: fall
+		// back to the agent's current version, then to the default agent, then to a minimal
+		// prompt, but never to silence.
+		log.Error("prompt render failed, falling back", zap.String("agent", ag.Name),
+			zap.String("prompt_version", ag.Version), zap.Error(err))
+		text = minimalSystem
+		fallbacks := []*prompts.Agent{lib.Default()}
+		if cur, ok := lib.Agent(ag.Name); ok && cur.Version != ag.Version {
+			fallbacks = append([]*prompts.Agent{cur}, fallbacks...)
+		}
+		for _, fb := range fallbacks {
+			if t, ferr := fb.Render(data); ferr == nil {
+				text = t
+				break
+			}
 		}
 	}
 	if st.EndPending() {

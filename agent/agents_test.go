@@ -184,3 +184,36 @@ func TestRetryOfATurnThatRecordedNothingApologises(t *testing.T) {
 	assert.Empty(t, llm.requests(), "and never a second generation")
 	assert.Equal(t, agent.OutcomeApology, h.lastStats().Outcome)
 }
+
+func TestPinnedVersionThatNoLongerRendersFallsBackToTheAgentsCurrentOne(t *testing.T) {
+	t.Parallel()
+	dir := promptDir(t, map[string]string{
+		"default.md": "The default agent.",
+		"orders.md":  "Orders for {{.Vars.shop}}.",
+		"lines.yaml": "line-1:\n  agent: orders\n  vars: {shop: Acme}\n",
+	})
+	llm := anyModel("Okay.")
+	h, lib := newAgentOn(t, dir, llm)
+	h.respond(t.Context(), message("c1", "e1", "Hi"))
+
+	// The shop variable goes, and the agent stops reading it, in one save.
+	writeFiles(t, dir, map[string]string{"orders.md": "Orders, version two.", "lines.yaml": "line-1:\n  agent: orders\n"})
+	lib.Reload()
+	require.Equal(t, "Orders, version two.", mustRender(t, lib.Current(), "orders"))
+
+	h.respond(t.Context(), message("c1", "e2", "And now?"))
+	reqs := llm.requests()
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "Orders for Acme.", reqs[0].Messages[0].Text)
+	assert.Equal(t, "Orders, version two.", reqs[1].Messages[0].Text,
+		"the pinned version cannot render without its variable: the same agent's current version, not the default")
+}
+
+func mustRender(t *testing.T, lib *prompts.Library, name string) string {
+	t.Helper()
+	a, ok := lib.Agent(name)
+	require.True(t, ok)
+	text, err := a.Render(prompts.Sample("line-1", nil))
+	require.NoError(t, err)
+	return text
+}
