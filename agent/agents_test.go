@@ -1,9 +1,13 @@
 package agent_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -216,4 +220,44 @@ func mustRender(t *testing.T, lib *prompts.Library, name string) string {
 	text, err := a.Render(prompts.Sample("line-1", nil))
 	require.NoError(t, err)
 	return text
+}
+
+// hiccup is a real store whose first turn-log write fails, as one would in a Redis blip.
+type hiccup struct {
+	session.Store
+	mu     sync.Mutex
+	failed bool
+}
+
+func (h *hiccup) AppendLines(ctx context.Context, eventID string, lines ...string) error {
+	h.mu.Lock()
+	first := !h.failed
+	h.failed = true
+	h.mu.Unlock()
+	if first {
+		return errors.New("connection reset")
+	}
+	return h.Store.AppendLines(ctx, eventID, lines...)
+}
+
+func TestTurnLogCompletedAfterAFailedWrite(t *testing.T) {
+	t.Parallel()
+	store := &hiccup{Store: session.NewMemoryStore(session.Options{})}
+	lib, err := prompts.NewLive(promptDir(t, map[string]string{"default.md": "Hi."}), zap.NewNop())
+	require.NoError(t, err)
+	const reply = "Sure, I can help with that. We open at nine. We close at five."
+	a := agent.New(agent.Config{Model: "m"}, agent.Deps{Primary: newRounds(say(reply, 0, 5*time.Millisecond)), Store: store, Prompts: lib})
+	var first []string
+	require.NoError(t, a.Respond(t.Context(), message("c1", "e1", "Hours?"), func(c agent.Chunk) error {
+		first = append(first, c.Text)
+		return nil
+	}))
+	require.Greater(t, len(first), 1)
+
+	var replayed []string
+	require.NoError(t, store.FollowTurn(t.Context(), "e1", func(text string) error {
+		replayed = append(replayed, text)
+		return nil
+	}))
+	assert.Equal(t, first, replayed, "a retry would replay the whole answer")
 }

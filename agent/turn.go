@@ -550,6 +550,14 @@ func (t *turn) isHoldingPhrase(line string) bool {
 func (t *turn) commit(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.cfg.StoreTimeout)
 	defer cancel()
+	if t.rec != nil && t.rec.written < len(t.spoken) {
+		// The turn log missed lines (a store hiccup mid-turn): complete it before closing, so
+		// a retry replays the whole answer, not a truncated one. If this fails too, the close
+		// below most likely does as well, and a follower ends on its idle recovery line.
+		if err := t.a.store.AppendLines(ctx, t.ev.ID, t.spoken[t.rec.written:]...); err != nil {
+			t.log.Warn("turn log not completed", zap.Error(err))
+		}
+	}
 	at := eventTime(t.ev).UnixMilli()
 	entries := make([]session.Entry, 0, len(t.tools)+2)
 	entries = append(entries, session.Entry{Kind: session.EntryUser, Text: t.ev.Text, At: at, EventID: t.ev.ID})
@@ -572,6 +580,9 @@ type lineRecorder struct {
 	closed bool
 	wake   chan struct{}
 	done   chan struct{}
+	// written counts the lines in the log, in order; the writer goroutine owns it until done
+	// is closed.
+	written int
 }
 
 func newLineRecorder(ctx context.Context, a *Agent, eventID string, log *zap.Logger) *lineRecorder {
@@ -591,8 +602,10 @@ func newLineRecorder(ctx context.Context, a *Agent, eventID string, log *zap.Log
 				err := a.store.AppendLines(octx, eventID, batch...)
 				cancel()
 				if err != nil {
-					failed = true // a retry of this event will replay fewer lines; the turn goes on
+					failed = true // the turn goes on; commit writes what is missing
 					log.Warn("turn log write failed", zap.Error(err))
+				} else {
+					r.written += len(batch)
 				}
 			}
 			if closed {
