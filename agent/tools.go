@@ -245,7 +245,7 @@ func (t *turn) onToolCalls(calls []ToolCall) {
 	// your order, goodbye") that tool must run first, and the model hears back before it ends.
 	if len(calls) == 1 && calls[0].Name == EndCallTool && t.a.control != nil && t.ag.Settings.EndCall {
 		t.endCall = true
-		if t.roundLines == 0 {
+		if len(t.roundText) == 0 {
 			// The model ended the call without a word of goodbye: never hang up on silence.
 			if !t.say(t.cfg.GoodbyeLine) {
 				return
@@ -263,7 +263,7 @@ func (t *turn) onToolCalls(calls []ToolCall) {
 		return
 	}
 	t.req.Messages = append(t.req.Messages, Message{Role: "assistant", Text: strings.Join(t.roundText, " "), ToolCalls: calls})
-	if t.roundLines == 0 {
+	if len(t.roundText) == 0 {
 		t.hold() // the model said nothing before calling: the caller hears that we are on it
 	}
 	t.toolRounds++
@@ -326,7 +326,7 @@ func (t *turn) onToolsDone(entries []session.Entry) {
 	caller := t.sources[t.chosen]
 	t.chosen = -1
 	t.ch = NewChunker(t.cfg.Chunker)
-	t.roundLines, t.roundText = 0, nil
+	t.roundText = nil
 	t.holdsSinceLine = 0 // the wait for the tool is over; the stall budget starts again
 	t.startSource(caller.llm, caller.model)
 }

@@ -53,9 +53,8 @@ type turn struct {
 	holdUses       map[string]int
 	rec            *lineRecorder
 
-	// Tools. roundLines counts the model lines of the current model round; a round that ends
+	// Tools. roundText holds the model lines of the current model round; a round that ends
 	// in tool calls runs them in one goroutine, which reports on toolDone.
-	roundLines int
 	roundText  []string
 	toolRounds int
 	toolCalls  int // calls made so far in this turn: the index in each idempotency key
@@ -265,7 +264,7 @@ func (t *turn) onPiece(p piece) {
 		if t.chosen >= 0 && t.chosen != p.src {
 			return // the hedge loser, already cancelled
 		}
-		if t.chosen < 0 && src.round == t.toolRounds && len(p.calls) > 0 && errors.Is(p.err, io.EOF) {
+		if t.chosen < 0 && len(p.calls) > 0 && errors.Is(p.err, io.EOF) {
 			t.choose(p.src, p.at) // an answer that is only tool calls
 		}
 		if t.chosen < 0 {
@@ -468,7 +467,6 @@ func (t *turn) sayModel(line string, trigger time.Time) bool {
 		t.stats.FirstLineLag = time.Since(trigger)
 	}
 	t.modelLines++
-	t.roundLines++
 	t.roundText = append(t.roundText, line)
 	t.holdsSinceLine = 0
 	return true

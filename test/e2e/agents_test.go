@@ -336,33 +336,9 @@ func TestAgentTools(t *testing.T) {
 		r := startToolRig(t, deskDelay)
 		c := newCall(r.b)
 		ev := c.message(question)
-		watch := newFirstLineTransport()
-		watched := *r.b.client
-		watched.HTTP = &http.Client{Transport: watch}
-		type outcome struct {
-			res *saperly.Result
-			err error
-			end time.Time
-		}
-		done := make(chan outcome, 1)
-		go func() {
-			res, err := deliver(t, &watched, saperly.WebhookPath, ev)
-			done <- outcome{res, err, time.Now()}
-		}()
-		select {
-		case <-watch.first:
-		case o := <-done:
-			t.Fatalf("the first delivery ended before its first line arrived: %v", o.err)
-		}
-
-		retryAt := time.Now()
-		retry, err := c.send(t, ev, saperly.WithAttempt(2))
-		first := <-done
-		checkSpoken(t, first.res, first.err)
-		checkSpoken(t, retry, err)
-		assert.True(t, first.end.After(retryAt), "precondition: the retry was sent while the first answer streamed")
-		heardStatus(t, first.res)
-		assert.Equal(t, texts(first.res), texts(retry), "the retry hears the same lines")
+		first, retry := retryWhileStreaming(t, r.b, c, ev)
+		heardStatus(t, first)
+		assert.Equal(t, texts(first), texts(retry), "the retry hears the same lines")
 		assert.Equal(t, 1, r.desk.Stats().SideEffects, "the tool's side effect happens once")
 		assert.Equal(t, 1, r.desk.Stats().Requests, "the retry does not call the tool")
 		assert.Len(t, r.m.requests(t), 2, "one model request per round, not per delivery")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"mime"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -235,4 +236,37 @@ func assistant(text string) mockllm.Message { return mockllm.Message{Role: "assi
 func endsSentence(s string) bool {
 	s = strings.TrimRight(strings.TrimSpace(s), `"')”’`)
 	return strings.HasSuffix(s, ".") || strings.HasSuffix(s, "!") || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "…")
+}
+
+// retryWhileStreaming delivers ev, and once its first line has arrived, delivers it again as
+// Saperly's retry does (new delivery id, attempt 2), while the first answer still streams. It
+// returns both answers after checking each was spoken, and that the retry really overlapped.
+func retryWhileStreaming(t *testing.T, b *brain, c *call, ev saperly.Event) (first, retry *saperly.Result) {
+	t.Helper()
+	watch := newFirstLineTransport()
+	watched := *b.client
+	watched.HTTP = &http.Client{Transport: watch}
+	type outcome struct {
+		res *saperly.Result
+		err error
+		end time.Time
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := deliver(t, &watched, saperly.WebhookPath, ev)
+		done <- outcome{res, err, time.Now()}
+	}()
+	select {
+	case <-watch.first:
+	case o := <-done:
+		t.Fatalf("the first delivery ended before its first line arrived: %v", o.err)
+	}
+
+	retryAt := time.Now()
+	retry, err := c.send(t, ev, saperly.WithAttempt(2))
+	o := <-done
+	checkSpoken(t, o.res, o.err)
+	checkSpoken(t, retry, err)
+	assert.True(t, o.end.After(retryAt), "precondition: the retry was sent while the first answer streamed")
+	return o.res, retry
 }

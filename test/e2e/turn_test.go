@@ -83,40 +83,16 @@ func TestRetryWhileStreaming(t *testing.T) {
 
 	const said = "When can I come in for a cleaning?"
 	ev := c.message(said)
-	watch := newFirstLineTransport()
-	watched := *b.client
-	watched.HTTP = &http.Client{Transport: watch}
-	type outcome struct {
-		res *saperly.Result
-		err error
-		end time.Time
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := deliver(t, &watched, saperly.WebhookPath, ev)
-		done <- outcome{res, err, time.Now()}
-	}()
-	select {
-	case <-watch.first:
-	case o := <-done:
-		t.Fatalf("the first delivery ended before its first line arrived: %v", o.err)
-	}
-
-	retryAt := time.Now()
-	retry, err := c.send(t, ev, saperly.WithAttempt(2))
-	first := <-done
-	checkSpoken(t, first.res, first.err)
-	checkSpoken(t, retry, err)
-	assert.True(t, first.end.After(retryAt), "precondition: the retry was sent while the first answer streamed")
-	assert.Equal(t, reply, modelSpeech(first.res))
-	assert.Equal(t, texts(first.res), texts(retry), "the retry hears every line, from the first")
+	first, retry := retryWhileStreaming(t, b, c, ev)
+	assert.Equal(t, reply, modelSpeech(first))
+	assert.Equal(t, texts(first), texts(retry), "the retry hears every line, from the first")
 	require.Len(t, m.requests(t), 1, "a retry must not call the model again")
 
 	const next = "Wednesday, please."
 	c.say(t, next)
 	reqs := m.requests(t)
 	require.Len(t, reqs, 2)
-	checkConversation(t, reqs[1], []mockllm.Message{user(said), assistant(first.res.Text()), user(next)})
+	checkConversation(t, reqs[1], []mockllm.Message{user(said), assistant(first.Text()), user(next)})
 }
 
 // bargeInReply is long and slow, so the caller can talk over it.
