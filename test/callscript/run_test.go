@@ -566,7 +566,7 @@ func TestNormalize(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"One moment.":        "one moment",
-		"  ONE   moment!! ":   "one moment",
+		"  ONE   moment!! ":  "one moment",
 		"I'm sorry — really": "im sorry really",
 		"¿Hola? שלום":        "hola שלום",
 		"":                   "",
