@@ -88,6 +88,9 @@ type Query struct {
 	CallID, EventID string
 	// Text is what the caller said.
 	Text string
+	// Sent is when the message was sent, on the wall clock (time.Now, not Runner.Now), so an
+	// observer can tell this turn's traces from earlier ones.
+	Sent time.Time
 	// WantHangup says the script expects a hang-up after this answer: the observer may wait
 	// a moment for it, since the brain hangs up once the goodbye should have been heard.
 	WantHangup bool
@@ -108,11 +111,12 @@ type ErrorKind string
 
 // The kinds of failed delivery.
 const (
-	ErrStatus    ErrorKind = "non-200"          // the brain answered with another status
-	ErrTimeout   ErrorKind = "timeout"          // a budget ran out (Budgets)
-	ErrNDJSON    ErrorKind = "bad-ndjson"       // a line was not a JSON object, or lost its newline
-	ErrReset     ErrorKind = "connection-reset" // the connection broke mid-answer or was refused
-	ErrTransport ErrorKind = "request"          // any other failure to send or read
+	ErrStatus    ErrorKind = "non-200"            // the brain answered with another status
+	ErrTimeout   ErrorKind = "timeout"            // a budget ran out (Budgets)
+	ErrNDJSON    ErrorKind = "bad-ndjson"         // a line was not a JSON object, or lost its newline
+	ErrReset     ErrorKind = "connection-reset"   // the connection broke mid-answer
+	ErrRefused   ErrorKind = "connection-refused" // nothing accepted the connection
+	ErrTransport ErrorKind = "request"            // any other failure to send or read
 )
 
 // DeliveryError is why a delivery failed.
@@ -427,6 +431,7 @@ func (c *call) say(ctx context.Context, tr *TurnResult, late *sync.WaitGroup) {
 	t := tr.Turn
 	ev := c.event("message")
 	ev["text"] = t.Text
+	sent := time.Now()
 	switch {
 	case t.BargeIn != nil:
 		c.bargeIn(ctx, tr, ev, late)
@@ -468,7 +473,7 @@ func (c *call) say(ctx context.Context, tr *TurnResult, late *sync.WaitGroup) {
 	}
 	if e := t.Expect; e != nil {
 		var obs *Observation
-		q := Query{CallID: c.callID, EventID: ev["event_id"].(string), Text: t.Text,
+		q := Query{CallID: c.callID, EventID: ev["event_id"].(string), Text: t.Text, Sent: sent,
 			NeedTools: len(e.ToolCalled)+len(e.ToolNotCalled) > 0, NeedHangup: e.EndsCall != nil}
 		var obsErr error
 		if q.NeedTools || q.NeedHangup {
@@ -598,7 +603,9 @@ func classify(err, cause error) *DeliveryError {
 		return &DeliveryError{Kind: ErrTimeout, Msg: cause.Error()}
 	case errors.Is(err, saperly.ErrProtocol):
 		return &DeliveryError{Kind: ErrNDJSON, Msg: msg}
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE),
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &DeliveryError{Kind: ErrRefused, Msg: msg}
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.ErrUnexpectedEOF), strings.Contains(msg, "connection reset"):
 		return &DeliveryError{Kind: ErrReset, Msg: msg}
 	}

@@ -451,7 +451,7 @@ func TestPlayErrorKinds(t *testing.T) {
 		srv.Close() // nothing listens there any more
 		res := (&callscript.Runner{URL: url}).Play(t.Context(), parse(t, "turns: [{start: {}}]"))
 		require.NotNil(t, res.Turns[0].Delivery.Err)
-		assert.Equal(t, callscript.ErrReset, res.Turns[0].Delivery.Err.Kind)
+		assert.Equal(t, callscript.ErrRefused, res.Turns[0].Delivery.Err.Kind)
 	})
 	t.Run("silent", func(t *testing.T) {
 		t.Parallel()
