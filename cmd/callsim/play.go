@@ -171,7 +171,7 @@ type observer struct {
 
 // hangupGrace is how long a hang-up the script expects may come after the answer ended: the
 // brain hangs up once the goodbye should have been heard.
-const hangupGrace = 3 * time.Second
+const hangupGrace = 10 * time.Second
 
 func (o *observer) Observe(ctx context.Context, q callscript.Query) (callscript.Observation, error) {
 	var obs callscript.Observation
@@ -340,7 +340,9 @@ func statusText(d *callscript.Delivery) string {
 	return fmt.Sprintf("%d (%dms)", d.Status, d.Total.Milliseconds())
 }
 
-// printDiff shows how today's answer differs from the recorded one, line by line.
+// printDiff shows how today's answer differs from the recorded one: the same words (perhaps
+// split into other lines), the start of them when the caller talked over the answer, or a
+// line-by-line diff.
 func printDiff(w io.Writer, rec *callscript.Answer, d *callscript.Delivery) {
 	var was, now []string
 	for _, l := range rec.Lines {
@@ -349,23 +351,24 @@ func printDiff(w io.Writer, rec *callscript.Answer, d *callscript.Delivery) {
 	for _, l := range d.Lines {
 		now = append(now, l.Text)
 	}
-	ops := diffLines(was, now)
-	same := true
-	for _, op := range ops {
-		if op.kind != ' ' {
-			same = false
-		}
-	}
-	recFirst := ""
+	then := ""
 	if len(rec.Lines) > 0 {
-		recFirst = fmt.Sprintf(", first line %dms then", rec.Lines[0].At.Milliseconds())
+		then = fmt.Sprintf(" (recorded: first line %dms)", rec.Lines[0].At.Milliseconds())
 	}
-	if same {
-		fmt.Fprintf(w, "  = same words as recorded%s\n", recFirst)
+	recText, text := strings.Join(strings.Fields(rec.Text()), " "), strings.Join(strings.Fields(d.Text()), " ")
+	switch {
+	case recText == text && len(was) == len(now):
+		fmt.Fprintf(w, "  = same words as recorded%s\n", then)
+		return
+	case recText == text:
+		fmt.Fprintf(w, "  = same words as recorded, in %s instead of %d%s\n", plural(len(now), "line"), len(was), then)
+		return
+	case d.Cut && strings.HasPrefix(recText, text):
+		fmt.Fprintf(w, "  = the start of the recorded answer, then cut%s\n", then)
 		return
 	}
-	fmt.Fprintf(w, "  differs from the recorded answer%s:\n", recFirst)
-	for _, op := range ops {
+	fmt.Fprintf(w, "  ~ differs from the recorded answer%s:\n", then)
+	for _, op := range diffLines(was, now) {
 		fmt.Fprintf(w, "    %c %s\n", op.kind, op.text)
 	}
 }

@@ -168,3 +168,31 @@ func TestPlayNothingListening(t *testing.T) {
 	assert.Contains(t, out, "connection-refused")
 	assert.Contains(t, out, "nothing accepted a connection at "+url+": is the brain running there")
 }
+
+func TestPrintDiff(t *testing.T) {
+	t.Parallel()
+	rec := &callscript.Answer{Lines: []callscript.AnswerLine{{Text: "You're welcome. Goodbye!", At: 450 * time.Millisecond}}}
+	tests := []struct {
+		name  string
+		lines []string
+		cut   bool
+		want  string
+	}{
+		{"same", []string{"You're welcome. Goodbye!"}, false, "  = same words as recorded (recorded: first line 450ms)\n"},
+		{"split", []string{"You're welcome.", "Goodbye!"}, false, "  = same words as recorded, in 2 lines instead of 1 (recorded: first line 450ms)\n"},
+		{"cut", []string{"You're welcome."}, true, "  = the start of the recorded answer, then cut (recorded: first line 450ms)\n"},
+		{"differs", []string{"You're welcome."}, false, "  ~ differs from the recorded answer (recorded: first line 450ms):\n    - You're welcome. Goodbye!\n    + You're welcome.\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := &callscript.Delivery{Cut: tt.cut}
+			for _, l := range tt.lines {
+				d.Lines = append(d.Lines, callscript.Line{Text: l})
+			}
+			var out strings.Builder
+			printDiff(&out, rec, d)
+			assert.Equal(t, tt.want, out.String())
+		})
+	}
+}

@@ -5,14 +5,19 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/callbrain/callbrain/test/orderdesk"
+	"github.com/callbrain/callbrain/test/saperly"
 )
 
 var callsimOnce struct {
@@ -127,7 +132,7 @@ turns:
 	assert.Contains(t, out, "> What are your hours?   (after 10ms)")
 	assert.Regexp(t, `\+\s*\d+ms  We're open Monday to Friday`, out, "each line with its arrival time")
 	assert.Contains(t, out, `✓ contains "monday"`)
-	assert.Contains(t, out, "differs from the recorded answer, first line 300ms then:")
+	assert.Contains(t, out, "~ differs from the recorded answer (recorded: first line 300ms):")
 	assert.Contains(t, out, "    - and on Sundays too.")
 	assert.Contains(t, out, "(caller talks over the answer after 1 line;")
 	assert.Contains(t, out, "✓ retry same words")
@@ -185,4 +190,58 @@ turns:
 	out, _, code = callsim(t, map[string]string{"BRAIN_URL": b.URL, "SAPERLY_WEBHOOK_SECRET": "wrong"}, "play", fail)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "non-200: status 401")
+}
+
+// TestExampleScripts plays the committed scripts of the example agents (prompts/examples/
+// scripts) with callsim play against the built brain serving prompts/examples, the stand-in
+// model answering from those scripts' recorded answers (mockllm -scripts), the example order
+// desk behind the orders agent's tool, and callsim's stand-in for Saperly's API seeing the
+// hang-up: every expectation holds, tool calls and the hang-up included.
+func TestExampleScripts(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	scripts := filepath.Join(root, "prompts", "examples", "scripts")
+
+	// The example agents, with the orders tool pointed at this test's order desk.
+	token := "od-" + saperly.NewUUID()
+	desk := httptest.NewServer(orderdesk.New(orderdesk.Config{Token: token}))
+	t.Cleanup(desk.Close)
+	prompts := t.TempDir()
+	for _, name := range []string{"receptionist.md", "orders.md", "lines.yaml"} {
+		raw, err := os.ReadFile(filepath.Join(root, "prompts", "examples", name))
+		require.NoError(t, err)
+		content := strings.ReplaceAll(string(raw), "http://127.0.0.1:8090", desk.URL)
+		writePrompt(t, prompts, name, content)
+	}
+
+	m := startMock(t, "-scripts", scripts)
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	b := startBrain(t, brainConfig{Model: m.URL + "/v1", Env: map[string]string{
+		"PROMPTS_DIR":      prompts,
+		"ORDERDESK_TOKEN":  "Bearer " + token,
+		"SAPERLY_API_BASE": "http://" + apiAddr + saperly.APIBasePath,
+		"SAPERLY_API_KEY":  "sk-play",
+	}})
+
+	junit := filepath.Join(t.TempDir(), "examples.xml")
+	out, errOut, code := callsim(t, map[string]string{"BRAIN_URL": b.URL, "SAPERLY_WEBHOOK_SECRET": b.Secret},
+		"play", "--time-scale", "0.1", "--api", apiAddr, "--api-key", "sk-play", "--model", m.URL, "--junit", junit, scripts)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, out, "PASS receptionist-booking:")
+	assert.Contains(t, out, "PASS orders-status:")
+	assert.Contains(t, out, "✓ tool called get_order_status")
+	assert.Contains(t, out, "✓ tool not called get_order_status")
+	assert.Contains(t, out, "✓ ends call")
+	assert.Contains(t, out, "✓ retry same words")
+	assert.Contains(t, out, "(caller talks over the answer after 1 line;")
+	assert.Contains(t, out, "One moment.   (holding phrase)", "the brain holds while the tool runs")
+	assert.Contains(t, out, "2 scripts: 2 passed, 0 failed")
+	assert.NotContains(t, m.out.String(), "no recorded answer", "every utterance was answered as recorded")
+
+	var rep junitReport
+	raw, err := os.ReadFile(junit)
+	require.NoError(t, err)
+	require.NoError(t, xml.Unmarshal(raw, &rep))
+	assert.Equal(t, 0, rep.Failures)
+	assert.Len(t, rep.Suites, 2)
 }
