@@ -165,6 +165,18 @@ func (d *Delivery) Text() string {
 	return strings.Join(texts, " ")
 }
 
+// Chars returns how many characters the caller heard (Saperly caps a turn at 1800).
+func (d *Delivery) Chars() int {
+	if d == nil {
+		return 0
+	}
+	n := 0
+	for _, l := range d.Lines {
+		n += len([]rune(l.Text))
+	}
+	return n
+}
+
 // FirstLine returns when the first line arrived, since the end of the POST, and false when
 // no line did.
 func (d *Delivery) FirstLine() (time.Duration, bool) {
@@ -276,6 +288,11 @@ func (r *Runner) Play(ctx context.Context, s *Script) *Result {
 	var late sync.WaitGroup // late interrupted events, which do not hold up the next turn
 	defer func() {
 		late.Wait()
+		for _, tr := range res.Turns {
+			if b := tr.Turn.BargeIn; b != nil && b.Late > 0 && tr.Interrupt != nil {
+				tr.Checks = append(tr.Checks, statusCheck(tr.Interrupt))
+			}
+		}
 		res.Elapsed = p.now().Sub(start)
 	}()
 	for i, t := range s.Turns {
@@ -523,7 +540,7 @@ func (c *call) bargeIn(ctx context.Context, tr *TurnResult, ev saperly.Event, la
 		tr.Checks = append(tr.Checks, statusCheck(tr.Interrupt))
 		return
 	}
-	// Sent later, in the background; its check is added once it is back (Play waits).
+	// Sent later, in the background; Play waits for it and then adds its check.
 	interrupt := &Delivery{Event: "interrupted"}
 	tr.Interrupt = interrupt
 	late.Add(1)

@@ -183,6 +183,7 @@ turns:
 	require.True(t, ok)
 	assert.LessOrEqual(t, first, hi.Delivery.Total)
 	assert.Len(t, hi.Delivery.Gaps(), 1)
+	assert.Equal(t, len("One moment.")+len("Hello there, how can I help?"), hi.Delivery.Chars())
 	assert.False(t, hi.Failed(), "checks: %v", hi.Checks)
 
 	huh := res.Turns[3]
@@ -325,6 +326,7 @@ turns:
 	require.NotNil(t, res.Turns[0].Interrupt)
 	assert.Nil(t, res.Turns[0].Interrupt.Err)
 	assert.Equal(t, http.StatusOK, res.Turns[0].Interrupt.Status)
+	assert.Contains(t, res.Turns[0].Checks, callscript.Check{Name: "interrupted answered", OK: true}, "the late delivery is checked too")
 
 	recv := b.received()
 	require.Len(t, recv, 3)
