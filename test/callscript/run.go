@@ -74,6 +74,9 @@ type Runner struct {
 	// Observer sees what the caller cannot hear: tool calls and hang-ups. nil sees nothing,
 	// and expectations on them fail saying so.
 	Observer Observer
+	// OnTurn, when set, is called as each turn ends (from the goroutine calling Play), for a
+	// live display; a late interrupted may still be on its way. It must not keep t.
+	OnTurn func(callID string, t *TurnResult)
 }
 
 // Observer reports what the brain did for a turn that the caller cannot hear.
@@ -303,6 +306,9 @@ func (r *Runner) Play(ctx context.Context, s *Script) *Result {
 		tr := &TurnResult{Index: i, Turn: t, At: p.now().Sub(start)}
 		res.Turns = append(res.Turns, tr)
 		p.turn(ctx, tr, &late)
+		if r.OnTurn != nil {
+			r.OnTurn(p.callID, tr)
+		}
 		if err := ctx.Err(); err != nil {
 			res.Err = fmt.Errorf("turn %d: %w", i+1, context.Cause(ctx))
 			return res

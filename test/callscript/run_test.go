@@ -515,6 +515,13 @@ func TestPlayConcurrent(t *testing.T) {
 	t.Parallel()
 	_, srv := newBrain(t, func(w http.ResponseWriter, r *http.Request, g got) { speak(w, "You said "+g.str("text")+".") })
 	r := runner(srv)
+	var mu sync.Mutex
+	turns := map[string]int{}
+	r.OnTurn = func(callID string, tr *callscript.TurnResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		turns[callID]++
+	}
 	const calls = 16
 	results := make([]*callscript.Result, calls)
 	var wg sync.WaitGroup
@@ -531,6 +538,12 @@ func TestPlayConcurrent(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("You said call %d.", i), res.Turns[1].Delivery.Text())
 	}
 	assert.Len(t, ids, calls)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, turns, calls)
+	for id, n := range turns {
+		assert.Equal(t, 3, n, "OnTurn saw each turn of call %s", id)
+	}
 }
 
 func TestPlayStopsWithContext(t *testing.T) {
