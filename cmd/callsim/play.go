@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/callbrain/callbrain/agent"
 	"github.com/callbrain/callbrain/test/callscript"
 	"github.com/callbrain/callbrain/test/mockllm"
 	"github.com/callbrain/callbrain/test/saperly"
@@ -38,6 +40,8 @@ func play(ctx context.Context, args []string, getenv func(string) string, stdout
 	apiKey := fs.String("api-key", "", "the API `key` the brain sends to --api (empty: any)")
 	model := fs.String("model", "", "the stand-in model's base `URL` (mockllm): see tool calls through its /mock/requests")
 	quiet := fs.Bool("q", false, "print only failed turns and the summary")
+	holds := fs.String("holds", "", "more holding `phrases`, separated by |, besides the brain's defaults (an agent's holding_phrases)")
+	apologies := fs.String("apologies", "", "more `openings` of an apology, separated by |, besides sorry, I'm sorry, apologies, …")
 	paths, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -60,6 +64,12 @@ func play(ctx context.Context, args []string, getenv func(string) string, stdout
 	r := &callscript.Runner{
 		URL: *url, Secret: or(*secret, getenv("SAPERLY_WEBHOOK_SECRET")), LineID: *line,
 		From: defaultFrom, To: defaultTo, TimeScale: *scale,
+	}
+	if *holds != "" {
+		r.Holds = append(slices.Clone(agent.DefaultHoldingPhrases), strings.Split(*holds, "|")...)
+	}
+	if *apologies != "" {
+		r.Apologies = append(slices.Clone(callscript.DefaultApologies), strings.Split(*apologies, "|")...)
 	}
 	if *lines != "" {
 		secretFor, err := lineSecrets(*lines, getenv)

@@ -196,3 +196,18 @@ func TestPrintDiff(t *testing.T) {
 		})
 	}
 }
+
+// TestPlayPhraseLists: --holds and --apologies add to the phrases a line is compared with.
+func TestPlayPhraseLists(t *testing.T) {
+	t.Parallel()
+	b := newBrain(t, saperly.DevSecret)
+	script := scriptFile(t, "s.yaml", "turns: [{say: hi, expect: {no_hold: true, no_apology: true}}]\n")
+	out, err := callsim(t, env("BRAIN_URL", b.srv.URL), "play", script)
+	require.NoError(t, err, out)
+
+	out, err = callsim(t, env("BRAIN_URL", b.srv.URL), "play", "--holds", "Let me check the book.|which day works better", "--apologies", "sure, I", script)
+	require.ErrorIs(t, err, errFailed)
+	assert.Contains(t, out, "Which day works better?   (holding phrase)")
+	assert.Contains(t, out, `✗ no holding phrase: heard "Which day works better?" at `)
+	assert.Contains(t, out, `✗ no apology: heard "Sure, I can help you book that." at `)
+}
