@@ -1,0 +1,149 @@
+package agent_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/callbrain/callbrain/agent"
+	"github.com/callbrain/callbrain/prompts"
+	"github.com/callbrain/callbrain/session"
+)
+
+// newLeaseHarness is a harness whose store and agent share one turn lease.
+func newLeaseHarness(t *testing.T, llm agent.LLM, lease time.Duration) *harness {
+	t.Helper()
+	lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+	require.NoError(t, err)
+	h := &harness{t: t, store: session.NewMemoryStore(session.Options{TurnLease: lease})}
+	cfg := agent.Config{Model: "primary", TurnLease: lease, OnTurn: func(s agent.TurnStats) {
+		h.mu.Lock()
+		h.stats = append(h.stats, s)
+		h.mu.Unlock()
+	}}
+	h.agent = agent.New(cfg, agent.Deps{Primary: llm, Store: h.store, Prompts: lib})
+	return h
+}
+
+// deadOwner claims the turn of ev as a replica would, logs what it said and the tool calls
+// it finished, and then stops, as a replica killed mid-answer does: it never renews again.
+func deadOwner(t *testing.T, s session.Store, ev agent.Event, lines []string, tools ...session.Entry) session.Lease {
+	t.Helper()
+	b, err := s.BeginTurn(t.Context(), session.Call{ID: ev.CallID, LineID: ev.LineID}, ev.ID, 0)
+	require.NoError(t, err)
+	require.Equal(t, session.TurnClaimed, b.Status)
+	if len(tools) > 0 {
+		require.NoError(t, s.AppendTools(t.Context(), b.Lease, tools...))
+	}
+	require.NoError(t, s.AppendLines(t.Context(), b.Lease, lines...))
+	return b.Lease
+}
+
+func TestRetryTakesOverATurnWhoseOwnerDied(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		cont := "We also have Friday at noon. Which one works for you?"
+		llm := newRounds(say(cont, 300*time.Millisecond, 20*time.Millisecond))
+		h := newLeaseHarness(t, llm, lease)
+		ev := message("c1", "e1", "When can I come in?")
+		heardBefore := []string{"Sure, let me look.", "We have Tuesday at three."}
+		tool := session.Entry{Kind: session.EntryTool, EventID: "e1", At: ev.Delivery.ReceivedAt.UnixMilli(),
+			ToolCall: "call_a", ToolName: "calendar", ToolArgs: `{"week":"next"}`, Text: `{"free":["Tue 3pm","Fri 12pm"]}`}
+		dead := deadOwner(t, h.store, ev, heardBefore, tool)
+
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		got := h.respond(t.Context(), retry)
+
+		ts := texts(got)
+		require.Greater(t, len(ts), 2, "%q", ts)
+		assert.Equal(t, heardBefore, ts[:2], "the retry first says what the caller already heard")
+		assert.Equal(t, cont, strings.Join(ts[2:], " "), "then the model continues")
+		assert.LessOrEqual(t, got[2].at-got[1].at, lease+time.Second,
+			"the turn is taken over once the lease lapses (fake clock)")
+
+		reqs := llm.requests()
+		require.Len(t, reqs, 1, "one model request: the continuation")
+		msgs := reqs[0].Messages
+		require.GreaterOrEqual(t, len(msgs), 6)
+		assert.Equal(t, agent.Message{Role: "user", Text: "When can I come in?"}, msgs[1])
+		assert.Equal(t, []agent.ToolCall{{ID: "call_a", Name: "calendar", Args: `{"week":"next"}`}}, msgs[2].ToolCalls,
+			"the tool call the owner finished is in the request, not run again")
+		assert.Equal(t, agent.Message{Role: "tool", ToolCallID: "call_a", Text: tool.Text}, msgs[3])
+		assert.Equal(t, agent.Message{Role: "assistant", Text: strings.Join(heardBefore, " ")}, msgs[4], "what the caller heard")
+		assert.Equal(t, "system", msgs[5].Role, "then the instruction to continue")
+
+		st := h.lastStats()
+		assert.True(t, st.TakenOver)
+		assert.Equal(t, agent.OutcomeAnswered, st.Outcome)
+		want := []session.Entry{
+			{Kind: session.EntryUser, Text: ev.Text, At: ev.Delivery.ReceivedAt.UnixMilli(), EventID: "e1"},
+			tool,
+			{Kind: session.EntryAssistant, Text: strings.Join(append(heardBefore, cont), " "), At: ev.Delivery.ReceivedAt.UnixMilli(), EventID: "e1"},
+		}
+		assert.Equal(t, want, history(t, h.store, "c1"), "the turn is recorded once, every word the caller heard in it")
+
+		// The dead owner, come back, cannot record it again.
+		require.ErrorIs(t, h.store.CommitTurn(t.Context(), dead, want...), session.ErrLeaseLost)
+		assert.Equal(t, want, history(t, h.store, "c1"))
+
+		// A later retry of the event replays the whole answer.
+		again := ev
+		again.Delivery = agent.Delivery{ID: "d-again", ReceivedAt: time.Now()}
+		assert.Equal(t, ts, texts(h.respond(t.Context(), again)))
+		assert.Len(t, llm.requests(), 1)
+	})
+}
+
+func TestRetryAfterTheLeaseLapsedContinuesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		llm := newRounds(say("And Friday too.", 0, 0))
+		h := newLeaseHarness(t, llm, lease)
+		ev := message("c1", "e1", "When can I come in?")
+		deadOwner(t, h.store, ev, []string{"We have Tuesday."})
+		time.Sleep(lease + time.Millisecond) // the fake clock: the owner has been gone a while
+
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		got := h.respond(t.Context(), retry)
+		assert.Equal(t, []string{"We have Tuesday.", "And Friday too."}, texts(got))
+		assert.Zero(t, got[1].at, "nothing to wait for (fake clock)")
+		assert.Equal(t, "We have Tuesday. And Friday too.", history(t, h.store, "c1")[1].Text)
+	})
+}
+
+func TestLiveOwnerIsNeverTakenOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		// The model pauses for far longer than the lease in the middle of its answer: the
+		// owner renews its lease with nothing to write.
+		steps := say("Sure, let me check.", 0, 10*time.Millisecond)
+		steps = append(steps, say(" It is free.", 5*time.Second, 10*time.Millisecond)...)
+		llm := newRounds(steps)
+		h := newLeaseHarness(t, llm, lease)
+		ev := message("c1", "e1", "Is Tuesday free?")
+
+		var first []heard
+		var wg sync.WaitGroup
+		wg.Go(func() { first = h.respond(t.Context(), ev) })
+		time.Sleep(500 * time.Millisecond) // the first line is out
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		second := h.respond(t.Context(), retry)
+		wg.Wait()
+
+		assert.Equal(t, texts(first), texts(second), "the retry replays the live owner's answer")
+		assert.Len(t, llm.requests(), 1, "the model is asked once")
+		for _, st := range h.stats {
+			assert.False(t, st.TakenOver)
+		}
+		require.Len(t, history(t, h.store, "c1"), 2, "recorded once")
+	})
+}
