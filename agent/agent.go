@@ -347,7 +347,7 @@ func (a *Agent) replay(ctx context.Context, ev Event, b session.Begun, emit func
 		defer timer.Stop()
 		for {
 			// A lease is renewed at least every third of it: a little past its end, it lapsed.
-			timer.Reset(max(wait, 0) + a.cfg.TurnLease/20)
+			timer.Reset(max(wait, 0) + a.cfg.TurnLease/50)
 			select {
 			case <-fctx.Done():
 				return
