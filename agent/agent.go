@@ -228,14 +228,14 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		taken = &b.Log
 	}
 	ag := a.pinned(st.Call, current, log)
+	turnStart := start
 	if taken != nil {
 		// The budgets of the rest of the answer count from now: the caller has just heard
 		// the replayed lines.
 		stats.TakenOver = true
-		start = time.Now()
-		log.Info("turn taken over", zap.Int("lines_heard", len(taken.Lines)), zap.Int("tools_done", len(taken.Tools)))
+		turnStart = time.Now()
 	}
-	t := newTurn(a, ev, st, ag, a.system(ag, lib, line, st, ev, log), emit, log, start, &stats)
+	t := newTurn(a, ev, st, ag, a.system(ag, lib, line, st, ev, log), emit, log, turnStart, &stats)
 	t.lease = lease
 	if taken != nil {
 		t.resume(*taken)
