@@ -115,6 +115,13 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 		{name: "BeginTurn", run: func() error { _, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1"); return err }},
 		{name: "BeginTurn without event id", run: func() error { _, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, ""); return err }},
 		{name: "AppendLines", run: func() error { return s.AppendLines(ctx, lease("c1", "e1"), "One.") }},
+		{name: "AppendTools", run: func() error {
+			return s.AppendTools(ctx, lease("c1", "e1"), session.Entry{Kind: session.EntryTool, ToolCall: "t1", At: 1})
+		}},
+		{name: "AppendLines renewing a lease", run: func() error {
+			return s.AppendLines(ctx, session.Lease{Ref: turnRef("c1", "e9"), Token: "tok"})
+		}},
+		{name: "TakeOver", run: func() error { _, err := s.TakeOver(ctx, turnRef("c1", "e9")); return err }},
 		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, lease("c1", "e1"), entry) }},
 		{name: "FollowTurn of a closed log", run: func() error {
 			return s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error { return nil })
