@@ -359,10 +359,12 @@ func (a *Agent) replay(ctx context.Context, ev Event, b session.Begun, emit func
 			switch {
 			case err != nil:
 				wait = a.cfg.TurnLease / 4 // the store blinked: try again soon
-			case to.Taken():
+			case to.Taken() && !to.Log.Closed:
 				taken = &to
 				stop(errTakenOver)
 				return
+			case to.Taken():
+				wait = a.cfg.TurnLease // finished meanwhile: the follower is about to see it close
 			default:
 				wait = to.Left
 			}

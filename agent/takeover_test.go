@@ -147,3 +147,19 @@ func TestLiveOwnerIsNeverTakenOver(t *testing.T) {
 		require.Len(t, history(t, h.store, "c1"), 2, "recorded once")
 	})
 }
+
+func TestEventIDReusedOnAnotherCallGetsItsOwnAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		llm := newRounds(say("Your table is booked.", 0, 0), say("We close at five.", 0, 0))
+		h := newLeaseHarness(t, llm, 2*time.Second)
+		first := texts(h.respond(t.Context(), message("c1", "e1", "Book a table.")))
+		// Another call (a client bug, or someone probing) sends the same event id.
+		other := texts(h.respond(t.Context(), message("c2", "e1", "When do you close?")))
+
+		assert.Equal(t, []string{"Your table is booked."}, first)
+		assert.Equal(t, []string{"We close at five."}, other, "its own answer, not call c1's replay")
+		assert.Len(t, llm.requests(), 2)
+		require.Len(t, history(t, h.store, "c2"), 2)
+		assert.Equal(t, "We close at five.", history(t, h.store, "c2")[1].Text)
+	})
+}
