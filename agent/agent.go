@@ -386,8 +386,9 @@ func (a *Agent) replay(ctx context.Context, ev Event, b session.Begun, emit func
 		stats.Outcome = OutcomeCut
 		return nil, err
 	}
-	if taken != nil && errors.Is(context.Cause(fctx), errTakenOver) {
-		// The follower may not have passed on the last lines before the owner stopped.
+	if taken != nil {
+		// This delivery holds the turn now (even if the follow ended on its own meanwhile):
+		// it answers. The follower may not have passed on the last lines the owner wrote.
 		for _, line := range taken.Log.Lines[min(heard, len(taken.Log.Lines)):] {
 			if err := a.replayLine(ev, line, emit, stats); err != nil {
 				stats.Outcome = OutcomeCut
