@@ -1,8 +1,11 @@
 package agent_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -208,4 +211,66 @@ func TestTakeOverKeepsToolIndicesAndRunsNothingTwice(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"call_a", "call_b"}, ids, "both calls in the history, once each")
+}
+
+// partition is a real store that the replica cannot reach for turn-log writes while down.
+type partition struct {
+	session.Store
+	down atomic.Bool
+}
+
+var errPartition = errors.New("i/o timeout")
+
+func (p *partition) AppendLines(ctx context.Context, l session.Lease, lines ...string) error {
+	if p.down.Load() {
+		return errPartition
+	}
+	return p.Store.AppendLines(ctx, l, lines...)
+}
+
+func (p *partition) CommitTurn(ctx context.Context, l session.Lease, entries ...session.Entry) error {
+	if p.down.Load() {
+		return errPartition
+	}
+	return p.Store.CommitTurn(ctx, l, entries...)
+}
+
+func TestOwnerCutOffLongerThanTheLeaseStopsAndRecordsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
+		store := &partition{Store: mem}
+		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+		require.NoError(t, err)
+		steps := say("Sure, let me check that for you.", 0, 10*time.Millisecond)
+		steps = append(steps, say(" We have Tuesday, Wednesday, Thursday and Friday next week, all morning.", 300*time.Millisecond, 300*time.Millisecond)...)
+		var stats []agent.TurnStats
+		a := agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: func(s agent.TurnStats) { stats = append(stats, s) }},
+			agent.Deps{Primary: newRounds(steps), Store: store, Prompts: lib})
+		ev := message("c1", "e1", "When are you free?")
+
+		var heard []string
+		done := make(chan error, 1)
+		go func() {
+			done <- a.Respond(t.Context(), ev, func(c agent.Chunk) error {
+				heard = append(heard, c.Text)
+				return nil
+			})
+		}()
+		time.Sleep(100 * time.Millisecond) // the first line is out and logged
+		synctest.Wait()
+		store.down.Store(true) // the replica loses Redis; its lease lapses
+		time.Sleep(lease + 100*time.Millisecond)
+		to, err := mem.TakeOver(t.Context(), session.TurnRef{Line: ev.LineID, Call: "c1", Event: "e1"})
+		require.NoError(t, err)
+		require.True(t, to.Taken(), "a retry on another replica takes the turn over")
+		store.down.Store(false) // Redis is back for the cut-off replica
+
+		require.ErrorContains(t, <-done, "took the turn over")
+		require.Len(t, stats, 1)
+		assert.Equal(t, agent.OutcomeCut, stats[0].Outcome)
+		assert.Equal(t, "lease_lost", stats[0].Budget)
+		assert.NotContains(t, strings.Join(heard, " "), "all morning", "it stopped at its next write, not at the end of the answer")
+		assert.Empty(t, history(t, mem, "c1"), "it recorded nothing: the turn is the other delivery's to record")
+	})
 }

@@ -204,6 +204,10 @@ func (t *turn) loop(ctx context.Context) error {
 	t.startSource(t.a.primary, t.cfg.Model)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var lost <-chan struct{} // stays nil (never ready) without a recorder
+	if t.rec != nil {
+		lost = t.rec.lostC
+	}
 	for !t.done {
 		timer.Reset(t.nextWake(time.Now()))
 		select {
@@ -213,6 +217,12 @@ func (t *turn) loop(ctx context.Context) error {
 			t.onToolsDone(entries)
 		case now := <-timer.C:
 			t.onTick(now)
+		case <-lost:
+			// Another delivery took the turn over: Saperly retried, so it gave up on this
+			// answer, and the other delivery is finishing it.
+			t.stats.Budget = "lease_lost"
+			t.stats.Outcome = OutcomeCut
+			return errLeaseLost
 		case <-ctx.Done():
 			t.gone = true
 			t.stats.Outcome = OutcomeCut
@@ -221,6 +231,9 @@ func (t *turn) loop(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errLeaseLost ends a turn another delivery took over.
+var errLeaseLost = errors.New("another delivery took the turn over")
 
 // nextWake is how long until the earliest budget that could act.
 func (t *turn) nextWake(now time.Time) time.Duration {
@@ -594,9 +607,12 @@ func (t *turn) isHoldingPhrase(line string) bool {
 // were sent (of a turn taken over, the lines heard before it too). It runs after Saperly may
 // have gone, so it is detached from the request's cancellation but still bounded.
 func (t *turn) commit(ctx context.Context) {
+	if t.rec != nil && t.rec.lost {
+		return // another delivery took the turn over and records it
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.cfg.StoreTimeout)
 	defer cancel()
-	if t.rec != nil && !t.rec.lost && t.rec.written < len(t.spoken) {
+	if t.rec != nil && t.rec.written < len(t.spoken) {
 		// The turn log missed lines (a store hiccup mid-turn): complete it before closing, so
 		// a retry replays the whole answer, not a truncated one. If this fails too, the close
 		// below most likely does as well, and a follower takes the turn over.
@@ -643,10 +659,11 @@ type lineRecorder struct {
 	// took the turn over; the writer goroutine owns both until done is closed.
 	written int
 	lost    bool
+	lostC   chan struct{} // closed when lost is set
 }
 
 func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *zap.Logger) *lineRecorder {
-	r := &lineRecorder{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	r := &lineRecorder{wake: make(chan struct{}, 1), done: make(chan struct{}), lostC: make(chan struct{})}
 	ctx = context.WithoutCancel(ctx)
 	every := a.cfg.TurnLease / 3
 	go func() {
@@ -667,6 +684,7 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 				switch {
 				case errors.Is(err, session.ErrLeaseLost):
 					r.lost = true
+					close(r.lostC)
 					log.Warn("turn lease lost: another delivery took the turn over", zap.Error(err))
 				case err != nil:
 					// The turn goes on; the next write tries again, and commit writes what
