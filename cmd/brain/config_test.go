@@ -21,6 +21,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Empty(t, c.RedisURL)
 	assert.Equal(t, "./prompts", c.PromptsDir)
 	assert.Equal(t, 24*time.Hour, c.Retention)
+	assert.Equal(t, 2*time.Second, c.Agent.TurnLease)
 	assert.Equal(t, []string{"dev"}, c.secrets("dev"))
 }
 
@@ -43,6 +44,9 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		{name: "bad integer names the variable", env: map[string]string{"BRAIN_MAX_CHARS": "-3"}, wantErr: "BRAIN_MAX_CHARS"},
 		{name: "cap above Saperly's", env: map[string]string{"BRAIN_MAX_CHARS": "2000"}, wantErr: "1800"},
 		{name: "stall steps must fit the line budget", env: map[string]string{"BRAIN_STALL_AFTER": "8s"}, wantErr: "BRAIN_STALL_AFTER"},
+		{name: "turn lease too short to renew", env: map[string]string{"BRAIN_TURN_LEASE": "1s"}, wantErr: "BRAIN_TURN_LEASE"},
+		{name: "turn lease longer than a retry waits", env: map[string]string{"BRAIN_TURN_LEASE": "6s"}, wantErr: "BRAIN_TURN_LEASE"},
+		{name: "turn lease set", env: map[string]string{"BRAIN_TURN_LEASE": "3s"}, secrets: []string{"dev"}},
 		{name: "drain must outlast turns", env: map[string]string{"BRAIN_DRAIN_TIMEOUT": "1m"}, wantErr: "BRAIN_DRAIN_TIMEOUT"},
 	}
 	for _, tc := range tests {
