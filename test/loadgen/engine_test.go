@@ -242,3 +242,23 @@ func TestRecorderCountsWhatTheCallerHears(t *testing.T) {
 	}
 	assert.Equal(t, map[string]any{"gap_s": 15.0, "turn_s": 300.0, "chars": 1800.0, "gap_misses": 1.0, "turn_misses": 1.0, "char_misses": 1.0}, doc["budget"])
 }
+
+func TestPickSpreadsWeightedItems(t *testing.T) {
+	for _, tc := range []struct {
+		weights []int
+		want    []int
+	}{
+		{[]int{1}, []int{0}},
+		{[]int{1, 1, 1}, []int{0, 1, 2}},
+		{[]int{3, 1}, []int{0, 0, 1, 0}},
+		{[]int{2, 1, 1}, []int{0, 1, 2, 0}},
+	} {
+		got, err := Pick(tc.weights)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, got, "weights %v", tc.weights)
+	}
+	for _, bad := range [][]int{nil, {0}, {1, -2}, {MaxWeight + 1}} {
+		_, err := Pick(bad)
+		assert.Error(t, err, "weights %v", bad)
+	}
+}
