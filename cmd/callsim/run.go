@@ -26,6 +26,7 @@ const usage = `Usage:
   callsim say [flags] "what the caller says" ["what they say next" ...]
   callsim event --kind KIND [flags]
   callsim api [--addr 127.0.0.1:8091] [--key KEY]
+  callsim load [flags] SCRIPT[:WEIGHT]|DIR ...   (callsim load --help; docs/load.md)
 
 callsim plays Saperly against a running brain. Every delivery is signed as Saperly signs it
 (PROTOCOL §1.2); every spoken line is printed with its arrival time since the event was sent:
@@ -62,7 +63,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usagef("missing command: say, event or api")
+		return usagef("missing command: say, event, api or load")
 	}
 	switch args[0] {
 	case "say":
@@ -71,12 +72,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return event(ctx, args[1:], getenv, stdout, stderr)
 	case "api":
 		return api(ctx, args[1:], stdout, stderr)
+	case "load":
+		return load(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q: want say, event or api", args[0])
+		return usagef("unknown command %q: want say, event, api or load", args[0])
 	}
 }
 
