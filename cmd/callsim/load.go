@@ -49,7 +49,8 @@ type loadFlags struct {
 	rate                    float64
 	duration, ramp, maxDur  time.Duration
 	maxActive               int
-	turnTimeout             time.Duration
+	timeScale               float64
+	holds                   []string
 	jsonPath, reportPath    string
 	quiet                   bool
 	note                    string
@@ -77,7 +78,8 @@ func load(ctx context.Context, args []string, getenv func(string) string, stdout
 	fs.DurationVar(&f.ramp, "ramp", 0, "ramp up over this `long`: callers start spread over it, or the rate rises to R over it")
 	fs.DurationVar(&f.maxDur, "max-duration", loadgen.DefaultMaxDuration, "hard bound: cancel every call still in progress this `long` after the start")
 	fs.IntVar(&f.maxActive, "max-active", loadgen.DefaultMaxActive, "open model: at most `N` calls at once; calls due past it are skipped and counted")
-	fs.DurationVar(&f.turnTimeout, "turn-timeout", loadgen.DefaultTurnBudget+15*time.Second, "a delivery with no complete answer after this `long` is a timeout")
+	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the scripts' pauses (think, late interrupted, retry delays) by `X`: 0.5 plays twice as fast, 0 without pauses")
+	holds := fs.String("holds", getenv("BRAIN_HOLDING_PHRASES"), "the brain's holding `phrases`, |-separated (env BRAIN_HOLDING_PHRASES; default the brain's defaults)")
 	fs.StringVar(&f.jsonPath, "json", "", "write the measurements as JSON to `FILE`")
 	fs.StringVar(&f.reportPath, "report", "", "write a self-contained HTML report with charts to `FILE`")
 	fs.BoolVar(&f.quiet, "quiet", false, "no live progress display (it is off anyway when stdout is not a terminal)")
@@ -101,8 +103,11 @@ func load(ctx context.Context, args []string, getenv func(string) string, stdout
 	if f.calls == 0 && f.duration == 0 {
 		f.calls = 100
 	}
-	if f.turnTimeout <= 0 {
-		return usagef("load: --turn-timeout must be above 0")
+	if f.timeScale < 0 {
+		return usagef("load: --time-scale must be 0 or more")
+	}
+	if *holds != "" {
+		f.holds = strings.Split(*holds, "|")
 	}
 	for _, p := range pos {
 		path, w, err := splitWeight(p)
@@ -126,6 +131,11 @@ func runLoad(ctx context.Context, f loadFlags, stderr io.Writer) error {
 			return fmt.Errorf("load: %w", err)
 		}
 		for _, s := range got {
+			if f.line != "" {
+				c := *s
+				c.LineID = f.line
+				s = &c
+			}
 			scripts, weights = append(scripts, s), append(weights, f.weights[i])
 		}
 	}
@@ -137,8 +147,10 @@ func runLoad(ctx context.Context, f loadFlags, stderr io.Writer) error {
 	if f.rate > 0 {
 		conns = min(f.maxActive, max(int(f.rate*60), 64))
 	}
-	client := &saperly.Client{URL: f.url, Secret: f.secret, HTTP: loadHTTPClient(conns)}
-	play, err := loadgen.ScriptPlayer(client, scripts, weights, loadgen.ScriptOptions{Line: f.line, TurnTimeout: f.turnTimeout})
+	runner := &callscript.Runner{
+		URL: f.url, Secret: f.secret, HTTP: loadHTTPClient(conns), TimeScale: f.timeScale, Holds: f.holds,
+	}
+	play, err := loadgen.ScriptPlayer(runner, scripts, weights)
 	if err != nil {
 		return usagef("load: %w", err)
 	}

@@ -188,7 +188,8 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	}
 
 	scripts := loadScripts(cfg)
-	play, err := loadgen.ScriptPlayer(c, scripts, nil, loadgen.ScriptOptions{})
+	runner := &callscript.Runner{URL: c.URL, Secret: c.Secret, HTTP: c.HTTP, TimeScale: 1}
+	play, err := loadgen.ScriptPlayer(runner, scripts, nil)
 	require.NoError(t, err)
 	engine, err := loadgen.New(loadgen.Config{
 		Concurrency: cfg.Calls, Calls: cfg.Calls, Ramp: cfg.Ramp, MaxDuration: cfg.Timeout,

@@ -114,8 +114,9 @@ func TestLoadSmoke(t *testing.T) {
 	r := runLoad(t, b, append([]string{"--concurrency", "4", "--calls", "20", "--ramp", "200ms", "--quiet"}, scripts...)...)
 	require.Zero(t, r.code, "exit status; stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 
-	// booking (2 messages) twice for each hours (1 message): calls 0..19 play b b h b b h …
-	const bookings, hours = 14, 6
+	// booking (2 messages) twice for each hours (1 message), spread: calls 0..19 play
+	// b h b  b h b  …, so 13 bookings and 7 hours calls.
+	const bookings, hours = 13, 7
 	const turns = 2*bookings + hours
 	assert.Equal(t, "closed", r.report["model"])
 	assert.EqualValues(t, 20, r.num("calls", "started"))
@@ -233,8 +234,10 @@ func checkReportInBrowser(t *testing.T, page string) {
 		"--window-size=1280,1600"}
 	url := "file://" + page
 
+	began := time.Now()
 	cmd := exec.Command(bin, append(flags, "--screenshot="+shot, url)...)
 	out, err := cmd.CombinedOutput()
+	t.Logf("chromium --screenshot took %s", time.Since(began).Round(time.Millisecond))
 	require.NoError(t, err, "chromium --screenshot: %s", out)
 	f, err := os.Open(shot)
 	require.NoError(t, err, "chromium wrote no screenshot: %s", out)

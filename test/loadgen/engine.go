@@ -330,7 +330,7 @@ func (e *Engine) callCounted(ctx context.Context, n int) {
 	var failed atomic.Bool
 	err := e.play(ctx, n, func(d Delivery) {
 		if d.Kind == "" && d.Err != nil {
-			d.Kind = Classify(d.Status, d.Err)
+			d.Kind = KindCall
 		}
 		if d.Err != nil && ctx.Err() != nil {
 			d.Kind = KindAborted // cut by the end of the run, not by the brain
@@ -349,7 +349,7 @@ func (e *Engine) callCounted(ctx context.Context, n int) {
 	case err != nil && ctx.Err() != nil:
 		kind = KindAborted
 	case err != nil:
-		kind = Classify(0, err)
+		kind = KindCall
 		e.errors.Add(1)
 	case failed.Load():
 		kind = KindFailed

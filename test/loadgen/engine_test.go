@@ -208,9 +208,9 @@ func TestRecorderCountsWhatTheCallerHears(t *testing.T) {
 		report(long)
 		report(Delivery{Event: EventMessage, Sent: start.Add(2 * time.Second), Status: 200, Elapsed: time.Second}) // silent
 		report(Delivery{Event: EventMessage, Sent: start.Add(2 * time.Second), Status: 200, Cut: true})            // a barge-in before any line
-		report(Delivery{Event: EventMessage, Sent: start.Add(3 * time.Second), Status: 500, Err: errors.New("status 500")})
-		report(Delivery{Event: "call_ended", Sent: start.Add(3 * time.Second), Status: 503, Err: errors.New("status 503")})
-		report(Delivery{Event: "call_ended", Sent: start.Add(3 * time.Second), Status: 503, Err: errors.New("status 503")}) // the same error again
+		report(Delivery{Event: EventMessage, Sent: start.Add(3 * time.Second), Status: 500, Err: errors.New("status 500"), Kind: "non-200"})
+		report(Delivery{Event: "call_ended", Sent: start.Add(3 * time.Second), Status: 503, Err: errors.New("status 503"), Kind: "non-200"})
+		report(Delivery{Event: "call_ended", Sent: start.Add(3 * time.Second), Status: 503, Err: errors.New("status 503"), Kind: "non-200"}) // the same error again
 		return nil
 	})
 	require.NoError(t, err)
@@ -223,7 +223,7 @@ func TestRecorderCountsWhatTheCallerHears(t *testing.T) {
 	assert.Equal(t, 1, r.Budget.GapMisses)
 	assert.Equal(t, 1, r.Budget.TurnMisses)
 	assert.Equal(t, 1, r.Budget.CharMisses)
-	assert.Equal(t, map[ErrorKind]int{KindNon200: 3}, r.Errors)
+	assert.Equal(t, map[ErrorKind]int{"non-200": 3}, r.Errors)
 	assert.Equal(t, 3, r.ErrorCount)
 	assert.Equal(t, 1, r.Calls.Failed)
 	assert.Len(t, r.ErrorSamples, 2, "one example of each distinct error")

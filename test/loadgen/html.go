@@ -44,7 +44,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		HasSeries, HasErrs, HasTurns bool
 	}{
 		R: r, Headline: r.Headline(), HasSeries: len(r.Series) > 0, HasErrs: r.ErrorCount > 0, HasTurns: r.FirstLine.Count > 0,
-		Dist: distChart("first-line-distribution", "First-line latency: how many turns", r.FirstLine),
+		Dist: distChart("first-line-distribution", "First-line latency distribution", r.FirstLine),
 		Pct: lineChart("first-line-over-time", "First-line latency over time (by second sent)", "ms", xs,
 			[]series{{"p50", "#1f77b4", p50}, {"p90", "#ff7f0e", p90}, {"p99", "#d62728", p99}}, false),
 		Active: lineChart("concurrency-over-time", "Calls in progress", "calls", xs, []series{{"calls in progress", "#2ca02c", active}}, false),
@@ -139,7 +139,7 @@ func lineChart(id, title, unit string, xs []float64, ss []series, bars bool) tem
 		ymax = max(ymax, sum)
 	}
 	if len(xs) == 0 || ymax == 0 {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s" font-size="14">nothing to draw: none in this run</text>`, chartW/2-90, chartH/2, axisColor)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s" font-size="14">none in this run</text>`, chartW/2-50, chartH/2, axisColor)
 		b.WriteString(`</svg>`)
 		return template.HTML(b.String())
 	}
@@ -224,14 +224,20 @@ func distChart(id, title string, l Latency) template.HTML {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" text-anchor="middle" fill="%s">%s</text>`, at, padT+plotH+16, axisColor, fmtMs(edge))
 		}
 	}
-	for _, m := range []struct {
+	// The percentiles: dashed lines, named in a legend at the top right.
+	lx := float64(padL + plotW)
+	marks := []struct {
 		name  string
 		ms    float64
 		color string
-	}{{"p50", l.P50Ms, "#2ca02c"}, {"p90", l.P90Ms, "#ff7f0e"}, {"p99", l.P99Ms, "#d62728"}} {
+	}{{"p50", l.P50Ms, "#2ca02c"}, {"p90", l.P90Ms, "#ff7f0e"}, {"p99", l.P99Ms, "#d62728"}}
+	for i := len(marks) - 1; i >= 0; i-- {
+		m := marks[i]
 		x := px(m.ms)
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-dasharray="4 3" stroke-width="1.5"/>`, x, padT, x, padT+plotH, m.color)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" fill="%s" text-anchor="middle">%s %s</text>`, x, padT-4, m.color, m.name, fmtMs(m.ms))
+		label := m.name + " " + fmtMs(m.ms)
+		fmt.Fprintf(&b, `<text x="%.1f" y="18" font-size="12" font-weight="bold" fill="%s" text-anchor="end">%s</text>`, lx, m.color, label)
+		lx -= float64(7*len(label) + 12)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" text-anchor="middle" fill="%s">first-line latency (log scale)</text>`, padL+plotW/2, chartH-6, axisColor)
 	b.WriteString(`</svg>`)
