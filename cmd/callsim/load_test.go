@@ -3,7 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callbrain/callbrain/test/loadgen"
+	"github.com/callbrain/callbrain/test/saperly"
 )
 
 // writeScript writes a script file into dir and returns its path.
@@ -113,4 +120,149 @@ func TestProgressDisplay(t *testing.T) {
 	assert.Contains(t, out.String(), "calls 5/5")
 	assert.Contains(t, out.String(), "active 0  turns 5  errors 0  first line 420ms")
 	assert.False(t, isTerminal(&out))
+}
+
+// brokenBrain answers messages as a broken brain would, by path prefix: a 500, NDJSON that is
+// not JSON, an answer cut by a connection reset. Every other event gets 200 {}.
+func brokenBrain(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	handle := func(prefix string, message http.HandlerFunc) {
+		mux.HandleFunc(prefix+"/webhook", func(w http.ResponseWriter, r *http.Request) {
+			var ev struct {
+				Event string `json:"event"`
+			}
+			if err := json.NewDecoder(r.Body).Decode(&ev); err != nil || ev.Event != "message" {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, "{}")
+				return
+			}
+			message(w, r)
+		})
+	}
+	handle("/500", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
+	})
+	handle("/ndjson", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		fmt.Fprint(w, "{\"type\":\"speak\",\"text\":\"Hello\"}\nnot json at all\n")
+	})
+	handle("/reset", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		fmt.Fprint(w, "{\"type\":\"speak\",\"text\":\"Hello\"}\n")
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if !assert.NoError(t, err) {
+			return
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // close with a RST, as a crashed process's kernel does
+		}
+		_ = conn.Close()
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// A load run against a broken brain counts each failure by its kind, in the summary and the
+// JSON, and exits non-zero.
+func TestLoadClassifiesErrors(t *testing.T) {
+	srv := brokenBrain(t)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // nothing listens there any more
+	script := writeScript(t, t.TempDir(), "call.yaml", shortCall)
+	for _, tc := range []struct {
+		name, url, kind string
+		events          map[string]any
+	}{
+		{"non-200", srv.URL + "/500", "non-200", map[string]any{"call_started": 3.0, "message": 3.0, "call_ended": 3.0}},
+		{"bad ndjson", srv.URL + "/ndjson", "bad-ndjson", map[string]any{"call_started": 3.0, "message": 3.0, "call_ended": 3.0}},
+		{"connection reset", srv.URL + "/reset", "connection-reset", map[string]any{"call_started": 3.0, "message": 3.0, "call_ended": 3.0}},
+		{"connection refused", closed.URL, "connection-refused", map[string]any{"call_started": 3.0, "message": 3.0, "call_ended": 3.0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jsonPath := filepath.Join(t.TempDir(), "run.json")
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), []string{"load", "--url", tc.url, "--concurrency", "3", "--calls", "3", "--json", jsonPath, script},
+				func(string) string { return "" }, &stdout, &stderr)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "failed")
+			assert.Contains(t, stdout.String(), tc.kind)
+
+			raw, err := os.ReadFile(jsonPath)
+			require.NoError(t, err)
+			var rep struct {
+				Errors     map[string]int `json:"errors"`
+				ErrorCount int            `json:"error_count"`
+				Deliveries map[string]any `json:"deliveries"`
+				Calls      struct {
+					Failed int `json:"failed"`
+				} `json:"calls"`
+			}
+			require.NoError(t, json.Unmarshal(raw, &rep))
+			assert.Positive(t, rep.Errors[tc.kind], "errors: %v", rep.Errors)
+			if tc.kind == "connection-refused" {
+				assert.Equal(t, map[string]int{tc.kind: 9}, rep.Errors, "every delivery is refused")
+			} else {
+				assert.Equal(t, map[string]int{tc.kind: 3}, rep.Errors, "each call's message fails; its other events are answered")
+			}
+			assert.Equal(t, rep.ErrorCount, sum(rep.Errors))
+			assert.Equal(t, 3, rep.Calls.Failed)
+			assert.Equal(t, tc.events, rep.Deliveries)
+		})
+	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// Ctrl-C (the context cancelled) ends a run early: the summary and the JSON still say what
+// was measured, marked interrupted, and the command fails.
+func TestLoadInterruptedPrintsWhatWasMeasured(t *testing.T) {
+	b := newBrain(t, saperly.DevSecret)
+	// The test event follows each call's first answer once the caller has read all of it;
+	// then the callers think for ten minutes.
+	tested := make(chan struct{}, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		b.ServeHTTP(w, r)
+		if bytes.Contains(raw, []byte(`"event":"test"`)) {
+			tested <- struct{}{}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	script := writeScript(t, t.TempDir(), "slow.yaml",
+		"turns:\n  - start: {}\n  - say: Hello\n  - send: {event: test}\n  - say: Still there?\n    think: 10m\n")
+	jsonPath := filepath.Join(t.TempDir(), "run.json")
+	ctx, interrupt := context.WithCancel(t.Context())
+	var stdout, stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"load", "--url", srv.URL, "--concurrency", "2", "--calls", "2", "--json", jsonPath, script},
+			func(string) string { return "" }, &stdout, &stderr)
+	}()
+	for range 2 {
+		<-tested
+	}
+	interrupt()
+	err := <-done
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "interrupted")
+	assert.Contains(t, stdout.String(), "INTERRUPTED, figures so far")
+	assert.Contains(t, stdout.String(), "calls       2 started, 0 completed, 0 failed, 2 aborted")
+	raw, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	var rep map[string]any
+	require.NoError(t, json.Unmarshal(raw, &rep))
+	assert.Equal(t, true, rep["interrupted"])
+	assert.EqualValues(t, 2, rep["turns"], "the first answers were measured")
+	assert.EqualValues(t, 0, rep["error_count"], "calls cut by Ctrl-C are no errors")
 }
