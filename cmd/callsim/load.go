@@ -57,7 +57,6 @@ type loadFlags struct {
 	scripts                 []string
 	weights                 []int
 	progressOut, summaryOut io.Writer
-	progressForce           bool // tests: draw the progress display even when not a terminal
 }
 
 func load(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -117,11 +116,11 @@ func load(ctx context.Context, args []string, getenv func(string) string, stdout
 		f.scripts, f.weights = append(f.scripts, path), append(f.weights, w)
 	}
 	f.progressOut, f.summaryOut = stdout, stdout
-	return runLoad(ctx, f, stderr)
+	return runLoad(ctx, f)
 }
 
 // runLoad runs a parsed load command.
-func runLoad(ctx context.Context, f loadFlags, stderr io.Writer) error {
+func runLoad(ctx context.Context, f loadFlags) error {
 	// Read every script first: a broken one stops the run before any call is made.
 	var scripts []*callscript.Script
 	var weights []int
@@ -160,7 +159,7 @@ func runLoad(ctx context.Context, f loadFlags, stderr io.Writer) error {
 	}
 
 	stopProgress := func() {}
-	if !f.quiet && (f.progressForce || isTerminal(f.progressOut)) {
+	if !f.quiet && isTerminal(f.progressOut) {
 		stopProgress = showProgress(f.progressOut, e)
 	}
 	r := e.Run(ctx)

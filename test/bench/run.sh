@@ -71,7 +71,7 @@ if [ -z "$only" ] || [ "$only" = load ]; then
   if command -v perf >/dev/null 2>&1 && perf stat -e task-clock true >/dev/null 2>&1; then perf="$tmp/perf.data"; fi
   # The load engine (callsim load's) also writes its JSON and HTML report of each target:
   # $out/$stamp-load.binary.{json,html} and $out/$stamp-load.in_process.{json,html}.
-  { header; BENCH_LOAD=1 BENCH_PERF="$perf" BENCH_CPUPROFILE="$tmp/load.pprof" BENCH_LOAD_REPORT="$out/$stamp-load" \
+  { header; BENCH_LOAD=1 BENCH_PERF="$perf" BENCH_CPUPROFILE="$tmp/load.pprof" BENCH_LOAD_REPORT="$PWD/$out/$stamp-load" \
       go test -run 'TestLoad' -v -count 1 -timeout 30m -o "$tmp/load.test" ./test/bench; } 2>&1 | tee "$out/$stamp-load.txt"
   if [ -n "$perf" ] && [ -s "$perf" ]; then
     perf report -i "$perf" --children --stdio --sort symbol -g none 2>/dev/null \
