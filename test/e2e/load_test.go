@@ -41,12 +41,13 @@ func callsimBinary(t *testing.T) string {
 	return callsimOnce.path
 }
 
-// loadScripts is the directory of the load tests' call scripts.
+// loadScripts are the load tests' call scripts, in test/e2e/testdata: load/ holds the
+// samples the README plays, slow/ the call the interrupt test cuts.
 func loadScripts(t *testing.T, names ...string) []string {
 	t.Helper()
 	var out []string
 	for _, n := range names {
-		out = append(out, filepath.Join(repoRoot(t), "test", "e2e", "testdata", "load", n))
+		out = append(out, filepath.Join(repoRoot(t), "test", "e2e", "testdata", n))
 	}
 	return out
 }
@@ -121,7 +122,7 @@ func countEvents(b *brain, kind string) int {
 func TestLoadSmoke(t *testing.T) {
 	t.Parallel()
 	_, b := newRedisPair(t, nil, "-ttft", "50ms", "-token-delay", "5ms")
-	scripts := loadScripts(t, "booking.yaml:2", "hours.yaml")
+	scripts := loadScripts(t, "load/booking.yaml:2", "load/hours.yaml")
 	r := runLoad(t, b, append([]string{"--concurrency", "4", "--calls", "20", "--ramp", "200ms", "--quiet"}, scripts...)...)
 	require.Zero(t, r.code, "exit status; stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 
@@ -161,7 +162,7 @@ func TestLoadSmoke(t *testing.T) {
 func TestLoadOpenModel(t *testing.T) {
 	t.Parallel()
 	_, b := newRedisPair(t, nil, "-ttft", "50ms", "-token-delay", "5ms")
-	r := runLoad(t, b, append([]string{"--rate", "30/s", "--calls", "12", "--quiet"}, loadScripts(t, "booking.yaml")...)...)
+	r := runLoad(t, b, append([]string{"--rate", "30/s", "--calls", "12", "--quiet"}, loadScripts(t, "load/booking.yaml")...)...)
 	require.Zero(t, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	assert.Equal(t, "open", r.report["model"])
 	assert.EqualValues(t, 30, r.num("rate_per_s"))
@@ -180,7 +181,7 @@ func TestLoadInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath := filepath.Join(dir, "run.json")
 	cmd := exec.Command(callsimBinary(t), append([]string{"load", "--url", b.URL, "--secret", b.Secret, "--line", b.Line,
-		"--concurrency", "3", "--calls", "3", "--json", jsonPath, "--quiet"}, loadScripts(t, "long.yaml")...)...)
+		"--concurrency", "3", "--calls", "3", "--json", jsonPath, "--quiet"}, loadScripts(t, "slow/long.yaml")...)...)
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Start())
