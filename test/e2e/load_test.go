@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,27 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// callsimOnce builds cmd/callsim once per run, next to the other binaries.
-var callsimOnce struct {
-	sync.Once
-	path string
-	err  error
-}
-
-func callsimBinary(t *testing.T) string {
-	t.Helper()
-	binaries(t) // the build directory and the module root
-	callsimOnce.Do(func() {
-		callsimOnce.path = filepath.Join(built.dir, "callsim")
-		cmd := exec.Command("go", "build", "-o", callsimOnce.path, "./cmd/callsim")
-		cmd.Dir = built.root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			callsimOnce.err = fmt.Errorf("go build ./cmd/callsim: %w\n%s", err, out)
-		}
-	})
-	require.NoError(t, callsimOnce.err)
-	return callsimOnce.path
-}
+// callsimBinary (play_test.go) builds cmd/callsim once per run.
 
 // loadScripts are the load tests' call scripts, in test/e2e/testdata: load/ holds the
 // samples the README plays, slow/ the call the interrupt test cuts.
@@ -279,4 +257,21 @@ func checkReportInBrowser(t *testing.T, page string) {
 		assert.NotContains(t, dom, external, "a self-contained page loads nothing")
 	}
 	assert.Equal(t, 1, strings.Count(dom, `id="latencies"`))
+}
+
+// TestLoadFaults: a script's duplicate, retry and late barge-in are played under load and
+// counted as deliveries of their own, not as turns or errors: the brain refuses the duplicate
+// (as it must), answers the retry, and accepts the late interrupted.
+func TestLoadFaults(t *testing.T) {
+	t.Parallel()
+	_, b := newRedisPair(t, nil, "-ttft", "50ms", "-token-delay", "5ms")
+	r := runLoad(t, b, append([]string{"--concurrency", "2", "--calls", "2", "--quiet"}, loadScripts(t, "faults/faults.yaml")...)...)
+	require.Zero(t, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Equal(t, map[string]any{
+		"call_started": 2.0, "message": 6.0, "message-duplicate": 2.0, "message-retry": 2.0, "interrupted": 2.0, "call_ended": 2.0,
+	}, r.report["deliveries"])
+	assert.EqualValues(t, 6, r.num("turns"))
+	assert.EqualValues(t, 2, r.num("barge_ins"))
+	assert.Zero(t, r.num("error_count"), "errors: %v %v", r.report["errors"], r.report["error_samples"])
+	assert.EqualValues(t, 2, r.num("calls", "completed"))
 }

@@ -36,9 +36,9 @@ const (
 
 // ScriptPlayer plays call n with script order[n % len(order)], where order spreads the
 // scripts by weight (Pick; nil weights play them in turn), with the call-script runner r
-// (each Play is a fresh call id). It reports every delivery of a call once the call is over:
-// the message of each say turn as a turn, its retry, duplicate and interrupted as deliveries
-// of their own.
+// (each Play is a fresh call id). It reports each turn's deliveries as the turn ends: the
+// message of a say turn as a turn, its retry and duplicate as deliveries of their own, and
+// its interrupted once the call is over (a late one may arrive after the next turn).
 func ScriptPlayer(r *callscript.Runner, scripts []*callscript.Script, weights []int) (Player, error) {
 	if len(scripts) == 0 {
 		return nil, errors.New("no scripts")
@@ -58,39 +58,53 @@ func ScriptPlayer(r *callscript.Runner, scripts []*callscript.Script, weights []
 	}
 	return func(ctx context.Context, n int, report func(Delivery)) error {
 		start := time.Now()
-		res := r.Play(ctx, scripts[order[n%len(order)]])
+		// A copy of the runner per call, whose OnTurn reports this call's turns as they end,
+		// for the live display and the time series.
+		call := *r
+		call.OnTurn = func(callID string, tr *callscript.TurnResult) {
+			if r.OnTurn != nil {
+				r.OnTurn(callID, tr)
+			}
+			reportTurn(tr, start.Add(tr.At), report)
+		}
+		res := call.Play(ctx, scripts[order[n%len(order)]])
+		// The interrupted events, once back: a late one may still have been on its way when
+		// its turn ended.
 		for _, tr := range res.Turns {
-			sent := start.Add(tr.At)
-			if tr.Delivery != nil {
-				report(delivery(tr.Delivery, tr.Delivery.Event, sent))
-			}
-			if tr.Retry != nil {
-				report(delivery(tr.Retry, EventRetry, sent))
-			}
-			if tr.Duplicate != nil {
-				d := delivery(tr.Duplicate, tr.Duplicate.Event+EventDuplicate, sent)
-				switch {
-				case tr.Duplicate.Status >= 300:
-					d.Err, d.Kind = nil, "" // refused, as it must be
-				case tr.Duplicate.Err == nil:
-					d.Err, d.Kind = fmt.Errorf("duplicate delivery answered %d, not refused", tr.Duplicate.Status), KindDuplicateAccepted
-				}
-				report(d)
-			}
 			if tr.Interrupt != nil {
-				report(delivery(tr.Interrupt, "interrupted", sent))
+				report(delivery(tr.Interrupt, "interrupted", start.Add(tr.At)))
 			}
 		}
 		return res.Err
 	}, nil
 }
 
+// reportTurn reports the deliveries of a turn but its interrupted: the message of a say
+// turn as a turn, its retry and duplicate as deliveries of their own.
+func reportTurn(tr *callscript.TurnResult, sent time.Time, report func(Delivery)) {
+	if tr.Delivery != nil {
+		report(delivery(tr.Delivery, tr.Delivery.Event, sent))
+	}
+	if tr.Retry != nil {
+		report(delivery(tr.Retry, EventRetry, sent))
+	}
+	if tr.Duplicate != nil {
+		d := delivery(tr.Duplicate, tr.Duplicate.Event+EventDuplicate, sent)
+		switch {
+		case tr.Duplicate.Status >= 300:
+			d.Err, d.Kind = nil, "" // refused, as it must be
+		case tr.Duplicate.Err == nil:
+			d.Err, d.Kind = fmt.Errorf("duplicate delivery answered %d, not refused", tr.Duplicate.Status), KindDuplicateAccepted
+		}
+		report(d)
+	}
+}
+
 // delivery is what the engine measures of one of the runner's deliveries.
 func delivery(d *callscript.Delivery, event string, sent time.Time) Delivery {
-	out := Delivery{Event: event, Sent: sent, Status: d.Status, Elapsed: d.Total, Cut: d.Cut}
+	out := Delivery{Event: event, Sent: sent, Status: d.Status, Elapsed: d.Total, Cut: d.Cut, Chars: d.Chars()}
 	for _, l := range d.Lines {
 		out.Lines = append(out.Lines, l.At)
-		out.Chars += len([]rune(l.Text))
 		if l.Hold {
 			out.Holds++
 		}
