@@ -292,7 +292,7 @@ func showProgress(w io.Writer, e *loadgen.Engine) (stop func()) {
 		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 			l := e.Live()
 			if byTime {
-				return fmt.Sprintf("%s/%s", l.Elapsed.Truncate(time.Second), l0.Until)
+				return fmt.Sprintf("%s/%s", min(l.Elapsed, l0.Until).Truncate(time.Second), l0.Until) // then the calls in progress finish
 			}
 			return fmt.Sprintf("calls %d/%d", l.Done, l.Target)
 		}, decor.WC{W: 16, C: decor.DindentRight})),
