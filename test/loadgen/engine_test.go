@@ -262,3 +262,24 @@ func TestPickSpreadsWeightedItems(t *testing.T) {
 		assert.Error(t, err, "weights %v", bad)
 	}
 }
+
+// Each second of the series has the first-line percentiles of the turns sent in it.
+func TestSeriesPercentilesPerSecond(t *testing.T) {
+	start := time.Now()
+	e, err := New(Config{Concurrency: 1, Calls: 1, Now: func() time.Time { return start }}, func(ctx context.Context, n int, report func(Delivery)) error {
+		for i := 1; i <= 100; i++ {
+			report(turn(start.Add(100*time.Millisecond), time.Duration(i)*time.Millisecond)) // second 0: 1..100 ms
+		}
+		report(turn(start.Add(2500*time.Millisecond), 700*time.Millisecond)) // second 2
+		return nil
+	})
+	require.NoError(t, err)
+	r := e.Run(t.Context())
+	require.Len(t, r.Series, 3)
+	assert.Equal(t, []float64{50, 90, 99}, []float64{r.Series[0].FirstLineP50Ms, r.Series[0].FirstLineP90Ms, r.Series[0].FirstLineP99Ms})
+	assert.Equal(t, 100, r.Series[0].Turns)
+	assert.Zero(t, r.Series[1].Turns)
+	assert.Zero(t, r.Series[1].FirstLineP50Ms, "no turn sent in second 1")
+	assert.InDelta(t, 700, r.Series[2].FirstLineP99Ms, 0.01)
+	assert.Equal(t, 1, r.Series[0].Started)
+}

@@ -62,7 +62,9 @@ type second struct {
 	started, ended, turns int
 	peakActive            int
 	errors                map[ErrorKind]int
-	firstLine             *hdr.Histogram // turns sent in this second
+	// firstLine holds the first-line latencies of the turns sent in this second, in ms: a
+	// few bytes per turn, where a histogram per second would cost tens of kB per second.
+	firstLine []float32
 }
 
 func newRecorder(cfg Config) *recorder {
@@ -184,10 +186,7 @@ func (r *recorder) delivery(n int, d Delivery) {
 		return
 	}
 	record(r.firstLine, d.Lines[0])
-	if s.firstLine == nil {
-		s.firstLine = hdr.New(hdrLowest, hdrHighest, 2)
-	}
-	record(s.firstLine, d.Lines[0])
+	s.firstLine = append(s.firstLine, float32(d.Lines[0].Seconds()*1000))
 	if len(r.recent) < recentTurns {
 		r.recent = append(r.recent, d.Lines[0])
 	} else {
@@ -253,9 +252,9 @@ func (r *recorder) report(begin, end time.Time, stop StopReason, started int) *R
 		for _, n := range s.errors {
 			sec.ErrorCount += n
 		}
-		if s.firstLine != nil {
-			p := s.firstLine.ValueAtPercentiles([]float64{50, 90, 99})
-			sec.FirstLineP50Ms, sec.FirstLineP90Ms, sec.FirstLineP99Ms = msOf(p[50]), msOf(p[90]), msOf(p[99])
+		if len(s.firstLine) > 0 {
+			slices.Sort(s.firstLine)
+			sec.FirstLineP50Ms, sec.FirstLineP90Ms, sec.FirstLineP99Ms = rank(s.firstLine, 50), rank(s.firstLine, 90), rank(s.firstLine, 99)
 		}
 		rep.Series = append(rep.Series, sec)
 	}
@@ -304,6 +303,12 @@ func buckets(h *hdr.Histogram) []Bucket {
 		out[i].Count += bar.Count
 	}
 	return out
+}
+
+// rank is the p-th percentile of sorted values (nearest rank).
+func rank(sorted []float32, p float64) float64 {
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return float64(sorted[min(max(i, 0), len(sorted)-1)])
 }
 
 func msOf(us int64) float64 { return float64(us) / 1000 }
