@@ -66,7 +66,8 @@ type Config struct {
 // Player plays call number n (0, 1, 2, … in start order) against the target, and reports
 // each delivery of the call through report as soon as its answer has ended. Its error ends
 // the call as failed (a delivery that failed is reported as a Delivery with Err instead, and
-// the call may go on). It must return soon after ctx is cancelled.
+// the call may go on). report is called from one goroutine at a time. It must return soon
+// after ctx is cancelled.
 type Player func(ctx context.Context, n int, report func(Delivery)) error
 
 // Delivery is one event of a call as the caller side saw it.
@@ -78,7 +79,8 @@ type Delivery struct {
 	Sent time.Time
 	// Status is the HTTP status (0 when none arrived).
 	Status int
-	// Lines are the arrival times of the spoken lines, since Sent.
+	// Lines are the arrival times of the spoken lines, since the request was sent (the
+	// script runner measures from the end of the POST: the end of the caller's utterance).
 	Lines []time.Duration
 	// Chars is the number of characters spoken.
 	Chars int
@@ -89,7 +91,7 @@ type Delivery struct {
 	// Cut reports the caller talked over the answer (the connection was closed on purpose).
 	Cut bool
 	// Err is what went wrong, nil when the delivery was answered as it should be; Kind
-	// classifies it (Classify when empty).
+	// classifies it (KindCall when empty).
 	Err  error
 	Kind ErrorKind
 }
