@@ -27,7 +27,7 @@ const loadUsage = `Usage:
 load drives many calls from recorded call scripts (docs/scripts.md) against a brain and
 measures what the callers feel (docs/load.md):
 
-  callsim load --url http://127.0.0.1:8080 --concurrency 20 --calls 200 test/testdata/scripts
+  callsim load --url http://127.0.0.1:8080 --concurrency 20 --calls 200 test/e2e/testdata/load
   callsim load --rate 5 --duration 2m --ramp 30s --json run.json --report run.html scripts/
 
 Closed model (--concurrency N, the default with 10): N calls at once, each followed by the
@@ -68,14 +68,14 @@ func load(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	var f loadFlags
 	fs.StringVar(&f.url, "url", or(getenv("BRAIN_URL"), defaultURL), "the brain's base `URL` (env BRAIN_URL)")
-	fs.StringVar(&f.secret, "secret", or(getenv("SAPERLY_WEBHOOK_SECRET"), saperly.DevSecret), "the signing `secret` (env SAPERLY_WEBHOOK_SECRET; default: the development secret)")
+	fs.StringVar(&f.secret, "secret", "", "the signing `secret` (default: env SAPERLY_WEBHOOK_SECRET, else the development secret)")
 	fs.StringVar(&f.line, "line", "", "call this line `id`, whatever the scripts say")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "closed model: `N` calls at once (default 10 when --rate is not given)")
 	rate := fs.String("rate", "", "open model: `R` calls started per second (\"5\" or \"5/s\")")
 	fs.IntVar(&f.calls, "calls", 0, "stop after `N` calls (default 100 when --duration is not given)")
-	fs.DurationVar(&f.duration, "duration", 0, "stop starting calls after this `long`; calls in progress finish")
-	fs.DurationVar(&f.ramp, "ramp", 0, "ramp up over this `long`: callers start spread over it, or the rate rises to R over it")
-	fs.DurationVar(&f.maxDur, "max-duration", loadgen.DefaultMaxDuration, "hard bound: cancel every call still in progress this `long` after the start")
+	fs.DurationVar(&f.duration, "duration", 0, "stop starting calls after `D`; calls in progress finish")
+	fs.DurationVar(&f.ramp, "ramp", 0, "ramp up over `D`: callers start spread over it, or the rate rises to R over it")
+	fs.DurationVar(&f.maxDur, "max-duration", loadgen.DefaultMaxDuration, "hard bound: cancel every call still in progress `D` after the start")
 	fs.IntVar(&f.maxActive, "max-active", loadgen.DefaultMaxActive, "open model: at most `N` calls at once; calls due past it are skipped and counted")
 	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the scripts' pauses (think, late interrupted, retry delays) by `X`: 0.5 plays twice as fast, 0 without pauses")
 	holds := fs.String("holds", getenv("BRAIN_HOLDING_PHRASES"), "the brain's holding `phrases`, |-separated (env BRAIN_HOLDING_PHRASES; default the brain's defaults)")
@@ -91,6 +91,7 @@ func load(ctx context.Context, args []string, getenv func(string) string, stdout
 		fs.Usage()
 		return usagef("load: no scripts: give script files or directories")
 	}
+	f.secret = or(or(f.secret, getenv("SAPERLY_WEBHOOK_SECRET")), saperly.DevSecret) // never shown by --help
 	if *rate != "" {
 		if f.rate, err = parseRate(*rate); err != nil {
 			return usagef("load: --rate: %w", err)

@@ -266,3 +266,26 @@ func TestLoadInterruptedPrintsWhatWasMeasured(t *testing.T) {
 	assert.EqualValues(t, 2, rep["turns"], "the first answers were measured")
 	assert.EqualValues(t, 0, rep["error_count"], "calls cut by Ctrl-C are no errors")
 }
+
+// Deliveries are signed with --secret, else SAPERLY_WEBHOOK_SECRET: a brain with another
+// secret refuses them all (401, counted as non-200).
+func TestLoadSignsWithTheLineSecret(t *testing.T) {
+	b := newBrain(t, "s3cret")
+	script := writeScript(t, t.TempDir(), "call.yaml", shortCall)
+	env := func(k string) string {
+		if k == "SAPERLY_WEBHOOK_SECRET" {
+			return "s3cret"
+		}
+		return ""
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"load", "--url", b.srv.URL, "--calls", "2", "--concurrency", "2", script}, env, &stdout, &stderr)
+	require.NoError(t, err, stdout.String())
+	assert.Contains(t, stdout.String(), "errors      none")
+
+	stdout.Reset()
+	err = run(t.Context(), []string{"load", "--url", b.srv.URL, "--secret", "wrong", "--calls", "2", "--concurrency", "2", script}, env, &stdout, &stderr)
+	require.Error(t, err)
+	assert.Contains(t, stdout.String(), "errors      6: non-200 6")
+	assert.Contains(t, stdout.String(), "signature_mismatch")
+}
