@@ -27,6 +27,7 @@ const usage = `Usage:
   callsim event --kind KIND [flags]
   callsim api [--addr 127.0.0.1:8091] [--key KEY]
   callsim play [--url U] [--secret S | --lines lines.yaml] [--junit FILE] [--time-scale X] SCRIPT|DIR ...
+  callsim load [flags] SCRIPT[:WEIGHT]|DIR ...   (callsim load --help; docs/load.md)
 
 callsim plays Saperly against a running brain. Every delivery is signed as Saperly signs it
 (PROTOCOL §1.2); every spoken line is printed with its arrival time since the event was sent:
@@ -69,7 +70,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usagef("missing command: say, event, play or api")
+		return usagef("missing command: say, event, play, load or api")
 	}
 	switch args[0] {
 	case "say":
@@ -80,12 +81,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return api(ctx, args[1:], stdout, stderr)
 	case "play":
 		return play(ctx, args[1:], getenv, stdout, stderr)
+	case "load":
+		return load(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q: want say, event, play or api", args[0])
+		return usagef("unknown command %q: want say, event, play, load or api", args[0])
 	}
 }
 
