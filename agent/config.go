@@ -59,6 +59,15 @@ type Config struct {
 	// arrives for this long; default 6 s.
 	FollowIdle time.Duration
 
+	// PendingTurns and PendingBytes bound the turns kept in memory because the store did not
+	// take their commit, while they are retried: past either, the oldest is given up and
+	// logged as lost. Defaults 10000 turns and 64 MiB (a turn is typically under 2 KB).
+	PendingTurns int
+	PendingBytes int
+	// PendingRetention: a turn the store has not taken this long after it ended is given up
+	// and logged as lost; default 15 min.
+	PendingRetention time.Duration
+
 	HoldingPhrases []string // spoken while waiting; never the same twice in a call while fresh ones remain
 	ApologyLine    string   // the model failed before anything was said
 	RecoveryLine   string   // the stream broke mid-answer, after the last complete sentence
@@ -120,6 +129,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.TurnBudget, 4*time.Minute+30*time.Second)
 	setDur(&c.StoreTimeout, 400*time.Millisecond)
 	setDur(&c.FollowIdle, 6*time.Second)
+	setInt(&c.PendingTurns, 10000)
+	setInt(&c.PendingBytes, 64<<20)
+	setDur(&c.PendingRetention, 15*time.Minute)
 	setStr(&c.ApologyLine, DefaultApologyLine)
 	setStr(&c.RecoveryLine, DefaultRecoveryLine)
 	setStr(&c.StallLine, DefaultStallLine)
@@ -185,6 +197,7 @@ type TurnStats struct {
 	Hedged              bool   // the fallback was started in parallel
 	Replayed            bool   // a retry: the lines came from another delivery's turn log
 	Degraded            bool   // the store failed: answered without history
+	Pending             bool   // the store had not taken the turn when it ended: kept and retried
 	ToolCalls           int    // HTTP tool calls made
 	EndCall             bool   // the agent said goodbye meaning to end the call
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"

@@ -544,7 +544,7 @@ func (t *turn) isHoldingPhrase(line string) bool {
 
 // commit writes the turn to the history once: the caller's words and exactly the lines that
 // were sent. It runs after Saperly may have gone, so it is detached from the request's
-// cancellation but still bounded.
+// cancellation but still bounded; a turn the store does not take in time is retried later.
 func (t *turn) commit(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.cfg.StoreTimeout)
 	defer cancel()
@@ -564,10 +564,8 @@ func (t *turn) commit(ctx context.Context) {
 		Kind: session.EntryAssistant, Text: strings.Join(t.spoken, " "), At: at, EventID: t.ev.ID,
 		Cut: t.gone, EndCall: t.endCall,
 	})
-	err := t.a.store.CommitTurn(ctx, t.ev.CallID, t.ev.ID, entries...)
-	if err != nil {
-		t.log.Error("turn not saved", zap.Error(err))
-	}
+	// A turn the store does not take now is kept and retried (pending.go).
+	t.stats.Pending = t.a.outbox.commit(ctx, newPendingTurn(t.ev, entries, time.Now()))
 }
 
 // lineRecorder appends spoken lines to the turn log in the background, in order, so a retry
