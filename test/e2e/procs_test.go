@@ -128,9 +128,11 @@ type redisServer struct {
 	out  *syncBuffer
 }
 
-func launchRedis(dir string, port int, wait time.Duration) (*redisServer, error) {
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
+// launchRedis starts redis-server; extra arguments go after the defaults and override them.
+func launchRedis(dir string, port int, wait time.Duration, extra ...string) (*redisServer, error) {
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir}, extra...)
+	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = childAttr()
 	r := &redisServer{process: process{cmd: cmd, done: make(chan struct{})}, port: port, dir: dir, out: &syncBuffer{}}
 	cmd.Stdout, cmd.Stderr = r.out, r.out
