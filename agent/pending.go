@@ -53,6 +53,7 @@ type pendingTurn struct {
 	since   time.Time // when the turn was committed
 	tries   int       // writes attempted
 	writing bool      // a write of it is in flight: not evicted or expired meanwhile
+	kept    bool      // its turn ended with it unwritten (TurnStats.Pending)
 }
 
 // newPendingTurn is the turn of ev with its history entries. Entries without an event id get
@@ -313,6 +314,7 @@ func (o *outbox) commit(ctx context.Context, p *pendingTurn) bool {
 	defer o.mu.Unlock()
 	pending := slices.Contains(o.q.calls[p.callID], p)
 	if pending {
+		p.kept = true
 		o.startRetrier()
 	}
 	return pending
@@ -340,9 +342,11 @@ func (o *outbox) drain(ctx context.Context, callID string) bool {
 			return false
 		}
 		o.q.written(p)
-		o.written++
+		if p.kept {
+			o.written++
+		}
 		o.mu.Unlock()
-		if p.tries > 1 {
+		if p.kept {
 			o.log.Info("pending turn written", zap.String("call_id", p.callID), zap.String("event_id", p.histID),
 				zap.Int("tries", p.tries), zap.Int64("pending_ms", time.Since(p.since).Milliseconds()))
 		}
@@ -379,16 +383,14 @@ func (o *outbox) fail() {
 	o.retryAt = time.Now().Add(backoff(o.failures, rand.Int64N))
 }
 
-// storeBack records a write the store took: the next round is due at once.
+// storeBack records a write the store took: the retrier's next round is due at once (or it
+// ends, when nothing is left).
 func (o *outbox) storeBack() {
 	o.mu.Lock()
 	o.failures = 0
 	o.retryAt = time.Time{}
-	more := o.q.turns > 0
 	o.mu.Unlock()
-	if more {
-		o.poke()
-	}
+	o.poke()
 }
 
 func (o *outbox) poke() {
@@ -544,7 +546,7 @@ func (o *outbox) withPending(callID string, hist []session.Entry) []session.Entr
 // PendingStats are the figures of the turns kept for the store.
 type PendingStats struct {
 	Turns, Bytes int   // pending now
-	Written      int64 // pending turns written late (or at once by a committing turn)
+	Written      int64 // turns written after their turn ended without them being written
 	Lost         int64 // given up: past the retention, the memory bound, or the drain timeout
 }
 
