@@ -29,7 +29,7 @@ type flaky struct {
 	mu          sync.Mutex
 	down        bool
 	appliedLost map[string]bool // calls whose next commit is applied and then reported failed
-	commits     []string // event id of each commit the store applied, in order
+	commits     []string        // event id of each commit the store applied, in order
 }
 
 func newFlaky() *flaky { return &flaky{MemoryStore: session.NewMemoryStore(session.Options{})} }
