@@ -21,6 +21,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Empty(t, c.RedisURL)
 	assert.Equal(t, "./prompts", c.PromptsDir)
 	assert.Equal(t, 24*time.Hour, c.Retention)
+	assert.Equal(t, 10000, c.Agent.PendingTurns)
+	assert.Equal(t, 64<<20, c.Agent.PendingBytes)
+	assert.Equal(t, 15*time.Minute, c.Agent.PendingRetention)
 	assert.Equal(t, []string{"dev"}, c.secrets("dev"))
 }
 
@@ -44,6 +47,9 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		{name: "cap above Saperly's", env: map[string]string{"BRAIN_MAX_CHARS": "2000"}, wantErr: "1800"},
 		{name: "stall steps must fit the line budget", env: map[string]string{"BRAIN_STALL_AFTER": "8s"}, wantErr: "BRAIN_STALL_AFTER"},
 		{name: "drain must outlast turns", env: map[string]string{"BRAIN_DRAIN_TIMEOUT": "1m"}, wantErr: "BRAIN_DRAIN_TIMEOUT"},
+		{name: "pending turns must be positive", env: map[string]string{"BRAIN_PENDING_TURNS": "0"}, wantErr: "BRAIN_PENDING_TURNS"},
+		{name: "pending bytes must be a number", env: map[string]string{"BRAIN_PENDING_BYTES": "64MB"}, wantErr: "BRAIN_PENDING_BYTES"},
+		{name: "pending retention must be a duration", env: map[string]string{"BRAIN_PENDING_RETENTION": "forever"}, wantErr: "BRAIN_PENDING_RETENTION"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
