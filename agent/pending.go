@@ -334,21 +334,22 @@ func (o *outbox) drain(ctx context.Context, callID string) bool {
 		err := o.write(wctx, p)
 		cancel()
 		o.mu.Lock()
+		tries, kept := p.tries, p.kept // once the call is released, another writer may take p
 		if err != nil {
 			o.q.failed(p)
 			o.mu.Unlock()
 			o.log.Debug("pending turn not written", zap.String("call_id", p.callID),
-				zap.String("event_id", p.histID), zap.Int("tries", p.tries), zap.Error(err))
+				zap.String("event_id", p.histID), zap.Int("tries", tries), zap.Error(err))
 			return false
 		}
 		o.q.written(p)
-		if p.kept {
+		if kept {
 			o.written++
 		}
 		o.mu.Unlock()
-		if p.kept {
+		if kept {
 			o.log.Info("pending turn written", zap.String("call_id", p.callID), zap.String("event_id", p.histID),
-				zap.Int("tries", p.tries), zap.Int64("pending_ms", time.Since(p.since).Milliseconds()))
+				zap.Int("tries", tries), zap.Int64("pending_ms", time.Since(p.since).Milliseconds()))
 		}
 	}
 }
@@ -518,15 +519,17 @@ func (o *outbox) close(ctx context.Context) {
 	}
 }
 
-// report counts and logs turns given up, each once.
+// report counts and logs turns given up, each once. They are out of the queue: nothing else
+// touches them any more.
 func (o *outbox) report(lost []lostTurn) {
 	for _, l := range lost {
 		o.mu.Lock()
 		o.lost++
 		total := o.lost
+		tries := l.p.tries
 		o.mu.Unlock()
 		o.log.Error("turn lost", zap.String("call_id", l.p.callID), zap.String("event_id", l.p.histID),
-			zap.String("reason", l.reason), zap.Int("tries", l.p.tries),
+			zap.String("reason", l.reason), zap.Int("tries", tries),
 			zap.Int64("pending_ms", l.at.Sub(l.p.since).Milliseconds()), zap.Int64("lost_total", total))
 	}
 }

@@ -129,7 +129,9 @@ type Store interface {
 	AppendLines(ctx context.Context, eventID string, lines ...string) error
 
 	// CommitTurn appends entries to the call's history and closes eventID's turn log (when
-	// eventID is non-empty), atomically.
+	// eventID is non-empty), atomically. Committing the same entries again (a retry of a
+	// commit that failed, or timed out after the store applied it) leaves the folded history
+	// as it was, since Fold keeps a (kind, event id) once and orders turns by At.
 	CommitTurn(ctx context.Context, callID, eventID string, entries ...Entry) error
 
 	// FollowTurn calls fn with every line of eventID's turn log, from the first, waiting for
