@@ -80,7 +80,7 @@ func runOutage(t *testing.T, down func(*testing.T, *redisServer) func(*testing.T
 	t.Cleanup(r.kill)
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	m := startMock(t, "-reply", outageReply, "-token-delay", "5ms")
-	b := startBrain(t, brainConfig{Redis: url, Model: m.URL + "/v1"})
+	b := startBrain(t, brainConfig{Redis: url, Model: m.URL + "/v1", Env: map[string]string{"BRAIN_PENDING_RETENTION": "5m"}})
 
 	begin := time.Now()
 	calls := make([][]outageTurn, outageCalls)

@@ -315,6 +315,10 @@ func startBrain(t *testing.T, bc brainConfig) *brain {
 		"BRAIN_APOLOGY_LINE":     apologyLine,
 		"BRAIN_RECOVERY_LINE":    recoveryLine,
 		"BRAIN_STALL_LINE":       stallLine,
+		// A brain whose store is down when its test ends gives up the turns it kept for the
+		// store (logged as lost) after this, not after the 5 min drain timeout, so it exits
+		// within stopWait. The store outage tests set their own.
+		"BRAIN_PENDING_RETENTION": "5s",
 	}
 	for k, v := range bc.Env {
 		env[k] = v
