@@ -210,6 +210,28 @@ func TestOutageNextTurnWritesKeptTurnsFirst(t *testing.T) {
 	})
 }
 
+func TestOutageTurnWrittenLateByAnotherReplicaLandsInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Two replicas on one store; replica A loses it (a partition) while B keeps it.
+		a := newOutageRig(t, agent.Config{})
+		b := newOutageRig(t, agent.Config{})
+		b.store.MemoryStore = a.store.MemoryStore
+		a.turn(t, message("c1", "e1", "One."))
+		a.store.setDown(true)
+		a.turn(t, message("c1", "e2", "Two."))   // answered by A, kept for the store
+		time.Sleep(time.Second)                  // the caller speaks again
+		b.turn(t, message("c1", "e3", "Three.")) // answered and written by B first
+		a.store.setDown(false)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, []string{"e3"}, b.store.applied())
+		assert.Equal(t, []string{"e1", "e2"}, a.store.applied(), "A wrote its kept turn after B's")
+		assert.Equal(t, []string{
+			"user: One.", "assistant: " + reply, "user: Two.", "assistant: " + reply, "user: Three.", "assistant: " + reply,
+		}, said(history(t, a.store, "c1")), "the history is in the order the caller spoke")
+	})
+}
+
 func TestOutageCommitAppliedThenTimedOutIsWrittenOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newOutageRig(t, agent.Config{})
