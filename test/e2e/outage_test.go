@@ -326,3 +326,56 @@ func pause(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// TestStoreOutageDrainOnExit: SIGTERM while Redis is paused and turns are kept for it. The
+// brain keeps retrying within its drain timeout; Redis resumes a second later, the kept turns
+// are written, and the brain exits cleanly with the call's whole conversation in Redis.
+func TestStoreOutageDrainOnExit(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	r, err := launchRedis(t.TempDir(), port, startWait)
+	require.NoError(t, err)
+	t.Cleanup(r.kill)
+	m := startMock(t, "-reply", outageReply, "-token-delay", "5ms")
+	b := startBrain(t, brainConfig{
+		Redis: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Model: m.URL + "/v1",
+		Env: map[string]string{"BRAIN_PENDING_RETENTION": "5m"},
+	})
+	c := newCall(b)
+	var turns []outageTurn
+	say := func(text string) {
+		turn := sayOnce(t.Context(), b, c.ID, text)
+		require.NoError(t, turn.err)
+		turns = append(turns, turn)
+	}
+	say("Hi, I'd like to book a cleaning.")
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGSTOP))
+	say("Tuesday, please.")
+	say("In the morning.")
+	line := b.turnLine(t, turns[2].eventID)
+	require.Equal(t, true, line["pending"], "precondition: the turn was kept for the store")
+
+	require.NoError(t, b.cmd.Process.Signal(syscall.SIGTERM))
+	b.waitLog(t, "the drain of the kept turns", func(e logEntry) bool { return e.str("msg") == "writing pending turns before exit" })
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGCONT))
+	select {
+	case <-b.done:
+	case <-time.After(stopWait):
+		t.Fatalf("the brain did not exit within %s of Redis coming back", stopWait)
+	}
+	require.NoError(t, b.waitErr, "a clean exit")
+	b.waitLog(t, "the kept turns written", func(e logEntry) bool { return e.str("msg") == "pending turns written before exit" })
+
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	st, err := session.NewRedisStore(rdb, session.Options{}).Load(t.Context(), c.ID)
+	require.NoError(t, err)
+	var want, got []string
+	for _, turn := range turns {
+		want = append(want, "user "+turn.text, "assistant "+norm(turn.heard))
+	}
+	for _, e := range st.History {
+		got = append(got, e.Kind+" "+norm(e.Text))
+	}
+	assert.Equal(t, want, got, "the whole conversation, once, in order")
+}
