@@ -24,6 +24,7 @@ type Agent struct {
 	control  CallControl
 	http     *http.Client // for HTTP tools
 	log      *zap.Logger
+	outbox   *outbox // turns the store has not taken yet
 }
 
 // Deps are the Agent's collaborators.
@@ -49,7 +50,7 @@ func New(cfg Config, d Deps) *Agent {
 	if fallback == nil {
 		fallback = d.Primary
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:      cfg.withDefaults(),
 		primary:  d.Primary,
 		fallback: fallback,
@@ -63,7 +64,34 @@ func New(cfg Config, d Deps) *Agent {
 		}},
 		log: log.Named("agent"),
 	}
+	a.outbox = newOutbox(a.cfg, a.writeTurn, a.log)
+	return a
 }
+
+// writeTurn commits a turn to the store: its history entries, and the close of its turn log.
+// It is the only place a turn's commit calls the store, retries included. A write fenced out
+// by another delivery's lease is done with: that delivery took the turn over (this replica
+// lost the store for longer than the lease) and records it, or an earlier try of this write
+// went through and its reply was lost. Writing it here too would say it twice.
+func (a *Agent) writeTurn(ctx context.Context, p *pendingTurn) error {
+	err := a.store.CommitTurn(ctx, p.lease, p.entries...)
+	if errors.Is(err, session.ErrLeaseLost) {
+		a.log.Warn("turn not saved here: another delivery holds it",
+			zap.String("call_id", p.callID), zap.String("event_id", p.eventID), zap.Error(err))
+		return nil
+	}
+	return err
+}
+
+// Close writes the turns the store has not taken yet (see Config.PendingTurns), retrying
+// with backoff until they are written or ctx ends; what is left then is logged at Error as
+// lost. Call it once the server has stopped answering, within the drain timeout.
+func (a *Agent) Close(ctx context.Context) {
+	a.outbox.close(ctx)
+}
+
+// Pending returns the figures of the turns kept for the store.
+func (a *Agent) Pending() PendingStats { return a.outbox.stats() }
 
 // Record keeps a non-message event on the call's record. An error means it was not kept, so
 // the sender should retry; events that need nothing kept return nil.
@@ -204,7 +232,11 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		stats.Outcome = OutcomeRejected
 		return fmt.Errorf("call %s is on line %s, not %s: %w", ev.CallID, st.Call.LineID, ev.LineID, ErrWrongLine)
 	}
+	st.History = a.outbox.withPending(ev.CallID, st.History) // turns this replica still owes the store
 	stats.Turn = st.Turns
+	if stats.Degraded {
+		stats.Turn = countUser(st.History) + 1
+	}
 	lease := b.Lease
 	var taken *session.TurnLog // what the caller has heard of a turn this delivery took over
 	switch b.Status {
@@ -456,6 +488,7 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 		zap.Bool("replayed", s.Replayed),
 		zap.Bool("taken_over", s.TakenOver),
 		zap.Bool("degraded", s.Degraded),
+		zap.Bool("pending", s.Pending),
 		zap.Int("tool_calls", s.ToolCalls),
 	}
 	if s.EndCall {
@@ -471,7 +504,7 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	}
 	switch {
 	case s.Outcome == OutcomeAnswered || s.Outcome == OutcomeReplayed || s.Outcome == OutcomeCut || s.Outcome == OutcomeNoInput:
-		if s.Budget != "" || s.Degraded || s.Fallback {
+		if s.Budget != "" || s.Degraded || s.Pending || s.Fallback {
 			log.Warn("turn degraded", fields...)
 			return
 		}
@@ -479,4 +512,16 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	default:
 		log.Warn("turn degraded", fields...)
 	}
+}
+
+// countUser counts the caller's turns in h: the turn number of a turn that could not read the
+// store's counter.
+func countUser(h []session.Entry) int {
+	n := 0
+	for _, e := range h {
+		if e.Kind == session.EntryUser {
+			n++
+		}
+	}
+	return n
 }

@@ -64,6 +64,15 @@ type Config struct {
 	// (a crashed or cut-off replica) takes it over once the lease lapses; default 2 s.
 	TurnLease time.Duration
 
+	// PendingTurns and PendingBytes bound the turns kept in memory because the store did not
+	// take their commit, while they are retried: past either, the oldest is given up and
+	// logged as lost. Defaults 10000 turns and 64 MiB (a turn is typically under 2 KB).
+	PendingTurns int
+	PendingBytes int
+	// PendingRetention: a turn the store has not taken this long after it ended is given up
+	// and logged as lost; default 15 min.
+	PendingRetention time.Duration
+
 	HoldingPhrases []string // spoken while waiting; never the same twice in a call while fresh ones remain
 	ApologyLine    string   // the model failed before anything was said
 	RecoveryLine   string   // the stream broke mid-answer, after the last complete sentence
@@ -126,6 +135,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.StoreTimeout, 400*time.Millisecond)
 	setDur(&c.FollowIdle, 6*time.Second)
 	setDur(&c.TurnLease, 2*time.Second)
+	setInt(&c.PendingTurns, 10000)
+	setInt(&c.PendingBytes, 64<<20)
+	setDur(&c.PendingRetention, 15*time.Minute)
 	setStr(&c.ApologyLine, DefaultApologyLine)
 	setStr(&c.RecoveryLine, DefaultRecoveryLine)
 	setStr(&c.StallLine, DefaultStallLine)
@@ -192,6 +204,7 @@ type TurnStats struct {
 	Replayed            bool   // a retry: the lines came from another delivery's turn log
 	TakenOver           bool   // a retry that took over a turn whose owner stopped renewing its lease
 	Degraded            bool   // the store failed: answered without history
+	Pending             bool   // the store had not taken the turn when it ended: kept and retried
 	ToolCalls           int    // HTTP tool calls made
 	EndCall             bool   // the agent said goodbye meaning to end the call
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"

@@ -605,7 +605,8 @@ func (t *turn) isHoldingPhrase(line string) bool {
 
 // commit writes the turn to the history once: the caller's words and exactly the lines that
 // were sent (of a turn taken over, the lines heard before it too). It runs after Saperly may
-// have gone, so it is detached from the request's cancellation but still bounded.
+// have gone, so it is detached from the request's cancellation but still bounded; a turn the
+// store does not take in time is kept and retried (pending.go).
 func (t *turn) commit(ctx context.Context) {
 	if t.rec != nil && t.rec.lost {
 		return // another delivery took the turn over and records it
@@ -628,15 +629,7 @@ func (t *turn) commit(ctx context.Context) {
 		Kind: session.EntryAssistant, Text: strings.Join(append(slices.Clip(t.prefix), t.spoken...), " "), At: at, EventID: t.ev.ID,
 		Cut: t.gone, EndCall: t.endCall,
 	})
-	err := t.a.store.CommitTurn(ctx, t.lease, entries...)
-	switch {
-	case errors.Is(err, session.ErrLeaseLost):
-		// Another delivery took the turn over (this replica lost the store for longer than
-		// the lease) and records it: recording it here too would say it twice.
-		t.log.Warn("turn not saved here: another delivery took it over", zap.Error(err))
-	case err != nil:
-		t.log.Error("turn not saved", zap.Error(err))
-	}
+	t.stats.Pending = t.a.outbox.commit(ctx, newPendingTurn(t.ev, t.lease, entries, time.Now()))
 }
 
 // logItem is one record for the turn log: a spoken line, or a round's finished tool calls.

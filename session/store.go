@@ -1,8 +1,10 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -227,7 +229,10 @@ type Store interface {
 
 	// CommitTurn appends entries to the call's history and closes the turn's log (when
 	// l.Ref.Event is non-empty), atomically, ending l. It returns ErrLeaseLost, writing
-	// nothing, when another delivery holds the turn now.
+	// nothing, when another delivery holds the turn now, or l's turn was committed already.
+	// Committing the same entries again (a retry of a commit that failed, or timed out after
+	// the store applied it) leaves the folded history as it was, since Fold keeps a (kind,
+	// event id) once and orders turns by At.
 	CommitTurn(ctx context.Context, l Lease, entries ...Entry) error
 
 	// FollowTurn calls fn with every line of the turn's log, from the first, waiting for
@@ -246,9 +251,17 @@ type Store interface {
 }
 
 // Fold turns a history log into the conversation as the caller experienced it: user, tool and
-// assistant entries in log order, a repeated (kind, event id) pair kept once, and each
-// interrupt applied to the latest assistant turn that began at or before it. Interrupt
-// entries themselves are not returned. Both stores call it on Load, so they cannot disagree.
+// assistant entries in the order their turns began (At), a repeated (kind, event id) pair kept
+// once (its first occurrence in the log), and each interrupt applied to the latest assistant
+// turn that began at or before it. Interrupt entries themselves are not returned. Both stores
+// call it on Load, so they cannot disagree.
+//
+// Why At and not log order: a turn whose commit failed is written later, by the replica that
+// answered it, possibly after the call's next turn was written by another replica. At is
+// Saperly's timestamp of the turn's message (shared by both sides, and by every retry of the
+// event), and every entry of one turn carries the same At, so ordering by it puts turns back
+// in the order the caller spoke them, and the stable sort keeps a turn's own entries (user,
+// tools, assistant) and turns of equal At in log order.
 func Fold(log []Entry) []Entry {
 	out := make([]Entry, 0, len(log))
 	type key struct{ kind, event, tool string }
@@ -272,6 +285,7 @@ func Fold(log []Entry) []Entry {
 		}
 		out = append(out, e)
 	}
+	slices.SortStableFunc(out, func(a, b Entry) int { return cmp.Compare(a.At, b.At) })
 	for _, in := range interrupts {
 		best := -1
 		for i, e := range out {

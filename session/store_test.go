@@ -595,6 +595,39 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		}
 	})
 
+	t.Run("LateCommitOfEarlierTurn", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		turn := func(at int64, ev, said, answer string) []session.Entry {
+			return []session.Entry{
+				{Kind: session.EntryUser, Text: said, At: at, EventID: ev},
+				{Kind: session.EntryAssistant, Text: answer, At: at, EventID: ev},
+			}
+		}
+		t1 := turn(1000, "e1", "Hi.", "Hello, how can I help?")
+		t2 := turn(3000, "e2", "Hours?", "Nine to five.")
+		t3 := turn(5000, "e3", "Thanks.", "You're welcome.")
+
+		// Turn 1 was answered by a replica that could not reach the store; turn 2 was
+		// committed by another replica once the store was back; then turn 1's retried commit
+		// lands, twice (the first attempt timed out after the store had applied it).
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2"), t2...))
+		require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, Text: "Hello,", At: 1500}))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), t1...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), t1...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e3"), t3...))
+
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		cut := t1[1]
+		cut.Text, cut.Interrupted = "Hello,", true
+		assert.Equal(t, []session.Entry{t1[0], cut, t2[0], t2[1], t3[0], t3[1]}, st.History,
+			"every turn once, in the order it began, the interrupt on the turn it cut")
+		begun, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e4", 0)
+		require.NoError(t, err)
+		assert.Equal(t, st.History, begun.State.History, "BeginTurn folds the same way")
+	})
+
 	t.Run("PinsAreWrittenOnce", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
@@ -919,6 +952,32 @@ func TestFold(t *testing.T) {
 			name: "longer late interrupt ignored",
 			log:  es(u1, a1, interrupt(1500, "Hello,"), interrupt(1600, "Hello, how")),
 			want: es(u1, cut(a1, "Hello,")),
+		},
+		{
+			name: "a turn written late goes back to where it began",
+			log:  es(u2, a2, u1, a1),
+			want: es(u1, a1, u2, a2),
+		},
+		{
+			name: "a commit retried after it was applied is kept once, in place",
+			log:  es(u1, a1, u2, a2, u1, a1),
+			want: es(u1, a1, u2, a2),
+		},
+		{
+			name: "a late turn keeps its own entries in order",
+			log: es(u2, a2, u1,
+				session.Entry{Kind: session.EntryTool, EventID: "e1", At: 1000, ToolCall: "c1", Text: "{}"}, a1),
+			want: es(u1, session.Entry{Kind: session.EntryTool, EventID: "e1", At: 1000, ToolCall: "c1", Text: "{}"}, a1, u2, a2),
+		},
+		{
+			name: "an interrupt finds a turn written late",
+			log:  es(u2, a2, interrupt(1500, "Hello,"), u1, a1),
+			want: es(u1, cut(a1, "Hello,"), u2, a2),
+		},
+		{
+			name: "turns that began in the same millisecond keep log order",
+			log:  es(user(5, "x", "first"), user(5, "y", "second")),
+			want: es(user(5, "x", "first"), user(5, "y", "second")),
 		},
 		{
 			name: "unknown kind ignored",

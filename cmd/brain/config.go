@@ -78,6 +78,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	a.TurnBudget = p.duration("BRAIN_TURN_BUDGET", 4*time.Minute+30*time.Second)
 	a.StoreTimeout = p.duration("BRAIN_STORE_TIMEOUT", 400*time.Millisecond)
 	a.TurnLease = p.duration("BRAIN_TURN_LEASE", 2*time.Second)
+	// A turn the store does not take (an outage) is kept in memory and retried, within these
+	// bounds; past them it is logged as lost.
+	a.PendingTurns = p.integer("BRAIN_PENDING_TURNS", 10000)
+	a.PendingBytes = p.integer("BRAIN_PENDING_BYTES", 64<<20)
+	a.PendingRetention = p.duration("BRAIN_PENDING_RETENTION", 15*time.Minute)
 	a.ApologyLine = or(getenv("BRAIN_APOLOGY_LINE"), agent.DefaultApologyLine)
 	a.RecoveryLine = or(getenv("BRAIN_RECOVERY_LINE"), agent.DefaultRecoveryLine)
 	a.StallLine = or(getenv("BRAIN_STALL_LINE"), agent.DefaultStallLine)

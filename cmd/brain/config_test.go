@@ -22,6 +22,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Equal(t, "./prompts", c.PromptsDir)
 	assert.Equal(t, 24*time.Hour, c.Retention)
 	assert.Equal(t, 2*time.Second, c.Agent.TurnLease)
+	assert.Equal(t, 10000, c.Agent.PendingTurns)
+	assert.Equal(t, 64<<20, c.Agent.PendingBytes)
+	assert.Equal(t, 15*time.Minute, c.Agent.PendingRetention)
 	assert.Equal(t, []string{"dev"}, c.secrets("dev"))
 }
 
@@ -48,6 +51,9 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		{name: "turn lease longer than a retry waits", env: map[string]string{"BRAIN_TURN_LEASE": "6s"}, wantErr: "BRAIN_TURN_LEASE"},
 		{name: "turn lease set", env: map[string]string{"BRAIN_TURN_LEASE": "3s"}, secrets: []string{"dev"}},
 		{name: "drain must outlast turns", env: map[string]string{"BRAIN_DRAIN_TIMEOUT": "1m"}, wantErr: "BRAIN_DRAIN_TIMEOUT"},
+		{name: "pending turns must be positive", env: map[string]string{"BRAIN_PENDING_TURNS": "0"}, wantErr: "BRAIN_PENDING_TURNS"},
+		{name: "pending bytes must be a number", env: map[string]string{"BRAIN_PENDING_BYTES": "64MB"}, wantErr: "BRAIN_PENDING_BYTES"},
+		{name: "pending retention must be a duration", env: map[string]string{"BRAIN_PENDING_RETENTION": "forever"}, wantErr: "BRAIN_PENDING_RETENTION"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -120,8 +120,12 @@ func run(ctx context.Context, getenv func(string) string) error {
 	log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(drainCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	shutErr := srv.Shutdown(drainCtx)
+	// Turns the store did not take (an outage) are written now, within what is left of the
+	// drain timeout; whatever still cannot be written is logged as lost.
+	ag.Close(drainCtx)
+	if shutErr != nil {
+		return fmt.Errorf("shutdown: %w", shutErr)
 	}
 	if err := <-serveErr; err != nil {
 		return fmt.Errorf("serve: %w", err)

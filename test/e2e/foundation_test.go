@@ -179,7 +179,9 @@ func TestHealthAndReadiness(t *testing.T) {
 }
 
 // TestRedisUnreachable: with Redis down from the start the brain still starts, says it is
-// not ready, and still answers every message with speech, without history (README).
+// not ready, and still answers every message with speech. The call's turns are kept in
+// memory for Redis, so the next turn still sees the last; those it cannot write within
+// BRAIN_PENDING_RETENTION are logged as lost, each once, with its call and event ids (README).
 func TestRedisUnreachable(t *testing.T) {
 	t.Parallel()
 	m := startMock(t)
@@ -187,6 +189,7 @@ func TestRedisUnreachable(t *testing.T) {
 		Redis:   fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t)),
 		Model:   m.URL + "/v1",
 		Unready: true,
+		Env:     map[string]string{"BRAIN_PENDING_RETENTION": "5s"},
 	})
 	status, body := b.get("/readyz")
 	assert.Equal(t, http.StatusServiceUnavailable, status, "GET /readyz: %s", body)
@@ -199,14 +202,27 @@ func TestRedisUnreachable(t *testing.T) {
 
 	replies := []string{"Sure, I can help with that. What day suits you?", "Tuesday works. See you then!"}
 	m.script(t, mockllm.Behavior{Reply: replies[0]}, mockllm.Behavior{Reply: replies[1]})
-	ev, res := c.say(t, "I'd like to book a cleaning.")
-	assert.Equal(t, replies[0], modelSpeech(res))
-	_, res = c.say(t, "Tuesday, please.")
+	ev, first := c.say(t, "I'd like to book a cleaning.")
+	assert.Equal(t, replies[0], modelSpeech(first))
+	ev2, res := c.say(t, "Tuesday, please.")
 	assert.Equal(t, replies[1], modelSpeech(res))
 
 	reqs := m.requests(t)
 	require.Len(t, reqs, 2)
-	checkConversation(t, reqs[1], []mockllm.Message{user("Tuesday, please.")})
+	checkConversation(t, reqs[1], []mockllm.Message{
+		user("I'd like to book a cleaning."), assistant(first.Text()), user("Tuesday, please."),
+	})
 	line := b.turnLine(t, ev["event_id"].(string))
 	assert.Equal(t, true, line["degraded"], "the turn line says it went without state")
+	assert.Equal(t, true, line["pending"], "and that the turn is kept for the store")
+
+	for _, id := range []string{ev["event_id"].(string), ev2["event_id"].(string)} {
+		lost := b.waitLog(t, "the lost turn "+id, func(e logEntry) bool {
+			return e.str("msg") == "turn lost" && e.str("event_id") == id
+		})
+		assert.Equal(t, "error", lost.str("level"))
+		assert.Equal(t, c.ID, lost.str("call_id"))
+		assert.Equal(t, "retention", lost.str("reason"))
+		assert.Contains(t, lost, "pending_ms")
+	}
 }

@@ -128,9 +128,11 @@ type redisServer struct {
 	out  *syncBuffer
 }
 
-func launchRedis(dir string, port int, wait time.Duration) (*redisServer, error) {
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
+// launchRedis starts redis-server; extra arguments go after the defaults and override them.
+func launchRedis(dir string, port int, wait time.Duration, extra ...string) (*redisServer, error) {
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir}, extra...)
+	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = childAttr()
 	r := &redisServer{process: process{cmd: cmd, done: make(chan struct{})}, port: port, dir: dir, out: &syncBuffer{}}
 	cmd.Stdout, cmd.Stderr = r.out, r.out
@@ -314,6 +316,10 @@ func startBrain(t *testing.T, bc brainConfig) *brain {
 		"BRAIN_APOLOGY_LINE":     apologyLine,
 		"BRAIN_RECOVERY_LINE":    recoveryLine,
 		"BRAIN_STALL_LINE":       stallLine,
+		// A brain whose store is down when its test ends gives up the turns it kept for the
+		// store (logged as lost) after this, not after the 5 min drain timeout, so it exits
+		// within stopWait. The store outage tests set their own.
+		"BRAIN_PENDING_RETENTION": "5s",
 	}
 	for k, v := range bc.Env {
 		env[k] = v
