@@ -220,7 +220,9 @@ func TestRedisStoreCommitRetriedAfterOutage(t *testing.T) {
 			}, waitFor, 10*time.Millisecond, "Redis is back")
 			require.Equal(t, int64(len(t1)*tc.applied), before, "copies of the failed commit Redis holds")
 
-			require.Eventually(t, func() bool { return s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e2"}}, t2...) == nil },
+			require.Eventually(t, func() bool {
+				return s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e2"}}, t2...) == nil
+			},
 				waitFor, 10*time.Millisecond, "the call's next turn, once the client has reconnected")
 			require.NoError(t, s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e1"}}, t1...), "the kept turn's retry")
 
