@@ -77,7 +77,7 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		c := session.Call{
 			ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To,
 			Direction: ev.Direction, Status: "active", StartedAt: at,
-			Agent: ag.Name, PromptVersion: ag.Version,
+			Agent: ag.Name, PromptVersion: ag.Version, Owner: ev.Delivery.Owner,
 		}
 		if caller := callerNumber(ev); caller != "" && ev.LineID != "" && ev.CallID != "" {
 			if c.Returning, err = a.store.SeenCaller(ctx, ev.LineID, caller, ev.CallID); err != nil {
@@ -92,9 +92,10 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		}
 		err = a.store.UpdateCall(ctx, session.Call{
 			ID: ev.CallID, LineID: ev.LineID, Status: status, EndedAt: at, Duration: ev.Duration,
+			Owner: ev.Delivery.Owner,
 		})
 	case EventInterrupted:
-		err = a.store.AppendEntry(ctx, ev.CallID, session.Entry{
+		err = a.store.AppendEntry(ctx, ev.CallID, ev.Delivery.Owner, session.Entry{
 			Kind: session.EntryInterrupt, Text: ev.PartialText, At: at.UnixMilli(), EventID: ev.ID,
 		})
 	case EventCallIncoming, EventCallOutgoing:
@@ -107,7 +108,7 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		}
 		err = a.store.UpdateCall(ctx, session.Call{
 			ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To,
-			Direction: dir, Status: ev.Status, Duration: ev.Duration,
+			Direction: dir, Status: ev.Status, Duration: ev.Duration, Owner: ev.Delivery.Owner,
 		})
 	case EventSMSReceived:
 		err = a.store.AddSMS(ctx, ev.LineID, session.SMS{
@@ -115,6 +116,9 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		})
 	default:
 		return nil // test, message on the status URL, and kinds newer than us: acknowledged only
+	}
+	if errors.Is(err, session.ErrWrongLine) {
+		return fmt.Errorf("record %s for call %s signed by %s: %w", ev.Kind, ev.CallID, ev.Delivery.Owner, ErrWrongLine)
 	}
 	if err != nil {
 		return fmt.Errorf("record %s for call %s: %w", ev.Kind, ev.CallID, err)
@@ -172,12 +176,16 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	current, line := lib.ForLine(ev.LineID)
 	pin := session.Call{
 		ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To, Direction: ev.Direction,
-		Agent: current.Name, PromptVersion: current.Version,
+		Agent: current.Name, PromptVersion: current.Version, Owner: ev.Delivery.Owner,
 	}
 	loadCtx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
 	st, claimed, err := a.store.BeginTurn(loadCtx, pin, ev.ID)
 	cancel()
 	stats.StateLoad = time.Since(start) - stats.Verify
+	if errors.Is(err, session.ErrWrongLine) {
+		stats.Outcome = OutcomeRejected
+		return fmt.Errorf("call %s signed by %s: %w", ev.CallID, ev.Delivery.Owner, ErrWrongLine)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			stats.Outcome = OutcomeCut
@@ -194,6 +202,14 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		// one line's secret must not speak into, or rewrite, another line's calls.
 		stats.Outcome = OutcomeRejected
 		return fmt.Errorf("call %s is on line %s, not %s: %w", ev.CallID, st.Call.LineID, ev.LineID, ErrWrongLine)
+	}
+	if o := ev.Delivery.Owner; o != "" && st.Call.Owner != "" && st.Call.Owner != o {
+		// The call belongs to another signing scope (a line's own secrets, or the global
+		// ones): neither answered from its history nor appended to it. BeginTurn refuses this
+		// itself where the store checks the owner atomically; this check covers a store that
+		// only fills the owner in.
+		stats.Outcome = OutcomeRejected
+		return fmt.Errorf("call %s is owned by %s, not %s: %w", ev.CallID, st.Call.Owner, o, ErrWrongLine)
 	}
 	stats.Turn = countUser(st.History) + 1
 	if !claimed {

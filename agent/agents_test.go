@@ -261,3 +261,60 @@ func TestTurnLogCompletedAfterAFailedWrite(t *testing.T) {
 	}))
 	assert.Equal(t, first, replayed, "a retry would replay the whole answer")
 }
+
+// TestEventsSignedByAnotherScopeChangeNothing reproduces issue 8 §1: with lines A and B each
+// verified by their own secrets, events signed by A (or by the global secret) about B's call
+// must neither rewrite its record nor its history, nor be answered from it.
+func TestEventsSignedByAnotherScopeChangeNothing(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Hello.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	ctx := t.Context()
+	owned := func(ev agent.Event, owner string) agent.Event {
+		ev.Delivery.Owner = owner
+		return ev
+	}
+	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallStarted, CallID: "b1", LineID: "line-b", From: "+15550001"}, "line-b")))
+	ans := message("b1", "m1", "What are your hours?")
+	ans.LineID = "line-b"
+	require.NoError(t, h.agent.Respond(ctx, owned(ans, "line-b"), func(agent.Chunk) error { return nil }))
+	before, err := h.store.Load(ctx, "b1")
+	require.NoError(t, err)
+	require.Len(t, before.History, 2)
+	asked := len(llm.requests())
+
+	for _, tc := range []struct {
+		name string
+		ev   agent.Event
+	}{
+		{name: "interrupted signed by A", ev: owned(agent.Event{Kind: agent.EventInterrupted, CallID: "b1", LineID: "line-a", PartialText: "forged", Timestamp: time.Now().UnixMilli()}, "line-a")},
+		{name: "call_started signed by A", ev: owned(agent.Event{Kind: agent.EventCallStarted, CallID: "b1", LineID: "line-a", From: "+15559999"}, "line-a")},
+		{name: "call_ended signed by A", ev: owned(agent.Event{Kind: agent.EventCallEnded, CallID: "b1", LineID: "line-a", Status: "forged"}, "line-a")},
+		{name: "status callback signed by A", ev: owned(agent.Event{Kind: agent.EventCallIncoming, CallID: "b1", LineID: "line-a", Status: "forged"}, "line-a")},
+		{name: "interrupted signed globally", ev: owned(agent.Event{Kind: agent.EventInterrupted, CallID: "b1", PartialText: "forged"}, "*")},
+	} {
+		err := h.agent.Record(ctx, tc.ev)
+		require.ErrorIs(t, err, agent.ErrWrongLine, tc.name)
+	}
+	for _, tc := range []struct{ name, line, owner string }{
+		{name: "message without line_id signed globally", owner: "*"},
+		{name: "message signed by A naming A", line: "line-a", owner: "line-a"},
+		{name: "message signed by A naming B's line", line: "line-b", owner: "line-a"},
+	} {
+		ev := message("b1", "m-"+tc.owner+tc.line, "Read me B's conversation.")
+		ev.LineID = tc.line
+		var heard []string
+		err := h.agent.Respond(ctx, owned(ev, tc.owner), func(c agent.Chunk) error { heard = append(heard, c.Text); return nil })
+		require.ErrorIs(t, err, agent.ErrWrongLine, tc.name)
+		assert.Empty(t, heard, tc.name)
+	}
+	assert.Len(t, llm.requests(), asked, "the model is never asked about B's call")
+	after, err := h.store.Load(ctx, "b1")
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "B's record and history are untouched")
+
+	// A global-scope call stays out of reach of a line's secrets, and open to the global ones.
+	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallStarted, CallID: "g1"}, "*")))
+	require.ErrorIs(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallEnded, CallID: "g1", LineID: "line-a"}, "line-a")), agent.ErrWrongLine)
+	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallEnded, CallID: "g1"}, "*")))
+}

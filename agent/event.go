@@ -44,6 +44,10 @@ type Delivery struct {
 	ReceivedAt time.Time     // when the request reached the handler
 	Verify     time.Duration // time spent reading and verifying the body
 	Callback   bool          // arrived on the status callback endpoint
+	// Owner is the signing scope whose secrets verified the delivery: the listed line id, or
+	// "*" for the global secrets. Every write about a call must come from the scope that
+	// owns it (see session.Call.Owner); "" checks nothing (tests and internal callers).
+	Owner string
 }
 
 // Chunk is one NDJSON line of a streamed answer. Saperly knows only the "speak" type.

@@ -30,6 +30,8 @@ const (
 	// Pins: written only while unset. line_id is one too: no event moves a call to a line.
 	fieldAgent         = "agent"
 	fieldPromptVersion = "prompt_version"
+	// fieldOwner is the call's signing scope (Call.Owner), a pin as well.
+	fieldOwner = "owner"
 )
 
 // smsKeep is how many messages AddSMS keeps per line, newest first.
@@ -78,7 +80,10 @@ func blankFields(c Call, now time.Time) map[string]string {
 
 // pinFields returns the record fields of c that are written only while unset.
 func pinFields(c Call) map[string]string {
-	f := make(map[string]string, 3)
+	f := make(map[string]string, 4)
+	if c.Owner != "" {
+		f[fieldOwner] = c.Owner
+	}
 	if c.LineID != "" {
 		f[fieldLineID] = c.LineID
 	}
@@ -112,6 +117,7 @@ func parseCall(id string, f map[string]string) (Call, error) {
 
 		Agent:         f[fieldAgent],
 		PromptVersion: f[fieldPromptVersion],
+		Owner:         f[fieldOwner],
 	}
 	var err error
 	if c.StartedAt, err = parseMillis(f[fieldStartedAt]); err != nil {

@@ -9,6 +9,13 @@ import (
 // ErrNotFound is returned for a call or turn log the store does not hold.
 var ErrNotFound = errors.New("not found")
 
+// ErrWrongLine is returned by a write about a call owned by another signing scope; the
+// store wrote nothing.
+var ErrWrongLine = errors.New("call belongs to another line")
+
+// OwnerGlobal is the Owner of calls whose first event was verified with the global secrets.
+const OwnerGlobal = "*"
+
 // Entry kinds in a call's history log.
 const (
 	EntryUser      = "user"
@@ -64,6 +71,12 @@ type Call struct {
 	// another line.
 	Agent         string
 	PromptVersion string
+
+	// Owner is the signing scope of the call: the listed line whose secrets verified the
+	// call's first event, or "*" for the global secrets. Written once (like LineID); every
+	// later write about the call must name the same Owner, else ErrWrongLine and nothing is
+	// written. Empty in a Call passed to a store means "do not check" (internal callers only).
+	Owner string
 }
 
 // State is what a turn needs to know about its call.
@@ -103,7 +116,9 @@ type Store interface {
 	FirstDelivery(ctx context.Context, deliveryID string, ttl time.Duration) (bool, error)
 
 	// UpdateCall merges the non-zero fields of c into the record of call c.ID, creating it.
-	// LineID, Agent and PromptVersion are only written while the record has none.
+	// LineID, Agent, PromptVersion and Owner are only written while the record has none. With
+	// a non-empty c.Owner it first checks, atomically with the write, that the record has no
+	// other owner: else it returns ErrWrongLine and writes nothing.
 	UpdateCall(ctx context.Context, c Call) error
 
 	// SeenCaller remembers that number called lineID on call callID and reports whether it
@@ -135,8 +150,10 @@ type Store interface {
 	// does not exist yet is waited for. An error from fn stops it and is returned.
 	FollowTurn(ctx context.Context, eventID string, fn func(text string) error) error
 
-	// AppendEntry appends one entry (an interrupt) to the call's history log.
-	AppendEntry(ctx context.Context, callID string, e Entry) error
+	// AppendEntry appends one entry (an interrupt) to the call's history log. With a non-empty
+	// owner it checks, atomically with the write, that the call has no other Owner (else
+	// ErrWrongLine, nothing written), and makes owner the call's Owner when it has none.
+	AppendEntry(ctx context.Context, callID, owner string, e Entry) error
 
 	// AddSMS records an inbound SMS on a line.
 	AddSMS(ctx context.Context, lineID string, s SMS) error

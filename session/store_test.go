@@ -383,17 +383,17 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 
 		// The interrupted event overtook the turn it refers to.
 		require.NoError(t, s.CommitTurn(ctx, "early", "e1", u1, a1))
-		require.NoError(t, s.AppendEntry(ctx, "early", interrupt(3500, "We open at")))
+		require.NoError(t, s.AppendEntry(ctx, "early", "", interrupt(3500, "We open at")))
 		require.NoError(t, s.CommitTurn(ctx, "early", "e2", u2, a2))
 		// The interrupted event arrived after the next turn.
 		require.NoError(t, s.CommitTurn(ctx, "late", "e1", u1, a1))
 		require.NoError(t, s.CommitTurn(ctx, "late", "e2", u2, a2))
-		require.NoError(t, s.AppendEntry(ctx, "late", interrupt(1500, "Hello,")))
+		require.NoError(t, s.AppendEntry(ctx, "late", "", interrupt(1500, "Hello,")))
 		// A turn committed twice (a claim expired under a slow answer), and a cut before any
 		// word was played.
 		require.NoError(t, s.CommitTurn(ctx, "dup", "e1", u1, a1))
 		require.NoError(t, s.CommitTurn(ctx, "dup", "e1", u1, a1))
-		require.NoError(t, s.AppendEntry(ctx, "dup", interrupt(1200, "")))
+		require.NoError(t, s.AppendEntry(ctx, "dup", "", interrupt(1200, "")))
 
 		for _, tc := range []struct {
 			name string
@@ -438,6 +438,53 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		assert.Equal(t, "v7", st.Call.PromptVersion)
 		assert.True(t, st.Call.Returning)
 		assert.False(t, st.Call.StartedAt.IsZero(), "BeginTurn fills the start time")
+	})
+
+	t.Run("OwnerGuardsWrites", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		interrupt := session.Entry{Kind: session.EntryInterrupt, Text: "forged", At: 9}
+
+		// The first event's signer owns the call.
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "b1", LineID: "lineB", Owner: "lineB", Status: "active"}))
+		require.NoError(t, s.AppendEntry(ctx, "b1", "lineB", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "m1"}))
+
+		// Another line's scope, and the global one, change nothing.
+		for _, owner := range []string{"lineA", session.OwnerGlobal} {
+			err := s.UpdateCall(ctx, session.Call{ID: "b1", LineID: "lineB", Owner: owner, Status: "ended", From: "+1555"})
+			require.ErrorIs(t, err, session.ErrWrongLine, owner)
+			err = s.AppendEntry(ctx, "b1", owner, interrupt)
+			require.ErrorIs(t, err, session.ErrWrongLine, owner)
+		}
+		st, err := s.Load(ctx, "b1")
+		require.NoError(t, err)
+		assert.Equal(t, "lineB", st.Call.Owner)
+		assert.Equal(t, "active", st.Call.Status, "a refused UpdateCall wrote nothing")
+		assert.Empty(t, st.Call.From, "a refused UpdateCall wrote nothing")
+		require.Len(t, st.History, 1, "a refused AppendEntry wrote nothing")
+
+		// The owner itself, and internal writes that name no owner, go through.
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "b1", Owner: "lineB", Status: "ended"}))
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "b1", Duration: 42}))
+		st, err = s.Load(ctx, "b1")
+		require.NoError(t, err)
+		assert.Equal(t, "ended", st.Call.Status)
+		assert.Equal(t, "lineB", st.Call.Owner, "the owner is written once")
+
+		// An interrupt about a call nobody owns yet makes its signer the owner.
+		require.NoError(t, s.AppendEntry(ctx, "g1", session.OwnerGlobal, interrupt))
+		err = s.UpdateCall(ctx, session.Call{ID: "g1", LineID: "lineA", Owner: "lineA", Status: "active"})
+		require.ErrorIs(t, err, session.ErrWrongLine)
+		st, err = s.Load(ctx, "g1")
+		require.NoError(t, err)
+		assert.Equal(t, session.OwnerGlobal, st.Call.Owner)
+		assert.Empty(t, st.Call.LineID)
+
+		// A turn's pin fills the owner of a call without one.
+		st, _, err = s.BeginTurn(ctx, session.Call{ID: "t1", LineID: "lineA", Owner: "lineA"}, "")
+		require.NoError(t, err)
+		assert.Equal(t, "lineA", st.Call.Owner)
+		require.ErrorIs(t, s.UpdateCall(ctx, session.Call{ID: "t1", Owner: "lineB", Status: "ended"}), session.ErrWrongLine)
 	})
 
 	t.Run("SeenCaller", func(t *testing.T) {
@@ -488,7 +535,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		assert.Equal(t, []session.Entry{u, t1, t2, a}, st.History, "two tool calls of one turn are both kept")
 		assert.False(t, st.EndPending(), "the goodbye was heard in full")
 
-		require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, Text: "It shipped.", At: 1500}))
+		require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, Text: "It shipped.", At: 1500}))
 		st, err = s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.True(t, st.EndPending(), "the caller talked over the goodbye")
@@ -505,11 +552,11 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		t.Parallel()
 		s, ctx := store(t), t.Context()
 		e := session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}
-		require.NoError(t, s.AppendEntry(ctx, "c1", e))
+		require.NoError(t, s.AppendEntry(ctx, "c1", "", e))
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.Equal(t, []session.Entry{e}, st.History)
-		assert.Error(t, s.AppendEntry(ctx, "", e), "empty call id")
+		assert.Error(t, s.AppendEntry(ctx, "", "", e), "empty call id")
 	})
 
 	t.Run("AddSMS", func(t *testing.T) {
@@ -573,14 +620,14 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 				return s.CommitTurn(ctx, "c1", "e2")
 			}},
 			{name: "AppendEntry", write: func(ctx context.Context, s session.Store) error {
-				return s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, At: 5})
+				return s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, At: 5})
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				s, ctx := newStore(t, session.Options{Retention: retention}), t.Context()
 				require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c1", Status: "in-progress"}))
-				require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
+				require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
 				created := time.Now() // both keys expire by created+retention unless refreshed
 
 				waitUntil(t, created.Add(retention/2))

@@ -47,6 +47,11 @@ type Config struct {
 	// not verified yet ("" when the body has none), so it must treat its argument as untrusted.
 	// Empty strings are ignored. Required.
 	Secrets func(lineID string) []string
+	// Scope names the signing scope of the secrets Secrets returns for the same lineID: the
+	// line id when they are the line's own, OwnerGlobal when they are the global secrets. A
+	// verified delivery carries it as Delivery.Owner, so an event can only touch calls its
+	// scope owns. nil: every line is verified with the global secrets.
+	Scope func(lineID string) string
 	// MaxBody is the largest body read, in bytes; larger deliveries get 413. Default 1 MiB.
 	MaxBody int64
 	// ClockSkew is how far a delivery's signed timestamp may be from Now. Default 300 s.
@@ -66,6 +71,10 @@ type Config struct {
 	// LogText logs the caller's words (personal data). Off by default: only lengths are logged.
 	LogText bool
 }
+
+// OwnerGlobal is the signing scope of the global secrets (SAPERLY_WEBHOOK_SECRET): events
+// without a line_id, or naming a line without secrets of its own.
+const OwnerGlobal = "*"
 
 // Responder is the part of the agent the HTTP layer needs.
 type Responder interface {
@@ -128,6 +137,9 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Scope == nil {
+		cfg.Scope = func(string) string { return OwnerGlobal }
 	}
 	if strings.TrimSpace(cfg.FallbackLine) == "" {
 		cfg.FallbackLine = DefaultFallbackLine
@@ -309,6 +321,7 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		ReceivedAt: d.received,
 		Verify:     verified,
 		Callback:   d.route == routeStatus,
+		Owner:      s.cfg.Scope(d.lineID),
 	}
 	d.ev = ev
 
@@ -319,6 +332,10 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	// Everything else, unknown kinds and status callbacks included (even one whose body says
 	// "message"), is recorded and never spoken to.
 	if err := s.resp.Record(ctx, ev); err != nil {
+		if errors.Is(err, agent.ErrWrongLine) {
+			return httpError(http.StatusForbidden, "wrong_line",
+				fmt.Errorf("record %s event %s: %w", ev.Kind, clip(ev.ID), err))
+		}
 		d.outcome = outcomeNotStored
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			d.outcome = outcomeClientGone

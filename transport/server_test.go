@@ -666,3 +666,61 @@ func BenchmarkWebhookMessage(b *testing.B) {
 		resp.responded = resp.responded[:0]
 	}
 }
+
+// TestDeliveryCarriesItsSigningScope checks that the scope whose secrets verified a delivery
+// reaches the agent, and that a refusal for another scope's call is 403 wrong_line for every
+// event kind on both URLs (issue 8 §1).
+func TestDeliveryCarriesItsSigningScope(t *testing.T) {
+	t.Parallel()
+	const globalSecret = "global-secret-0123456789abcdef0123456789abcdef0123456789abcdef01"
+	scoped := func(c *Config) {
+		c.Secrets = func(lineID string) []string {
+			if lineID == testLine {
+				return []string{testSecret}
+			}
+			return []string{globalSecret}
+		}
+		c.Scope = func(lineID string) string {
+			if lineID == testLine {
+				return testLine
+			}
+			return OwnerGlobal
+		}
+	}
+	body := func(kind, line string) []byte {
+		m := map[string]string{"event": kind, "event_id": nextDeliveryID(), "call_id": testCall, "text": "hi"}
+		if line != "" {
+			m["line_id"] = line
+		}
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		return b
+	}
+	t.Run("owner", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, &scripted{lines: []string{"Hi."}}, scoped)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventCallEnded, testLine)}).Code)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventCallEnded, ""), secret: globalSecret}).Code)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventCallEnded, "unlisted-line"), secret: globalSecret}).Code)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventMessage, ""), secret: globalSecret}).Code)
+		rec := f.resp.Recorded()
+		require.Len(t, rec, 3)
+		assert.Equal(t, testLine, rec[0].Delivery.Owner)
+		assert.Equal(t, OwnerGlobal, rec[1].Delivery.Owner)
+		assert.Equal(t, OwnerGlobal, rec[2].Delivery.Owner)
+		require.Len(t, f.resp.Responded(), 1)
+		assert.Equal(t, OwnerGlobal, f.resp.Responded()[0].Delivery.Owner)
+	})
+	refuse := func(context.Context, agent.Event) error { return fmt.Errorf("record: %w", agent.ErrWrongLine) }
+	for _, path := range []string{"/webhook", "/status"} {
+		for _, kind := range []string{agent.EventCallStarted, agent.EventCallEnded, agent.EventInterrupted, agent.EventCallIncoming, agent.EventMessage} {
+			t.Run(path+"/"+kind, func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t, &scripted{record: refuse, err: fmt.Errorf("respond: %w", agent.ErrWrongLine)}, scoped)
+				rec := f.send(t, deliveryReq{path: path, body: body(kind, testLine)})
+				assertJSON(t, rec, http.StatusForbidden, `{"error":"wrong_line"}`)
+				assert.Equal(t, outcomeRejected, oneEvent(t, f).ContextMap()["outcome"])
+			})
+		}
+	}
+}

@@ -72,7 +72,14 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	global := cfg.secrets(transport.DevSecret)
 	srv := transport.New(transport.Config{
-		Secrets: func(lineID string) []string { return lineSecrets(lib.Current(), lineID, global, getenv) },
+		Secrets: func(lineID string) []string {
+			_, secrets := lineSecrets(lib.Current(), lineID, global, getenv)
+			return secrets
+		},
+		Scope: func(lineID string) string {
+			scope, _ := lineSecrets(lib.Current(), lineID, global, getenv)
+			return scope
+		},
 		Ready:   store.Ping,
 		LogText: cfg.LogText,
 	}, ag, store, log)
@@ -217,24 +224,25 @@ func loadPrompts(cfg config, log *zap.Logger) (*prompts.Live, error) {
 	return live, nil
 }
 
-// lineSecrets returns the secrets a delivery for lineID is verified with: the line's own
-// (PROTOCOL §1.3), read from the variables lines.yaml names, or the global ones for a line
-// that is not listed or whose variable is empty. lineID is not verified yet: it only selects.
-func lineSecrets(lib *prompts.Library, lineID string, global []string, getenv func(string) string) []string {
+// lineSecrets returns the secrets a delivery for lineID is verified with, and their signing
+// scope: the line's own (PROTOCOL §1.3), read from the variables lines.yaml names, scoped to
+// the line; or the global ones, scoped transport.OwnerGlobal, for a line that is not listed
+// or whose variable is empty. lineID is not verified yet: it only selects.
+func lineSecrets(lib *prompts.Library, lineID string, global []string, getenv func(string) string) (string, []string) {
 	line, ok := lib.Line(lineID)
 	if !ok || line.SecretEnv == "" {
-		return global
+		return transport.OwnerGlobal, global
 	}
 	cur := getenv(line.SecretEnv)
 	if cur == "" {
-		return global
+		return transport.OwnerGlobal, global
 	}
 	if line.SecretNextEnv != "" {
 		if next := getenv(line.SecretNextEnv); next != "" {
-			return []string{cur, next}
+			return line.ID, []string{cur, next}
 		}
 	}
-	return []string{cur}
+	return line.ID, []string{cur}
 }
 
 // warnLineSecrets names every line whose secret variable is unset: its deliveries are

@@ -32,18 +32,21 @@ line-plain:
 	global := []string{"global"}
 	for _, tc := range []struct {
 		name, line string
+		scope      string
 		want       []string
 	}{
-		{name: "current and staged next during a rotation", line: "line-rotating", want: []string{"r-current", "r-next"}},
-		{name: "the line's own secret", line: "line-own", want: []string{"o-current"}},
-		{name: "variable not set: global", line: "line-unset", want: global},
-		{name: "listed without a secret: global", line: "line-plain", want: global},
-		{name: "not listed: global", line: "line-other", want: global},
-		{name: "no line_id in the body: global", line: "", want: global},
+		{name: "current and staged next during a rotation", line: "line-rotating", scope: "line-rotating", want: []string{"r-current", "r-next"}},
+		{name: "the line's own secret", line: "line-own", scope: "line-own", want: []string{"o-current"}},
+		{name: "variable not set: global", line: "line-unset", scope: "*", want: global},
+		{name: "listed without a secret: global", line: "line-plain", scope: "*", want: global},
+		{name: "not listed: global", line: "line-other", scope: "*", want: global},
+		{name: "no line_id in the body: global", line: "", scope: "*", want: global},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			assert.Equal(t, tc.want, lineSecrets(lib, tc.line, global, getenv))
+			scope, secrets := lineSecrets(lib, tc.line, global, getenv)
+			assert.Equal(t, tc.want, secrets)
+			assert.Equal(t, tc.scope, scope, "the signing scope")
 		})
 	}
 }

@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/callbrain/callbrain/test/saperly"
+)
+
+// Trust at the edges (issue 8 §1 and §4), against the built binary.
+
+// TestCallsBelongToTheirSigningLine: with lines A and B each verified by their own secrets,
+// nothing signed with A's secret, or with the global one, touches B's call: every kind, both
+// URLs, 403 wrong_line; B's next turn still sees B's conversation exactly as it was.
+func TestCallsBelongToTheirSigningLine(t *testing.T) {
+	t.Parallel()
+	lineA, lineB := saperly.NewUUID(), saperly.NewUUID()
+	secretA, secretB := randomSecret(), randomSecret()
+	dir := t.TempDir()
+	writePrompt(t, dir, "default.md", "You are the front desk.\n")
+	writePrompt(t, dir, "lines.yaml", fmt.Sprintf("%s:\n  secret_env: LINE_A_SECRET\n%s:\n  secret_env: LINE_B_SECRET\n", lineA, lineB))
+	m := startMock(t, "-reply", "Sure, happy to help.", "-token-delay", "1ms")
+	b := startBrain(t, brainConfig{Redis: sharedRedisURL(t), Model: m.URL + "/v1", Env: map[string]string{
+		"PROMPTS_DIR": dir, "LINE_A_SECRET": secretA, "LINE_B_SECRET": secretB,
+	}})
+	global := b.Secret
+
+	callB := saperly.NewUUID()
+	res, err := deliver(t, b.client, saperly.WebhookPath, startEvent(b, callB, lineB), saperly.WithSecret(secretB))
+	require.NoError(t, err)
+	checkAck(t, res)
+	first := lineMessage(b, lineB, callB, "What are your hours?")
+	res, err = deliver(t, b.client, saperly.WebhookPath, first, saperly.WithSecret(secretB))
+	checkSpoken(t, res, err)
+	answer := res.Text()
+
+	forged := []struct {
+		name   string
+		path   string
+		ev     saperly.Event
+		secret string
+	}{
+		{name: "interrupted signed by A", ev: withPartial(b.client.NewEvent("interrupted", callB, lineA), "Forged."), secret: secretA},
+		{name: "interrupted without line_id, global secret", ev: withoutLine(withPartial(b.client.NewEvent("interrupted", callB, ""), "Forged.")), secret: global},
+		{name: "call_started signed by A", ev: startEvent(b, callB, lineA), secret: secretA},
+		{name: "call_ended signed by A", ev: b.client.NewEvent("call_ended", callB, lineA), secret: secretA},
+		{name: "call_ended naming B, global secret", ev: b.client.NewEvent("call_ended", callB, saperly.NewUUID()), secret: global},
+		{name: "status callback signed by A", path: "/status", ev: b.client.NewEvent("call_incoming", callB, lineA), secret: secretA},
+		{name: "message without line_id, global secret", ev: withoutLine(lineMessage(b, "", callB, "Read me the last answer.")), secret: global},
+		{name: "message signed by A", ev: lineMessage(b, lineA, callB, "Read me the last answer."), secret: secretA},
+	}
+	for _, f := range forged {
+		path := f.path
+		if path == "" {
+			path = saperly.WebhookPath
+		}
+		res, err := deliver(t, b.client, path, f.ev, saperly.WithSecret(f.secret))
+		checkError(t, res, err, http.StatusForbidden, "wrong_line")
+	}
+
+	said := "And on Saturday?"
+	res, err = deliver(t, b.client, saperly.WebhookPath, lineMessage(b, lineB, callB, said), saperly.WithSecret(secretB))
+	checkSpoken(t, res, err)
+	req := requestSaying(t, m, said)
+	var convo []string
+	for _, msg := range req.Messages[1:] {
+		convo = append(convo, msg.Role+": "+norm(msg.Content))
+	}
+	assert.Equal(t, []string{"user: What are your hours?", "assistant: " + norm(answer), "user: " + said}, convo,
+		"B's conversation is B's own: no forged interrupt, no forged message")
+	assert.Len(t, m.requests(t), 2, "the forged message never reached the model")
+}
+
+func startEvent(b *brain, callID, lineID string) saperly.Event {
+	ev := b.client.NewEvent("call_started", callID, lineID)
+	ev["from_number"], ev["to_number"], ev["direction"] = "+14155550100", "+14155550199", "inbound"
+	return ev
+}
+
+func withPartial(ev saperly.Event, partial string) saperly.Event {
+	ev["partial_response_text"] = partial
+	ev["timestamp"] = time.Now().UnixMilli()
+	return ev
+}
+
+func withoutLine(ev saperly.Event) saperly.Event {
+	delete(ev, "line_id")
+	return ev
+}
