@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -95,8 +97,10 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 			Owner: ev.Delivery.Owner,
 		})
 	case EventInterrupted:
+		// What was played of our own answer: never longer than a turn's cap, give or take.
+		partial, _ := cutWords(ev.PartialText, 2*a.cfg.MaxChars)
 		err = a.store.AppendEntry(ctx, ev.CallID, ev.Delivery.Owner, session.Entry{
-			Kind: session.EntryInterrupt, Text: ev.PartialText, At: at.UnixMilli(), EventID: ev.ID,
+			Kind: session.EntryInterrupt, Text: partial, At: at.UnixMilli(), EventID: ev.ID,
 		})
 	case EventCallIncoming, EventCallOutgoing:
 		if ev.CallID == "" {
@@ -169,6 +173,11 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	if strings.TrimSpace(ev.Text) == "" {
 		stats.Outcome = OutcomeNoInput
 		return a.sayFixed(ev, &stats, emit, a.cfg.NoInputLine)
+	}
+	if text, cut := cutWords(ev.Text, a.cfg.MaxUtterance); cut {
+		// A megabyte "utterance" must not go to the model, nor into every later prompt.
+		stats.UtteranceCut = utf8.RuneCountInString(ev.Text)
+		ev.Text = text
 	}
 
 	// The agent the line has now pins the call, unless an earlier event pinned one.
@@ -273,6 +282,27 @@ func (a *Agent) system(ag *prompts.Agent, lib *prompts.Library, line prompts.Lin
 			"spoke over you. If they have nothing more to ask, confirm briefly and end the call."
 	}
 	return text
+}
+
+// cutWords returns s cut to at most max characters, at the last word boundary before the
+// cut when there is one in its last fifth (else mid-word), and whether it was cut.
+func cutWords(s string, max int) (string, bool) {
+	if max <= 0 || utf8.RuneCountInString(s) <= max {
+		return s, false
+	}
+	end, n := 0, 0
+	for i := range s {
+		if n == max {
+			end = i
+			break
+		}
+		n++
+	}
+	cut := s[:end]
+	if i := strings.LastIndexFunc(cut, unicode.IsSpace); i > 0 && utf8.RuneCountInString(cut[:i]) >= max*4/5 {
+		cut = cut[:i]
+	}
+	return strings.TrimRightFunc(cut, unicode.IsSpace), true
 }
 
 func or(v, def string) string {
@@ -383,6 +413,9 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	}
 	if s.Budget != "" {
 		fields = append(fields, zap.String("budget", s.Budget))
+	}
+	if s.UtteranceCut > 0 {
+		fields = append(fields, zap.Int("utterance_cut_from", s.UtteranceCut))
 	}
 	if a.cfg.LogText {
 		fields = append(fields, zap.String("caller_text", ev.Text))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -317,4 +318,33 @@ func TestEventsSignedByAnotherScopeChangeNothing(t *testing.T) {
 	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallStarted, CallID: "g1"}, "*")))
 	require.ErrorIs(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallEnded, CallID: "g1", LineID: "line-a"}, "line-a")), agent.ErrWrongLine)
 	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallEnded, CallID: "g1"}, "*")))
+}
+
+// TestLongUtteranceIsCutAtAWord reproduces issue 8 §4: a 500 KB utterance went to the model
+// and into the history whole. It is cut to MaxUtterance characters at a word boundary.
+func TestLongUtteranceIsCutAtAWord(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Sure.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	huge := strings.Repeat("blah ", 100<<10) // 500 KB
+	require.NoError(t, h.agent.Respond(t.Context(), message("c1", "e1", huge), func(agent.Chunk) error { return nil }))
+
+	reqs := llm.requests()
+	require.Len(t, reqs, 1)
+	msgs := reqs[0].Messages
+	sent := msgs[len(msgs)-1].Text
+	assert.LessOrEqual(t, len(sent), agent.DefaultMaxUtterance)
+	assert.GreaterOrEqual(t, len(sent), agent.DefaultMaxUtterance*4/5)
+	assert.True(t, strings.HasSuffix(sent, "blah"), "cut at a word boundary, got …%q", sent[len(sent)-10:])
+	st, err := h.store.Load(t.Context(), "c1")
+	require.NoError(t, err)
+	require.NotEmpty(t, st.History)
+	assert.Equal(t, sent, st.History[0].Text, "the history keeps what the model was given")
+	stats := h.stats[0]
+	assert.Equal(t, len(huge), stats.UtteranceCut, "the cut is logged with the original length")
+
+	// Under the cap nothing changes.
+	require.NoError(t, h.agent.Respond(t.Context(), message("c1", "e2", "Short and sweet."), func(agent.Chunk) error { return nil }))
+	msgs = llm.requests()[1].Messages
+	assert.Equal(t, "Short and sweet.", msgs[len(msgs)-1].Text)
 }

@@ -26,6 +26,10 @@ const (
 	DefaultClockSkew    = 300 * time.Second
 	DefaultReplayWindow = 5 * time.Minute
 	DefaultFallbackLine = "Sorry, I'm having a little trouble right now. Could you say that again?"
+	// DefaultMaxIDLen bounds ids that become store keys: Saperly's ids are 36-character UUIDs.
+	DefaultMaxIDLen = 128
+	// DefaultMaxConns bounds open connections (see Config.MaxConns).
+	DefaultMaxConns = 4096
 )
 
 const (
@@ -65,6 +69,14 @@ type Config struct {
 	// Ready is the /readyz check, given one second; nil means always ready. It must return
 	// when its context ends.
 	Ready func(ctx context.Context) error
+	// MaxIDLen is the longest delivery id, call_id, event_id and line_id accepted, in bytes;
+	// a longer one is refused with 400 before the store is touched (ids become store keys).
+	// Default DefaultMaxIDLen.
+	MaxIDLen int
+	// MaxConns caps open connections. At the cap a new connection closes the one idle longest
+	// (a keep-alive between requests, or one that has sent nothing yet), or is itself closed
+	// when every connection is serving a request. Default DefaultMaxConns.
+	MaxConns int
 	// FallbackLine is spoken when the responder returns without saying anything. Default
 	// DefaultFallbackLine.
 	FallbackLine string
@@ -104,6 +116,7 @@ type Server struct {
 	log       *zap.Logger
 	e         *echo.Echo
 	srv       *http.Server
+	conns     *connLimit
 }
 
 // Routes.
@@ -137,6 +150,12 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxIDLen <= 0 {
+		cfg.MaxIDLen = DefaultMaxIDLen
 	}
 	if cfg.Scope == nil {
 		cfg.Scope = func(string) string { return OwnerGlobal }
@@ -172,6 +191,8 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 		WriteTimeout: 0,
 		IdleTimeout:  120 * time.Second,
 	}
+	s.conns = newConnLimit(cfg.MaxConns, s.log)
+	s.srv.ConnState = s.conns.track
 	if std, err := zap.NewStdLogAt(s.log, zapcore.WarnLevel); err == nil {
 		s.srv.ErrorLog = std
 	}
@@ -181,9 +202,10 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 // ServeHTTP serves one request through the Echo instance and all its middleware.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
 
-// Serve accepts connections on ln until Shutdown. It returns nil after a graceful shutdown.
+// Serve accepts connections on ln, at most Config.MaxConns open at once, until Shutdown. It
+// returns nil after a graceful shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := s.srv.Serve(s.conns.listener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
@@ -289,18 +311,11 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	d.verify = "ok"
 	verified := time.Since(d.start)
 
-	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
-	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
-	cancel()
-	switch {
-	case err != nil:
-		// Fail open: silence on a call is worse than a rare replay slipping through.
-		d.cacheErr = fmt.Errorf("check delivery %s: %w", clip(d.id), err)
-	case !first:
-		return httpError(http.StatusConflict, "duplicate_delivery",
-			fmt.Errorf("delivery %s seen in the last %s", clip(d.id), s.replayTTL))
+	// Everything that can be judged without the store is, before the store is touched.
+	if len(d.id) > s.cfg.MaxIDLen {
+		return httpError(http.StatusBadRequest, fmt.Sprintf("delivery id is longer than %d bytes", s.cfg.MaxIDLen),
+			fmt.Errorf("delivery id of %d bytes", len(d.id)))
 	}
-
 	ev, err := DecodeEvent(body)
 	if err != nil {
 		msg := "invalid body"
@@ -315,6 +330,25 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		return httpError(http.StatusBadRequest, "ambiguous line_id",
 			fmt.Errorf("line_id peeked %q, decoded %q", clip(d.lineID), clip(ev.LineID)))
 	}
+	for _, f := range []struct{ name, v string }{{"call_id", ev.CallID}, {"event_id", ev.ID}, {"line_id", ev.LineID}} {
+		if len(f.v) > s.cfg.MaxIDLen {
+			return httpError(http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", f.name, s.cfg.MaxIDLen),
+				fmt.Errorf("%s of %d bytes", f.name, len(f.v)))
+		}
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
+	cancel()
+	switch {
+	case err != nil:
+		// Fail open: silence on a call is worse than a rare replay slipping through.
+		d.cacheErr = fmt.Errorf("check delivery %s: %w", clip(d.id), err)
+	case !first:
+		return httpError(http.StatusConflict, "duplicate_delivery",
+			fmt.Errorf("delivery %s seen in the last %s", clip(d.id), s.replayTTL))
+	}
+
 	ev.Delivery = agent.Delivery{
 		ID:         d.id,
 		Attempt:    d.attempt,

@@ -80,8 +80,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 			scope, _ := lineSecrets(lib.Current(), lineID, global, getenv)
 			return scope
 		},
-		Ready:   store.Ping,
-		LogText: cfg.LogText,
+		Ready:    store.Ping,
+		LogText:  cfg.LogText,
+		MaxIDLen: cfg.MaxIDLen,
+		MaxConns: cfg.MaxConns,
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:

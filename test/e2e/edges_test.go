@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +94,37 @@ func withPartial(ev saperly.Event, partial string) saperly.Event {
 func withoutLine(ev saperly.Event) saperly.Event {
 	delete(ev, "line_id")
 	return ev
+}
+
+// TestConnectionFlood: thousands of idle loopback connections (issue 8 §4: 20 000 made the
+// brain stop accepting and reach 418 MB). The brain holds at most BRAIN_MAX_CONNS of them,
+// shedding idle ones first, and a message sent during the flood is answered.
+func TestConnectionFlood(t *testing.T) {
+	t.Parallel()
+	const maxConns, flood = 200, 3000
+	m := startMock(t, "-reply", "Still here.", "-token-delay", "1ms")
+	b := startBrain(t, brainConfig{Model: m.URL + "/v1", Env: map[string]string{"BRAIN_MAX_CONNS": fmt.Sprint(maxConns)}})
+	addr := strings.TrimPrefix(b.URL, "http://")
+
+	idle := make([]net.Conn, 0, flood)
+	t.Cleanup(func() {
+		for _, c := range idle {
+			_ = c.Close()
+		}
+	})
+	for range flood {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		idle = append(idle, c)
+	}
+	res, err := deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, saperly.NewUUID(), "Are you there?"))
+	checkSpoken(t, res, err)
+	assert.Equal(t, "Still here.", res.Text())
+
+	// The brain's open sockets, counted by the kernel: bounded by the cap, whatever the flood.
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", b.cmd.Process.Pid))
+	if err == nil { // Linux only
+		assert.Less(t, len(fds), maxConns+64, "open descriptors of the brain")
+	}
+	b.waitLog(t, "the shedding is logged", func(e logEntry) bool { return e.str("msg") == "connection limit reached" })
 }
