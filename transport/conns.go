@@ -39,7 +39,9 @@ func newConnLimit(max int, log *zap.Logger) *connLimit {
 }
 
 // listener returns ln with the limit applied to the connections it accepts.
-func (l *connLimit) listener(ln net.Listener) net.Listener { return &limitedListener{Listener: ln, l: l} }
+func (l *connLimit) listener(ln net.Listener) net.Listener {
+	return &limitedListener{Listener: ln, l: l}
+}
 
 // track is the http.Server's ConnState hook.
 func (l *connLimit) track(c net.Conn, st http.ConnState) {
