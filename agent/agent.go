@@ -97,10 +97,17 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 			Owner: ev.Delivery.Owner,
 		})
 	case EventInterrupted:
+		if ahead := at.Sub(ev.Delivery.ReceivedAt); ev.Interrupts == "" && !ev.Delivery.ReceivedAt.IsZero() && ahead > InterruptSkew {
+			// Placed by its timestamp alone, an interrupt from the future would cut whatever
+			// answer is newest when it is read: keep nothing rather than the wrong cut.
+			a.log.Warn("interrupt ignored: timestamp ahead of the clock", zap.String("call_id", ev.CallID),
+				zap.String("event_id", ev.ID), zap.Int64("ahead_ms", ahead.Milliseconds()))
+			return nil
+		}
 		// What was played of our own answer: never longer than a turn's cap, give or take.
 		partial, _ := cutWords(ev.PartialText, 2*a.cfg.MaxChars)
 		err = a.store.AppendEntry(ctx, ev.CallID, ev.Delivery.Owner, session.Entry{
-			Kind: session.EntryInterrupt, Text: partial, At: at.UnixMilli(), EventID: ev.ID,
+			Kind: session.EntryInterrupt, Text: partial, At: at.UnixMilli(), EventID: ev.ID, Ref: ev.Interrupts,
 		})
 	case EventCallIncoming, EventCallOutgoing:
 		if ev.CallID == "" {
@@ -129,6 +136,11 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 	}
 	return nil
 }
+
+// InterruptSkew is how far ahead of the brain's clock an interrupted event's timestamp may be
+// and still place it (when it does not name the message it cuts); Saperly's clock and ours
+// agree to well within it. See session.MaxInterruptLag for the other end of the window.
+const InterruptSkew = time.Minute
 
 // callerNumber is the other party's number: the caller on an inbound call, the called
 // number on an outbound one.

@@ -348,3 +348,36 @@ func TestLongUtteranceIsCutAtAWord(t *testing.T) {
 	msgs = llm.requests()[1].Messages
 	assert.Equal(t, "Short and sweet.", msgs[len(msgs)-1].Text)
 }
+
+// TestInterruptPlacement reproduces issue 8 §4: an interrupted event stamped an hour ahead
+// rewrote the newest answer. It is ignored; one that names its message cuts that answer only.
+func TestInterruptPlacement(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("We open at nine and close at five.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	ctx := t.Context()
+	for _, id := range []string{"m1", "m2"} {
+		require.NoError(t, h.agent.Respond(ctx, message("c1", id, "Hours?"), func(agent.Chunk) error { return nil }))
+	}
+	before, err := h.store.Load(ctx, "c1")
+	require.NoError(t, err)
+	interrupt := func(id string, at time.Time, ref string) agent.Event {
+		return agent.Event{
+			Kind: agent.EventInterrupted, ID: id, CallID: "c1", LineID: "line-1", Timestamp: at.UnixMilli(),
+			PartialText: "We open", Interrupts: ref, Delivery: agent.Delivery{ReceivedAt: time.Now()},
+		}
+	}
+
+	require.NoError(t, h.agent.Record(ctx, interrupt("i1", time.Now().Add(time.Hour), "")), "acknowledged, so Saperly does not retry it")
+	after, err := h.store.Load(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, before.History, after.History, "an interrupt from the future cuts nothing")
+
+	require.NoError(t, h.agent.Record(ctx, interrupt("i2", time.Now().Add(time.Hour), "m1")))
+	after, err = h.store.Load(ctx, "c1")
+	require.NoError(t, err)
+	require.Len(t, after.History, 4)
+	assert.Equal(t, "We open", after.History[1].Text, "the answer to the message it names is cut")
+	assert.True(t, after.History[1].Interrupted)
+	assert.Equal(t, before.History[3], after.History[3], "the newest answer is untouched")
+}

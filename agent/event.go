@@ -26,6 +26,9 @@ type Event struct {
 
 	Text        string // message: the caller's words; sms_received: the SMS body
 	PartialText string // interrupted: what the caller actually heard
+	// Interrupts is, on interrupted, the event_id of the message whose answer was cut, when
+	// the body names it (the key is not published; see transport.DecodeEvent).
+	Interrupts string
 
 	From      string
 	To        string

@@ -45,6 +45,10 @@ type Entry struct {
 	// EndCall marks an assistant turn that said goodbye meaning to end the call.
 	EndCall bool `json:"end,omitempty"`
 
+	// Ref, on an interrupt, is the event id of the message whose answer it cut, when Saperly
+	// named it: Fold then applies it to that answer and no other, whatever its At.
+	Ref string `json:"r,omitempty"`
+
 	ToolCall string `json:"tc,omitempty"`
 	ToolName string `json:"tn,omitempty"`
 	ToolArgs string `json:"ta,omitempty"`
@@ -162,10 +166,18 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
+// MaxInterruptLag is how long after an answer began an interrupt placed by its timestamp may
+// still cut it: Saperly ends an answer after 5 minutes, and the interrupted event follows
+// within seconds. An interrupt later than that after every answer (a clock far off, a forged
+// or replayed timestamp) cuts nothing.
+const MaxInterruptLag = 6 * time.Minute
+
 // Fold turns a history log into the conversation as the caller experienced it: user, tool and
 // assistant entries in log order, a repeated (kind, event id) pair kept once, and each
-// interrupt applied to the latest assistant turn that began at or before it. Interrupt
-// entries themselves are not returned. Both stores call it on Load, so they cannot disagree.
+// interrupt applied to one answer: the answer to the message its Ref names when it has one,
+// else the latest assistant turn that began at or before it, and at most MaxInterruptLag
+// before it. Interrupt entries themselves are not returned. Both stores call it on Load, so
+// they cannot disagree.
 func Fold(log []Entry) []Entry {
 	out := make([]Entry, 0, len(log))
 	type key struct{ kind, event, tool string }
@@ -189,15 +201,27 @@ func Fold(log []Entry) []Entry {
 		}
 		out = append(out, e)
 	}
+	lag := MaxInterruptLag.Milliseconds()
 	for _, in := range interrupts {
 		best := -1
 		for i, e := range out {
-			if e.Kind == EntryAssistant && e.At <= in.At && (best < 0 || e.At >= out[best].At) {
+			if e.Kind != EntryAssistant {
+				continue
+			}
+			if in.Ref != "" {
+				if e.EventID == in.Ref {
+					best = i
+				}
+				continue
+			}
+			if e.At <= in.At && in.At-e.At <= lag && (best < 0 || e.At >= out[best].At) {
 				best = i
 			}
 		}
 		if best < 0 {
-			continue // the interrupt predates every answer we hold: nothing was cut
+			// Before every answer we hold, too long after all of them, or naming an answer not
+			// (yet) in the log: nothing to cut.
+			continue
 		}
 		// Saperly reports the played prefix; never let a late duplicate lengthen a turn again.
 		if out[best].Interrupted && len(out[best].Text) <= len(in.Text) {

@@ -722,6 +722,10 @@ func TestFold(t *testing.T) {
 	interrupt := func(at int64, text string) session.Entry {
 		return session.Entry{Kind: session.EntryInterrupt, Text: text, At: at}
 	}
+	ref := func(e session.Entry, eventID string) session.Entry {
+		e.Ref = eventID
+		return e
+	}
 	es := func(e ...session.Entry) []session.Entry { return e }
 	u1, a1 := user(1000, "e1", "Hi."), answer(1000, "e1", "Hello, how can I help?")
 	u2, a2 := user(3000, "e2", "Hours?"), answer(3000, "e2", "Nine to five.")
@@ -768,6 +772,32 @@ func TestFold(t *testing.T) {
 			name: "longer late interrupt ignored",
 			log:  es(u1, a1, interrupt(1500, "Hello,"), interrupt(1600, "Hello, how")),
 			want: es(u1, cut(a1, "Hello,")),
+		},
+		{
+			// Issue 8 §4: an interrupted event stamped an hour ahead rewrote the newest answer.
+			name: "interrupt far after every answer cuts nothing",
+			log:  es(u1, a1, u2, a2, interrupt(3000+time.Hour.Milliseconds(), "Forged.")),
+			want: es(u1, a1, u2, a2),
+		},
+		{
+			name: "interrupt at the end of the window still cuts",
+			log:  es(u1, a1, u2, a2, interrupt(3000+session.MaxInterruptLag.Milliseconds(), "Nine")),
+			want: es(u1, a1, u2, cut(a2, "Nine")),
+		},
+		{
+			name: "interrupt naming its message cuts that answer whatever its time",
+			log:  es(u1, a1, u2, a2, ref(interrupt(3000+time.Hour.Milliseconds(), "Hello,"), "e1")),
+			want: es(u1, cut(a1, "Hello,"), u2, a2),
+		},
+		{
+			name: "interrupt naming its message before the answer is in the log",
+			log:  es(u1, ref(interrupt(900, "Nine"), "e2"), a1, u2, a2),
+			want: es(u1, a1, u2, cut(a2, "Nine")),
+		},
+		{
+			name: "interrupt naming an unknown message cuts nothing",
+			log:  es(u1, a1, ref(interrupt(1500, "Hello,"), "e9")),
+			want: es(u1, a1),
 		},
 		{
 			name: "unknown kind ignored",

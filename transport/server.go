@@ -330,7 +330,7 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		return httpError(http.StatusBadRequest, "ambiguous line_id",
 			fmt.Errorf("line_id peeked %q, decoded %q", clip(d.lineID), clip(ev.LineID)))
 	}
-	for _, f := range []struct{ name, v string }{{"call_id", ev.CallID}, {"event_id", ev.ID}, {"line_id", ev.LineID}} {
+	for _, f := range []struct{ name, v string }{{"call_id", ev.CallID}, {"event_id", ev.ID}, {"line_id", ev.LineID}, {"interrupted_event_id", ev.Interrupts}} {
 		if len(f.v) > s.cfg.MaxIDLen {
 			return httpError(http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", f.name, s.cfg.MaxIDLen),
 				fmt.Errorf("%s of %d bytes", f.name, len(f.v)))

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/callbrain/callbrain/test/mockllm"
 	"github.com/callbrain/callbrain/test/saperly"
 )
 
@@ -69,11 +70,7 @@ func TestCallsBelongToTheirSigningLine(t *testing.T) {
 	said := "And on Saturday?"
 	res, err = deliver(t, b.client, saperly.WebhookPath, lineMessage(b, lineB, callB, said), saperly.WithSecret(secretB))
 	checkSpoken(t, res, err)
-	req := requestSaying(t, m, said)
-	var convo []string
-	for _, msg := range req.Messages[1:] {
-		convo = append(convo, msg.Role+": "+norm(msg.Content))
-	}
+	convo := conversation(requestSaying(t, m, said))
 	assert.Equal(t, []string{"user: What are your hours?", "assistant: " + norm(answer), "user: " + said}, convo,
 		"B's conversation is B's own: no forged interrupt, no forged message")
 	assert.Len(t, m.requests(t), 2, "the forged message never reached the model")
@@ -127,4 +124,55 @@ func TestConnectionFlood(t *testing.T) {
 		assert.Less(t, len(fds), maxConns+64, "open descriptors of the brain")
 	}
 	b.waitLog(t, "the shedding is logged", func(e logEntry) bool { return e.str("msg") == "connection limit reached" })
+}
+
+// TestInterruptPlacedSafely: an interrupted event stamped an hour ahead (issue 8 §4) leaves
+// the conversation alone; one naming the message it cut (interrupted_event_id) cuts that
+// answer, not the newest.
+func TestInterruptPlacedSafely(t *testing.T) {
+	t.Parallel()
+	m := startMock(t, "-reply", "We open at nine and close at five.", "-token-delay", "1ms")
+	b := startBrain(t, brainConfig{Redis: sharedRedisURL(t), Model: m.URL + "/v1"})
+	call := saperly.NewUUID()
+	first := lineMessage(b, b.Line, call, "When do you open?")
+	res, err := deliver(t, b.client, saperly.WebhookPath, first)
+	checkSpoken(t, res, err)
+	answer := norm(res.Text())
+	res, err = deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, call, "And on Sunday?"))
+	checkSpoken(t, res, err)
+
+	future := b.client.NewEvent("interrupted", call, b.Line)
+	future["partial_response_text"] = "Forged"
+	future["timestamp"] = time.Now().Add(time.Hour).UnixMilli()
+	res, err = deliver(t, b.client, saperly.WebhookPath, future)
+	require.NoError(t, err)
+	checkAck(t, res)
+
+	res, err = deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, call, "Thanks."))
+	checkSpoken(t, res, err)
+	convo := conversation(requestSaying(t, m, "Thanks."))
+	assert.Equal(t, []string{"user: When do you open?", "assistant: " + answer, "user: And on Sunday?", "assistant: " + answer, "user: Thanks."}, convo,
+		"an interrupt from the future cuts nothing")
+
+	named := b.client.NewEvent("interrupted", call, b.Line)
+	named["partial_response_text"] = "We open at nine"
+	named["interrupted_event_id"] = first["event_id"]
+	res, err = deliver(t, b.client, saperly.WebhookPath, named)
+	require.NoError(t, err)
+	checkAck(t, res)
+	res, err = deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, call, "Bye."))
+	checkSpoken(t, res, err)
+	convo = conversation(requestSaying(t, m, "Bye."))
+	require.Len(t, convo, 7)
+	assert.Equal(t, "assistant: We open at nine", convo[1], "the answer the interrupt names is cut")
+	assert.Equal(t, "assistant: "+answer, convo[5], "the newest answer is whole")
+}
+
+// conversation is a model request's messages after the system prompt, as "role: text".
+func conversation(req mockllm.Request) []string {
+	var out []string
+	for _, msg := range req.Messages[1:] {
+		out = append(out, msg.Role+": "+norm(msg.Content))
+	}
+	return out
 }
