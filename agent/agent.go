@@ -24,6 +24,8 @@ type Agent struct {
 	store    session.Store
 	prompts  *prompts.Live
 	control  CallControl
+	lookup   CallLookup
+	lookups  lookupCache
 	http     *http.Client // for HTTP tools
 	log      *zap.Logger
 }
@@ -38,7 +40,10 @@ type Deps struct {
 	Store    session.Store // required
 	Prompts  *prompts.Live // required
 	Control  CallControl   // nil: the brain never ends calls, and end_call is not offered
-	Log      *zap.Logger   // nil: no logs
+	// Lookup checks calls the brain has no record of when a message arrives (their
+	// call_started never came); nil: such calls are taken on trust.
+	Lookup CallLookup
+	Log    *zap.Logger // nil: no logs
 }
 
 // New returns an Agent.
@@ -58,6 +63,7 @@ func New(cfg Config, d Deps) *Agent {
 		store:    d.Store,
 		prompts:  d.Prompts,
 		control:  d.Control,
+		lookup:   d.Lookup,
 		http: &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			MaxIdleConnsPerHost: 64,
@@ -232,6 +238,16 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		stats.Outcome = OutcomeRejected
 		return fmt.Errorf("call %s is owned by %s, not %s: %w", ev.CallID, st.Call.Owner, o, ErrWrongLine)
 	}
+	if a.lookup != nil && !stats.Degraded && !knownCall(st) {
+		lookupErr, refuse := a.checkCall(ctx, ev)
+		if refuse != nil {
+			stats.Outcome = OutcomeRejected
+			return refuse
+		}
+		if lookupErr != nil {
+			log.Warn("call lookup failed, answering anyway", zap.Error(lookupErr))
+		}
+	}
 	stats.Turn = countUser(st.History) + 1
 	if !claimed {
 		stats.Replayed = true
@@ -240,6 +256,12 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	ag := a.pinned(st.Call, current, log)
 	t := newTurn(a, ev, st, ag, a.system(ag, lib, line, st, ev, log), emit, log, start, &stats)
 	return t.run(ctx)
+}
+
+// knownCall reports whether the call's record shows it is real: its call_started (or a status
+// callback) was recorded, or an earlier turn was answered, so no lookup is needed.
+func knownCall(st session.State) bool {
+	return st.Call.Status != "" || len(st.History) > 0
 }
 
 // pinned returns the agent version the call is pinned to, or current when the call has no

@@ -3,6 +3,8 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/callbrain/callbrain/agent"
 	"github.com/callbrain/callbrain/prompts"
 	"github.com/callbrain/callbrain/session"
+	"github.com/callbrain/callbrain/test/saperly"
 )
 
 // promptDir writes files into a fresh prompts directory.
@@ -380,4 +383,56 @@ func TestInterruptPlacement(t *testing.T) {
 	assert.Equal(t, "We open", after.History[1].Text, "the answer to the message it names is cut")
 	assert.True(t, after.History[1].Interrupted)
 	assert.Equal(t, before.History[3], after.History[3], "the newest answer is untouched")
+}
+
+// TestCallsTheBrainHasNoRecordOfAreLookedUp: with the Saperly API configured, a message about
+// a call whose call_started never arrived is checked once against GET /calls/{id} (issue 8
+// §1): unknown calls and calls on another line are refused, known ones answered, the answers
+// cached, and a call the store knows costs no lookup. An API outage answers anyway.
+func TestCallsTheBrainHasNoRecordOfAreLookedUp(t *testing.T) {
+	t.Parallel()
+	api := saperly.NewAPI("api-key")
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	api.AddCall("known", "line-1")
+	api.AddCall("elsewhere", "line-9")
+
+	lib, err := prompts.NewLive(promptDir(t, map[string]string{"default.md": "Hi."}), zap.NewNop())
+	require.NoError(t, err)
+	store := session.NewMemoryStore(session.Options{})
+	llm := anyModel("Hello.")
+	a := agent.New(agent.Config{Model: "m"}, agent.Deps{
+		Primary: llm, Store: store, Prompts: lib, Lookup: agent.NewSaperlyAPI(srv.URL+saperly.APIBasePath, "api-key"),
+	})
+	ctx := t.Context()
+	say := func(callID, eventID string) ([]string, error) {
+		var heard []string
+		err := a.Respond(ctx, message(callID, eventID, "Hello?"), func(c agent.Chunk) error { heard = append(heard, c.Text); return nil })
+		return heard, err
+	}
+
+	heard, err := say("ghost", "g1")
+	require.ErrorIs(t, err, agent.ErrUnknownCall)
+	assert.Empty(t, heard)
+	_, err = say("ghost", "g2")
+	require.ErrorIs(t, err, agent.ErrUnknownCall, "the negative answer is cached")
+	_, err = say("elsewhere", "x1")
+	require.ErrorIs(t, err, agent.ErrWrongLine, "a call Saperly puts on another line")
+	assert.Empty(t, llm.requests(), "refused calls never reach the model")
+	assert.Equal(t, []string{"ghost", "elsewhere"}, api.Lookups())
+
+	heard, err = say("known", "k1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Hello."}, heard)
+	_, err = say("known", "k2")
+	require.NoError(t, err)
+	require.NoError(t, a.Record(ctx, agent.Event{Kind: agent.EventCallStarted, CallID: "started", LineID: "line-1"}))
+	_, err = say("started", "s1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ghost", "elsewhere", "known"}, api.Lookups(), "known calls are not looked up again")
+
+	api.SetFault(saperly.Fault{Status: http.StatusServiceUnavailable})
+	heard, err = say("new-during-outage", "o1")
+	require.NoError(t, err, "fail open: an API outage never silences a caller")
+	assert.Equal(t, []string{"Hello."}, heard)
 }

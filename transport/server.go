@@ -425,10 +425,15 @@ func (s *Server) answer(c echo.Context, d *delivery) {
 	switch {
 	case w.Lines() > 0:
 		d.outcome = outcomeAnswered
-	case errors.Is(err, agent.ErrWrongLine):
-		// A forged or misrouted event about another line's call: refused, never spoken to.
+	case errors.Is(err, agent.ErrWrongLine), errors.Is(err, agent.ErrUnknownCall):
+		// A forged or misrouted event about another line's call, or about a call Saperly
+		// does not know: refused, never spoken to.
 		d.outcome = outcomeRejected
-		if werr := c.JSON(http.StatusForbidden, map[string]string{"error": "wrong_line"}); werr != nil {
+		reason := "wrong_line"
+		if errors.Is(err, agent.ErrUnknownCall) {
+			reason = "unknown_call"
+		}
+		if werr := c.JSON(http.StatusForbidden, map[string]string{"error": reason}); werr != nil {
 			err = errors.Join(err, werr)
 		}
 	case ctx.Err() == nil:

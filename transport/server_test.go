@@ -841,3 +841,11 @@ func TestConnectionFloodKeepsAnswering(t *testing.T) {
 	require.NoError(t, f.s.Shutdown(sctx))
 	require.NoError(t, <-served)
 }
+
+func TestWebhookRefusesAnUnknownCall(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &scripted{err: fmt.Errorf("respond: %w", agent.ErrUnknownCall)}, nil)
+	rec := f.send(t, deliveryReq{body: msgBody("Hello?")})
+	assertJSON(t, rec, http.StatusForbidden, `{"error":"unknown_call"}`)
+	assert.Equal(t, outcomeRejected, oneEvent(t, f).ContextMap()["outcome"])
+}

@@ -61,9 +61,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	primary, fallback := models(cfg, log)
 	cfg.Agent.Getenv = getenv // tool headers name the variables that hold their values
+	control, lookup := saperlyAPI(cfg, lib.Current(), log)
 	ag := agent.New(cfg.Agent, agent.Deps{
 		Primary: primary, Fallback: fallback, Store: store, Prompts: lib,
-		Control: callControl(cfg, lib.Current(), log), Log: log,
+		Control: control, Lookup: lookup, Log: log,
 	})
 
 	if cfg.DevSecret {
@@ -258,19 +259,21 @@ func warnLineSecrets(lib *prompts.Library, getenv func(string) string, log *zap.
 	}
 }
 
-// callControl returns the Saperly API client that ends calls, or nil when no API key is set
-// (then no agent is offered end_call).
-func callControl(cfg config, lib *prompts.Library, log *zap.Logger) agent.CallControl {
+// saperlyAPI returns the Saperly API client that ends calls and looks up calls the brain has
+// no record of, or nils when no API key is set (then no agent is offered end_call, and such
+// calls are taken on trust).
+func saperlyAPI(cfg config, lib *prompts.Library, log *zap.Logger) (agent.CallControl, agent.CallLookup) {
 	if cfg.SaperlyAPIKey == "" {
 		for _, name := range lib.Names() {
 			if a, _ := lib.Agent(name); a.Settings.EndCall {
 				log.Warn("SAPERLY_API_KEY is not set: agents cannot end calls", zap.String("agent", name))
 			}
 		}
-		return nil
+		return nil, nil
 	}
-	log.Info("call control: saperly api", zap.String("base_url", or(cfg.SaperlyAPIBase, agent.DefaultSaperlyAPI)))
-	return agent.NewSaperlyAPI(cfg.SaperlyAPIBase, cfg.SaperlyAPIKey)
+	log.Info("call control and call lookup: saperly api", zap.String("base_url", or(cfg.SaperlyAPIBase, agent.DefaultSaperlyAPI)))
+	api := agent.NewSaperlyAPI(cfg.SaperlyAPIBase, cfg.SaperlyAPIKey)
+	return api, api
 }
 
 // models builds the primary model and the optional fallback.
