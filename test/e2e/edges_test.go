@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -175,4 +176,52 @@ func conversation(req mockllm.Request) []string {
 		out = append(out, msg.Role+": "+norm(msg.Content))
 	}
 	return out
+}
+
+// TestUnknownCallsAreLookedUp: with SAPERLY_API_KEY set, a message about a call whose
+// call_started never arrived is checked once against Saperly's API (here the stand-in that
+// `callsim api` serves): a call it does not know is refused 403 unknown_call, one on another
+// line 403 wrong_line, a known one answered, and its later turns cost no lookup. While the API
+// is down the brain answers anyway (fail open) and says so in its log.
+func TestUnknownCallsAreLookedUp(t *testing.T) {
+	t.Parallel()
+	key := "sk-saperly-" + saperly.NewUUID()
+	api := saperly.NewAPI(key)
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	m := startMock(t, "-reply", "Hello there.", "-token-delay", "1ms")
+	b := startBrain(t, brainConfig{Redis: sharedRedisURL(t), Model: m.URL + "/v1", Env: map[string]string{
+		"SAPERLY_API_BASE": srv.URL + saperly.APIBasePath,
+		"SAPERLY_API_KEY":  key,
+	}})
+	ghost, elsewhere, known, started := saperly.NewUUID(), saperly.NewUUID(), saperly.NewUUID(), saperly.NewUUID()
+	api.AddCall(elsewhere, saperly.NewUUID())
+	api.AddCall(known, b.Line)
+
+	say := func(callID string) (*saperly.Result, error) {
+		return deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, callID, "Hello?"))
+	}
+	res, err := say(ghost)
+	checkError(t, res, err, http.StatusForbidden, "unknown_call")
+	res, err = say(ghost)
+	checkError(t, res, err, http.StatusForbidden, "unknown_call")
+	res, err = say(elsewhere)
+	checkError(t, res, err, http.StatusForbidden, "wrong_line")
+	assert.Empty(t, m.requests(t), "refused calls never reach the model")
+
+	for range 2 {
+		res, err = say(known)
+		checkSpoken(t, res, err)
+	}
+	res, err = deliver(t, b.client, saperly.WebhookPath, startEvent(b, started, b.Line))
+	require.NoError(t, err)
+	checkAck(t, res)
+	res, err = say(started)
+	checkSpoken(t, res, err)
+	assert.Equal(t, []string{ghost, elsewhere, known}, api.Lookups(), "looked up once each; a call with a record never")
+
+	api.SetFault(saperly.Fault{Status: http.StatusServiceUnavailable})
+	res, err = say(saperly.NewUUID())
+	checkSpoken(t, res, err)
+	b.waitLog(t, "the failed lookup", func(e logEntry) bool { return e.str("msg") == "call lookup failed, answering anyway" })
 }
