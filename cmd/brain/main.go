@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -248,13 +249,23 @@ func lineSecrets(lib *prompts.Library, lineID string, global []string, getenv fu
 	return line.ID, []string{cur}
 }
 
-// warnLineSecrets names every line whose secret variable is unset: its deliveries are
-// verified with the global secret until it is set.
+// warnLineSecrets names every line whose secret variable is unset (its deliveries are
+// verified with the global secret until it is set) or holds a value too short to be a real
+// signing secret. Values are never logged.
 func warnLineSecrets(lib *prompts.Library, getenv func(string) string, log *zap.Logger) {
 	for _, l := range lib.Lines() {
-		if l.SecretEnv != "" && getenv(l.SecretEnv) == "" {
-			log.Warn("line secret variable is not set: verifying with the global secret",
-				zap.String("line_id", l.ID), zap.String("variable", l.SecretEnv))
+		for _, name := range []string{l.SecretEnv, l.SecretNextEnv} {
+			if name == "" {
+				continue
+			}
+			switch v := strings.TrimSpace(getenv(name)); {
+			case v == "" && name == l.SecretEnv:
+				log.Warn("line secret variable is not set: verifying with the global secret",
+					zap.String("line_id", l.ID), zap.String("variable", name))
+			case v != "" && len(v) < minSecretLen:
+				log.Warn("line secret is too short to be a signing secret",
+					zap.String("line_id", l.ID), zap.String("variable", name), zap.Int("min_chars", minSecretLen))
+			}
 		}
 	}
 }
