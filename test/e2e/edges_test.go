@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +226,48 @@ func TestUnknownCallsAreLookedUp(t *testing.T) {
 	res, err = say(saperly.NewUUID())
 	checkSpoken(t, res, err)
 	b.waitLog(t, "the failed lookup", func(e logEntry) bool { return e.str("msg") == "call lookup failed, answering anyway" })
+}
+
+// TestSecretsThatCannotBeRealStopTheStart: off loopback a blank or short
+// SAPERLY_WEBHOOK_SECRET, and anywhere a lines.yaml holding a secret instead of a variable's
+// name, stop the brain at start-up with an error naming the variable or the file and line,
+// and never the value (issue 8 §4).
+func TestSecretsThatCannotBeRealStopTheStart(t *testing.T) {
+	t.Parallel()
+	bin, _ := binaries(t)
+	// offLoopback is not a loopback address, and not one of this machine's (TEST-NET-1): a
+	// brain that failed to refuse would fail to listen rather than listen beyond loopback.
+	const offLoopback = "192.0.2.1:0"
+	pasted := "f3a9c1e7b5d24f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a"
+	dir := t.TempDir()
+	writePrompt(t, dir, "default.md", "You are the front desk.\n")
+	writePrompt(t, dir, "lines.yaml", saperly.NewUUID()+":\n  secret_env: "+pasted+"\n")
+	cases := []struct {
+		name   string
+		env    map[string]string
+		want   string
+		secret string
+	}{
+		{name: "blank secret off loopback", env: map[string]string{"BRAIN_ADDR": offLoopback, "SAPERLY_WEBHOOK_SECRET": "  "}, want: "SAPERLY_WEBHOOK_SECRET is blank"},
+		{name: "short secret off loopback", env: map[string]string{"BRAIN_ADDR": offLoopback, "SAPERLY_WEBHOOK_SECRET": "hunter2hunter2"}, want: "SAPERLY_WEBHOOK_SECRET is too short", secret: "hunter2"},
+		{name: "a secret pasted into lines.yaml", env: map[string]string{"BRAIN_ADDR": "127.0.0.1:0", "PROMPTS_DIR": dir}, want: "lines.yaml:2: line", secret: pasted[:16]},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), startWait)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin)
+			cmd.Dir = t.TempDir()
+			cmd.Env = childEnv(tc.env)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the brain must refuse to start: %s", out)
+			assert.Equal(t, 1, exit.ExitCode())
+			assert.Contains(t, string(out), tc.want)
+			if tc.secret != "" {
+				assert.NotContains(t, string(out), tc.secret, "the value is never printed")
+			}
+		})
+	}
 }
