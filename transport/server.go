@@ -51,11 +51,13 @@ type Config struct {
 	// not verified yet ("" when the body has none), so it must treat its argument as untrusted.
 	// Empty strings are ignored. Required.
 	Secrets func(lineID string) []string
-	// Scope names the signing scope of the secrets Secrets returns for the same lineID: the
-	// line id when they are the line's own, OwnerGlobal when they are the global secrets. A
-	// verified delivery carries it as Delivery.Owner, so an event can only touch calls its
-	// scope owns. nil: every line is verified with the global secrets.
-	Scope func(lineID string) string
+	// Signers, when set, replaces Secrets: it returns the accepted secrets for a line together
+	// with their signing scope, from one snapshot of the configuration, so the two cannot
+	// disagree across a reload: the line id when they are the line's own, OwnerGlobal when
+	// they are the global secrets. A verified delivery carries the scope as Delivery.Owner, so
+	// an event can only touch calls its scope owns. With Secrets alone, every delivery is in
+	// the global scope.
+	Signers func(lineID string) (scope string, secrets []string)
 	// MaxBody is the largest body read, in bytes; larger deliveries get 413. Default 1 MiB.
 	MaxBody int64
 	// ClockSkew is how far a delivery's signed timestamp may be from Now. Default 300 s.
@@ -125,12 +127,12 @@ const (
 	routeStatus  = "/status"
 )
 
-// New builds the server. Config.Secrets, r and d are required: New panics without them, as
+// New builds the server. Config.Secrets (or Signers), r and d are required: New panics without them, as
 // that is a wiring mistake, not a runtime condition.
 func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	switch {
-	case cfg.Secrets == nil:
-		panic("transport: Config.Secrets is required")
+	case cfg.Secrets == nil && cfg.Signers == nil:
+		panic("transport: Config.Secrets or Config.Signers is required")
 	case r == nil:
 		panic("transport: a Responder is required")
 	case d == nil:
@@ -157,8 +159,9 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	if cfg.MaxIDLen <= 0 {
 		cfg.MaxIDLen = DefaultMaxIDLen
 	}
-	if cfg.Scope == nil {
-		cfg.Scope = func(string) string { return OwnerGlobal }
+	if cfg.Signers == nil && cfg.Secrets != nil {
+		secrets := cfg.Secrets
+		cfg.Signers = func(lineID string) (string, []string) { return OwnerGlobal, secrets(lineID) }
 	}
 	if strings.TrimSpace(cfg.FallbackLine) == "" {
 		cfg.FallbackLine = DefaultFallbackLine
@@ -301,7 +304,8 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	d.lineID = peekLineID(body)
 	d.id = req.Header.Get(HeaderDeliveryID)
 	d.attempt, _ = strconv.Atoi(strings.TrimSpace(req.Header.Get(HeaderAttempt)))
-	if err := Verify(req.Header, body, s.cfg.Secrets(d.lineID), s.cfg.Now(), s.cfg.ClockSkew); err != nil {
+	scope, secrets := s.cfg.Signers(d.lineID)
+	if err := Verify(req.Header, body, secrets, s.cfg.Now(), s.cfg.ClockSkew); err != nil {
 		d.verify = "invalid_signature"
 		if ve, ok := errors.AsType[*VerifyError](err); ok {
 			d.verify = ve.Reason
@@ -355,7 +359,7 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		ReceivedAt: d.received,
 		Verify:     verified,
 		Callback:   d.route == routeStatus,
-		Owner:      s.cfg.Scope(d.lineID),
+		Owner:      scope,
 	}
 	d.ev = ev
 

@@ -674,17 +674,11 @@ func TestDeliveryCarriesItsSigningScope(t *testing.T) {
 	t.Parallel()
 	const globalSecret = "global-secret-0123456789abcdef0123456789abcdef0123456789abcdef01"
 	scoped := func(c *Config) {
-		c.Secrets = func(lineID string) []string {
+		c.Signers = func(lineID string) (string, []string) {
 			if lineID == testLine {
-				return []string{testSecret}
+				return testLine, []string{testSecret}
 			}
-			return []string{globalSecret}
-		}
-		c.Scope = func(lineID string) string {
-			if lineID == testLine {
-				return testLine
-			}
-			return OwnerGlobal
+			return OwnerGlobal, []string{globalSecret}
 		}
 	}
 	body := func(kind, line string) []byte {

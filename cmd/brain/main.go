@@ -74,14 +74,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	global := cfg.secrets(transport.DevSecret)
 	srv := transport.New(transport.Config{
-		Secrets: func(lineID string) []string {
-			_, secrets := lineSecrets(lib.Current(), lineID, global, getenv)
-			return secrets
-		},
-		Scope: func(lineID string) string {
-			scope, _ := lineSecrets(lib.Current(), lineID, global, getenv)
-			return scope
-		},
+		Signers:  func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
 		Ready:    store.Ping,
 		LogText:  cfg.LogText,
 		MaxIDLen: cfg.MaxIDLen,
