@@ -128,8 +128,9 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 			Direction: dir, Status: ev.Status, Duration: ev.Duration, Owner: ev.Delivery.Owner,
 		})
 	case EventSMSReceived:
+		text, _ := cutWords(ev.Text, a.cfg.MaxUtterance)
 		err = a.store.AddSMS(ctx, ev.LineID, session.SMS{
-			ID: ev.MessageID, From: ev.From, To: ev.To, Text: ev.Text, At: at,
+			ID: ev.MessageID, From: ev.From, To: ev.To, Text: text, At: at,
 		})
 	default:
 		return nil // test, message on the status URL, and kinds newer than us: acknowledged only

@@ -71,8 +71,10 @@ type Config struct {
 	// Ready is the /readyz check, given one second; nil means always ready. It must return
 	// when its context ends.
 	Ready func(ctx context.Context) error
-	// MaxIDLen is the longest delivery id, call_id, event_id and line_id accepted, in bytes;
-	// a longer one is refused with 400 before the store is touched (ids become store keys).
+	// MaxIDLen is the longest delivery id, call_id, event_id, line_id (and the other short
+	// fields kept on a call's record: numbers, direction, status, message_sid) accepted, in
+	// bytes; a longer one is refused with 400 before the store is touched (ids become store
+	// keys).
 	// Default DefaultMaxIDLen.
 	MaxIDLen int
 	// MaxConns caps open connections. At the cap a new connection closes the one idle longest
@@ -334,7 +336,13 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		return httpError(http.StatusBadRequest, "ambiguous line_id",
 			fmt.Errorf("line_id peeked %q, decoded %q", clip(d.lineID), clip(ev.LineID)))
 	}
-	for _, f := range []struct{ name, v string }{{"call_id", ev.CallID}, {"event_id", ev.ID}, {"line_id", ev.LineID}, {"interrupted_event_id", ev.Interrupts}} {
+	// Ids become store keys; numbers, direction and status are kept on the call's record and
+	// rendered into prompts. None is ever longer than a few dozen bytes from Saperly.
+	for _, f := range []struct{ name, v string }{
+		{"call_id", ev.CallID}, {"event_id", ev.ID}, {"line_id", ev.LineID}, {"interrupted_event_id", ev.Interrupts},
+		{"from_number", ev.From}, {"to_number", ev.To}, {"direction", ev.Direction}, {"status", ev.Status},
+		{"message_sid", ev.MessageID},
+	} {
 		if len(f.v) > s.cfg.MaxIDLen {
 			return httpError(http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", f.name, s.cfg.MaxIDLen),
 				fmt.Errorf("%s of %d bytes", f.name, len(f.v)))

@@ -739,6 +739,7 @@ func TestOversizedIDsRefusedBeforeTheStore(t *testing.T) {
 		{name: "call_id", reason: "call_id is longer than 128 bytes", req: deliveryReq{body: withID("call_id", long)}},
 		{name: "event_id", reason: "event_id is longer than 128 bytes", req: deliveryReq{body: withID("event_id", long)}},
 		{name: "call_id one past the cap", reason: "call_id is longer than 128 bytes", req: deliveryReq{body: withID("call_id", long[:129])}},
+		{name: "from_number", reason: "from_number is longer than 128 bytes", req: deliveryReq{body: withID("from_number", long)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
