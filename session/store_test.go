@@ -487,6 +487,39 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		require.ErrorIs(t, s.UpdateCall(ctx, session.Call{ID: "t1", Owner: "lineB", Status: "ended"}), session.ErrWrongLine)
 	})
 
+	t.Run("OwnerRaceHasOneWinner", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		const n = 8
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				owner := fmt.Sprintf("line-%d", i)
+				if i%2 == 0 {
+					errs[i] = s.UpdateCall(ctx, session.Call{ID: "race", Owner: owner, Status: owner})
+				} else {
+					errs[i] = s.AppendEntry(ctx, "race", owner, session.Entry{Kind: session.EntryInterrupt, Text: owner, At: int64(i)})
+				}
+			})
+		}
+		wg.Wait()
+		winners := 0
+		for _, err := range errs {
+			if err == nil {
+				winners++
+				continue
+			}
+			require.ErrorIs(t, err, session.ErrWrongLine)
+		}
+		assert.Equal(t, 1, winners, "the first write owns the call; every other scope is refused")
+		st, err := s.Load(ctx, "race")
+		require.NoError(t, err)
+		if st.Call.Status != "" {
+			assert.Equal(t, st.Call.Owner, st.Call.Status, "only the owner's write landed")
+		}
+	})
+
 	t.Run("SeenCaller", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
