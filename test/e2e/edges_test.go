@@ -271,3 +271,28 @@ func TestSecretsThatCannotBeRealStopTheStart(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileSizes: a 500 KB utterance reaches the model cut to BRAIN_MAX_UTTERANCE at a
+// word, and a 100 KB call_id is refused 400 with its reason (issue 8 §4).
+func TestHostileSizes(t *testing.T) {
+	t.Parallel()
+	m := startMock(t, "-reply", "That was a lot.", "-token-delay", "1ms")
+	b := startBrain(t, brainConfig{Redis: sharedRedisURL(t), Model: m.URL + "/v1", Env: map[string]string{"BRAIN_MAX_UTTERANCE": "1000"}})
+
+	huge := strings.Repeat("words ", 500<<10/6)
+	res, err := deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, saperly.NewUUID(), huge))
+	checkSpoken(t, res, err)
+	reqs := m.requests(t)
+	require.Len(t, reqs, 1)
+	said := reqs[0].Messages[len(reqs[0].Messages)-1].Content
+	assert.LessOrEqual(t, len(said), 1000)
+	assert.Greater(t, len(said), 800)
+	assert.True(t, strings.HasSuffix(said, "words"), "cut at a word")
+
+	res, err = deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, strings.Repeat("c", 100<<10), "Hello?"))
+	checkError(t, res, err, http.StatusBadRequest, "call_id is longer than 128 bytes")
+	res, err = deliver(t, b.client, saperly.WebhookPath, lineMessage(b, b.Line, saperly.NewUUID(), "Hello?"),
+		saperly.WithDeliveryID(strings.Repeat("d", 100<<10)))
+	checkError(t, res, err, http.StatusBadRequest, "delivery id is longer than 128 bytes")
+	assert.Len(t, m.requests(t), 1, "refused deliveries never reach the model")
+}
