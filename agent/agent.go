@@ -207,7 +207,7 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		Agent: current.Name, PromptVersion: current.Version, Owner: ev.Delivery.Owner,
 	}
 	loadCtx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-	st, claimed, err := a.store.BeginTurn(loadCtx, pin, ev.ID)
+	b, err := a.store.BeginTurn(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit))
 	cancel()
 	stats.StateLoad = time.Since(start) - stats.Verify
 	if errors.Is(err, session.ErrWrongLine) {
@@ -223,21 +223,18 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		// lost for this turn, which is the lesser harm.
 		log.Warn("store unavailable, answering without history", zap.Error(err))
 		stats.Degraded = true
-		st, claimed = session.State{Call: pin}, true
+		b = session.Begun{
+			State:  session.State{Call: pin},
+			Status: session.TurnClaimed,
+			Lease:  session.Lease{Ref: session.TurnRef{Line: pin.LineID, Call: pin.ID, Event: ev.ID}},
+		}
 	}
+	st := b.State
 	if st.Call.LineID != "" && ev.LineID != "" && st.Call.LineID != ev.LineID {
 		// Verified with line ev.LineID's secret, about a call on another line: whoever holds
 		// one line's secret must not speak into, or rewrite, another line's calls.
 		stats.Outcome = OutcomeRejected
 		return fmt.Errorf("call %s is on line %s, not %s: %w", ev.CallID, st.Call.LineID, ev.LineID, ErrWrongLine)
-	}
-	if o := ev.Delivery.Owner; o != "" && st.Call.Owner != "" && st.Call.Owner != o {
-		// The call belongs to another signing scope (a line's own secrets, or the global
-		// ones): neither answered from its history nor appended to it. BeginTurn refuses this
-		// itself where the store checks the owner atomically; this check covers a store that
-		// only fills the owner in.
-		stats.Outcome = OutcomeRejected
-		return fmt.Errorf("call %s is owned by %s, not %s: %w", ev.CallID, st.Call.Owner, o, ErrWrongLine)
 	}
 	if a.lookup != nil && !stats.Degraded && !knownCall(st) {
 		lookupErr, refuse := a.checkCall(ctx, ev)
@@ -249,13 +246,42 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 			log.Warn("call lookup failed, answering anyway", zap.Error(lookupErr))
 		}
 	}
-	stats.Turn = countUser(st.History) + 1
-	if !claimed {
+	stats.Turn = st.Turns
+	lease := b.Lease
+	var taken *session.TurnLog // what the caller has heard of a turn this delivery took over
+	switch b.Status {
+	case session.TurnHeld:
 		stats.Replayed = true
-		return a.replay(ctx, ev, emit, &stats)
+		to, err := a.replay(ctx, ev, b, emit, &stats)
+		if to == nil {
+			return err
+		}
+		lease, taken = to.Lease, &to.Log
+	case session.TurnTakenOver:
+		// The owner stopped renewing before this retry arrived: say what it had said, then
+		// continue.
+		stats.Replayed = true
+		for _, line := range b.Log.Lines {
+			if err := a.replayLine(ev, line, emit, &stats); err != nil {
+				stats.Outcome = OutcomeCut
+				return err
+			}
+		}
+		taken = &b.Log
 	}
 	ag := a.pinned(st.Call, current, log)
-	t := newTurn(a, ev, st, ag, a.system(ag, lib, line, st, ev, log), emit, log, start, &stats)
+	turnStart := start
+	if taken != nil {
+		// The budgets of the rest of the answer count from now: the caller has just heard
+		// the replayed lines.
+		stats.TakenOver = true
+		turnStart = time.Now()
+	}
+	t := newTurn(a, ev, st, ag, a.system(ag, lib, line, st, ev, log), emit, log, turnStart, &stats)
+	t.lease = lease
+	if taken != nil {
+		t.resume(*taken)
+	}
 	return t.run(ctx)
 }
 
@@ -264,6 +290,11 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 func knownCall(st session.State) bool {
 	return st.Call.Status != "" || len(st.History) > 0
 }
+
+// historyTail is how many history log entries a turn loads for a model view of limit
+// entries: twice as many, for the interrupts and repeated entries folding removes, and a few
+// more.
+func historyTail(limit int) int { return 2*limit + 8 }
 
 // pinned returns the agent version the call is pinned to, or current when the call has no
 // pin or this replica does not know the pinned version (it was loaded by another replica or
@@ -347,16 +378,6 @@ func or(v, def string) string {
 	return v
 }
 
-func countUser(h []session.Entry) int {
-	n := 0
-	for _, e := range h {
-		if e.Kind == session.EntryUser {
-			n++
-		}
-	}
-	return n
-}
-
 func (a *Agent) sayFixed(ev Event, stats *TurnStats, emit func(Chunk) error, line string) error {
 	if err := emit(Speak(line)); err != nil {
 		return err
@@ -370,52 +391,114 @@ func (a *Agent) sayFixed(ev Event, stats *TurnStats, emit func(Chunk) error, lin
 // errEmptyReplay is why a replay spoke the apology: the turn it followed recorded no line.
 var errEmptyReplay = errors.New("the first delivery recorded no line")
 
+// errTakenOver ends a replay whose turn this delivery took over.
+var errTakenOver = errors.New("turn taken over")
+
 // replay answers a retried message with the lines another delivery of the same event spoke or
 // is speaking, from the first, following the live turn until it closes. The model is not asked
-// again and the history is not touched.
-func (a *Agent) replay(ctx context.Context, ev Event, emit func(Chunk) error, stats *TurnStats) error {
+// again and the history is not touched. When the turn's owner stops renewing its lease (its
+// replica died or lost the store), replay takes the turn over: it returns the new lease and
+// the turn's log, every line of which the caller has now heard, for the caller to continue.
+func (a *Agent) replay(ctx context.Context, ev Event, b session.Begun, emit func(Chunk) error, stats *TurnStats) (*session.Takeover, error) {
 	stats.Outcome = OutcomeReplayed
 	fctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	idle := time.AfterFunc(a.cfg.FollowIdle, func() { stop(ErrFollowIdle) })
 	defer idle.Stop()
-	start := ev.Delivery.ReceivedAt
-	err := a.store.FollowTurn(fctx, ev.ID, func(text string) error {
+
+	// The watcher tries to take the turn over each time the owner's lease should have lapsed.
+	var taken *session.Takeover // set before stop(errTakenOver); read after watched closes
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		wait := b.Left
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
+		for {
+			// A lease is renewed at least every third of it: a little past its end, it lapsed.
+			timer.Reset(max(wait, 0) + a.cfg.TurnLease/50)
+			select {
+			case <-fctx.Done():
+				return
+			case <-timer.C:
+			}
+			tctx, cancel := context.WithTimeout(fctx, a.cfg.StoreTimeout)
+			to, err := a.store.TakeOver(tctx, b.Lease.Ref)
+			cancel()
+			switch {
+			case err != nil:
+				wait = a.cfg.TurnLease / 4 // the store blinked: try again soon
+			case to.Taken() && !to.Log.Closed:
+				taken = &to
+				stop(errTakenOver)
+				return
+			case to.Taken():
+				wait = a.cfg.TurnLease // finished meanwhile: the follower is about to see it close
+			default:
+				wait = to.Left
+			}
+		}
+	}()
+
+	heard := 0
+	err := a.store.FollowTurn(fctx, b.Lease.Ref, func(text string) error {
 		idle.Reset(a.cfg.FollowIdle)
-		if err := emit(Speak(text)); err != nil {
-			return err
-		}
-		if stats.Lines == 0 {
-			stats.FirstLine = time.Since(start)
-		}
-		stats.Lines++
-		stats.Chars += len(text)
-		return nil
+		heard++
+		return a.replayLine(ev, text, emit, stats)
 	})
+	idle.Stop()
+	if ctx.Err() == nil {
+		stop(nil) // the log closed, or a line could not be sent: the watcher is done too
+	}
+	<-watched
 	if ctx.Err() != nil {
 		stats.Outcome = OutcomeCut
-		return err
+		return nil, err
+	}
+	if taken != nil {
+		// This delivery holds the turn now (even if the follow ended on its own meanwhile):
+		// it answers. The follower may not have passed on the last lines the owner wrote.
+		for _, line := range taken.Log.Lines[min(heard, len(taken.Log.Lines)):] {
+			if err := a.replayLine(ev, line, emit, stats); err != nil {
+				stats.Outcome = OutcomeCut
+				return nil, err
+			}
+		}
+		return taken, nil
 	}
 	if err == nil && stats.Lines > 0 {
-		return nil
+		return nil, nil
 	}
 	if err == nil {
 		// The first delivery's log closed without a line: its caller was gone before the
 		// first word, or it answered while the store was down. Never an empty answer.
 		err = errEmptyReplay
 	}
-	// The first delivery's turn went quiet (its replica may have died) or the log is gone:
-	// close this answer sensibly rather than in silence.
+	// The first delivery's turn went quiet or the log is gone: close this answer sensibly
+	// rather than in silence.
 	stats.Budget = "follow_idle"
 	line := a.cfg.RecoveryLine
 	if stats.Lines == 0 {
 		line, stats.Outcome = a.cfg.ApologyLine, OutcomeApology
 	}
 	if sayErr := emit(Speak(line)); sayErr != nil {
-		return sayErr
+		return nil, sayErr
 	}
 	stats.Lines++
-	return fmt.Errorf("replay event %s: %w", ev.ID, err)
+	return nil, fmt.Errorf("replay event %s: %w", ev.ID, err)
+}
+
+// replayLine speaks one line another delivery of the event spoke.
+func (a *Agent) replayLine(ev Event, text string, emit func(Chunk) error, stats *TurnStats) error {
+	if err := emit(Speak(text)); err != nil {
+		return err
+	}
+	if stats.Lines == 0 {
+		stats.FirstLine = time.Since(ev.Delivery.ReceivedAt)
+	}
+	stats.Lines++
+	stats.Chars += len(text)
+	return nil
 }
 
 func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
@@ -440,6 +523,7 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 		zap.Bool("fallback", s.Fallback),
 		zap.Bool("hedged", s.Hedged),
 		zap.Bool("replayed", s.Replayed),
+		zap.Bool("taken_over", s.TakenOver),
 		zap.Bool("degraded", s.Degraded),
 		zap.Int("tool_calls", s.ToolCalls),
 	}

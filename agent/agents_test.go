@@ -182,10 +182,10 @@ func TestRetryOfATurnThatRecordedNothingApologises(t *testing.T) {
 	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
 	// The first delivery claimed the event and closed its log without a line (its caller had
 	// gone before the first word).
-	_, claimed, err := h.store.BeginTurn(t.Context(), session.Call{ID: "c1"}, "e1")
+	b, err := h.store.BeginTurn(t.Context(), session.Call{ID: "c1", LineID: "line-1"}, "e1", 0)
 	require.NoError(t, err)
-	require.True(t, claimed)
-	require.NoError(t, h.store.CommitTurn(t.Context(), "c1", "e1"))
+	require.Equal(t, session.TurnClaimed, b.Status)
+	require.NoError(t, h.store.CommitTurn(t.Context(), b.Lease))
 
 	heard := texts(h.respond(t.Context(), message("c1", "e1", "Hello?")))
 	assert.Equal(t, []string{agent.DefaultApologyLine}, heard, "never an empty answer")
@@ -233,7 +233,7 @@ type hiccup struct {
 	failed bool
 }
 
-func (h *hiccup) AppendLines(ctx context.Context, eventID string, lines ...string) error {
+func (h *hiccup) AppendLines(ctx context.Context, l session.Lease, lines ...string) error {
 	h.mu.Lock()
 	first := !h.failed
 	h.failed = true
@@ -241,7 +241,7 @@ func (h *hiccup) AppendLines(ctx context.Context, eventID string, lines ...strin
 	if first {
 		return errors.New("connection reset")
 	}
-	return h.Store.AppendLines(ctx, eventID, lines...)
+	return h.Store.AppendLines(ctx, l, lines...)
 }
 
 func TestTurnLogCompletedAfterAFailedWrite(t *testing.T) {
@@ -259,7 +259,7 @@ func TestTurnLogCompletedAfterAFailedWrite(t *testing.T) {
 	require.Greater(t, len(first), 1)
 
 	var replayed []string
-	require.NoError(t, store.FollowTurn(t.Context(), "e1", func(text string) error {
+	require.NoError(t, store.FollowTurn(t.Context(), session.TurnRef{Line: "line-1", Call: "c1", Event: "e1"}, func(text string) error {
 		replayed = append(replayed, text)
 		return nil
 	}))

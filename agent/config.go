@@ -62,6 +62,11 @@ type Config struct {
 	// FollowIdle: a retried message replaying another delivery's answer gives up when no line
 	// arrives for this long; default 6 s.
 	FollowIdle time.Duration
+	// TurnLease is how long a turn's claim lasts without renewal: set it as the store's
+	// session.Options.TurnLease. A turn renews its claim with every turn-log write, and at
+	// least every third of the lease; a retry following a turn whose owner stopped renewing
+	// (a crashed or cut-off replica) takes it over once the lease lapses; default 2 s.
+	TurnLease time.Duration
 
 	HoldingPhrases []string // spoken while waiting; never the same twice in a call while fresh ones remain
 	ApologyLine    string   // the model failed before anything was said
@@ -128,6 +133,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.TurnBudget, 4*time.Minute+30*time.Second)
 	setDur(&c.StoreTimeout, 400*time.Millisecond)
 	setDur(&c.FollowIdle, 6*time.Second)
+	setDur(&c.TurnLease, 2*time.Second)
 	setStr(&c.ApologyLine, DefaultApologyLine)
 	setStr(&c.RecoveryLine, DefaultRecoveryLine)
 	setStr(&c.StallLine, DefaultStallLine)
@@ -192,6 +198,7 @@ type TurnStats struct {
 	Fallback            bool   // the fallback model answered
 	Hedged              bool   // the fallback was started in parallel
 	Replayed            bool   // a retry: the lines came from another delivery's turn log
+	TakenOver           bool   // a retry that took over a turn whose owner stopped renewing its lease
 	Degraded            bool   // the store failed: answered without history
 	ToolCalls           int    // HTTP tool calls made
 	EndCall             bool   // the agent said goodbye meaning to end the call

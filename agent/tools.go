@@ -316,6 +316,9 @@ func (t *turn) runTools(calls []ToolCall, first int) []session.Entry {
 func (t *turn) onToolsDone(entries []session.Entry) {
 	t.toolDone = nil
 	t.tools = append(t.tools, entries...)
+	if t.rec != nil {
+		t.rec.add(logItem{tools: entries}) // a delivery taking the turn over must not run them again
+	}
 	for _, e := range entries {
 		t.req.Messages = append(t.req.Messages, Message{Role: "tool", ToolCallID: e.ToolCall, Text: e.Text})
 	}

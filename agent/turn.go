@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,9 @@ type turn struct {
 	gone           bool // Saperly closed the connection
 	holdUses       map[string]int
 	rec            *lineRecorder
+	lease          session.Lease // the turn's claim; an empty token when there is none
+	// prefix is what the caller heard of a turn this delivery took over (resume).
+	prefix []string
 
 	// Tools. roundText holds the model lines of the current model round; a round that ends
 	// in tool calls runs them in one goroutine, which reports on toolDone.
@@ -126,11 +130,54 @@ func buildMessages(system string, hist []session.Entry, limit int, utterance str
 	return append(msgs, Message{Role: "user", Text: utterance})
 }
 
+// continueNote asks the model to go on with an answer another replica was giving when it
+// stopped: the answer so far is the last assistant message, and this system message follows
+// it (the chat API has no portable "continue this message"; an instruction after the prefix
+// works with every OpenAI-compatible provider).
+const continueNote = "Your answer above was cut off by a technical problem; the caller heard all of it. " +
+	"Continue it from exactly where it stopped, without repeating, summarising or apologising for anything " +
+	"already said. If it was complete, answer with nothing."
+
+// resume makes t the continuation of a turn this delivery took over: the caller has heard
+// log's lines, and log's tool calls have run. The model sees them, and is asked to go on; the
+// history gets the turn once, heard lines first.
+func (t *turn) resume(log session.TurnLog) {
+	t.prefix = log.Lines
+	for _, l := range log.Lines {
+		t.chars += utf8.RuneCountInString(l) + 1
+	}
+	seen := make(map[string]bool, len(log.Tools))
+	msgs := t.req.Messages
+	for _, e := range log.Tools {
+		if seen[e.ToolCall] {
+			continue // written twice by a retried log write
+		}
+		seen[e.ToolCall] = true
+		t.tools = append(t.tools, e)
+		msgs = append(msgs,
+			Message{Role: "assistant", ToolCalls: []ToolCall{{ID: e.ToolCall, Name: e.ToolName, Args: e.ToolArgs}}},
+			Message{Role: "tool", ToolCallID: e.ToolCall, Text: e.Text})
+	}
+	// Later tool calls take the next idempotency keys, as the owner's would have: a call the
+	// owner had started when it stopped, asked for again, gets its key and is not run twice.
+	t.toolCalls = len(t.tools)
+	if len(t.prefix) > 0 {
+		msgs = append(msgs,
+			Message{Role: "assistant", Text: strings.Join(t.prefix, " ")},
+			Message{Role: "system", Text: continueNote})
+	}
+	t.req.Messages = msgs
+}
+
+// said is how many lines of the model's answer the caller has heard, a taken-over turn's
+// included.
+func (t *turn) said() int { return t.modelLines + len(t.prefix) }
+
 func (t *turn) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	t.ctx = ctx
-	if t.ev.ID != "" && !t.stats.Degraded {
-		t.rec = newLineRecorder(ctx, t.a, t.ev.ID, t.log)
+	if t.lease.Token != "" {
+		t.rec = newLineRecorder(ctx, t.a, t.lease, t.log)
 	}
 	err := t.loop(ctx)
 	switch {
@@ -157,6 +204,10 @@ func (t *turn) loop(ctx context.Context) error {
 	t.startSource(t.a.primary, t.cfg.Model)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var lost <-chan struct{} // stays nil (never ready) without a recorder
+	if t.rec != nil {
+		lost = t.rec.lostC
+	}
 	for !t.done {
 		timer.Reset(t.nextWake(time.Now()))
 		select {
@@ -166,6 +217,12 @@ func (t *turn) loop(ctx context.Context) error {
 			t.onToolsDone(entries)
 		case now := <-timer.C:
 			t.onTick(now)
+		case <-lost:
+			// Another delivery took the turn over: Saperly retried, so it gave up on this
+			// answer, and the other delivery is finishing it.
+			t.stats.Budget = "lease_lost"
+			t.stats.Outcome = OutcomeCut
+			return errLeaseLost
 		case <-ctx.Done():
 			t.gone = true
 			t.stats.Outcome = OutcomeCut
@@ -174,6 +231,9 @@ func (t *turn) loop(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errLeaseLost ends a turn another delivery took over.
+var errLeaseLost = errors.New("another delivery took the turn over")
 
 // nextWake is how long until the earliest budget that could act.
 func (t *turn) nextWake(now time.Time) time.Duration {
@@ -328,8 +388,9 @@ func (t *turn) failBeforeSpeech(err error) {
 		t.startSource(t.a.fallback, t.cfg.FallbackModel)
 		return
 	}
-	if t.modelLines > 0 {
-		// A model round after a tool call failed: the caller has heard part of the answer.
+	if t.said() > 0 {
+		// A model round after a tool call failed, or the model continuing a turn taken over:
+		// the caller has heard part of the answer.
 		t.finish(nil, t.cfg.RecoveryLine, OutcomeRecovered)
 		return
 	}
@@ -366,7 +427,7 @@ func (t *turn) finish(lines []string, closing, outcome string) {
 			return
 		}
 	}
-	if t.modelLines == 0 {
+	if t.said() == 0 {
 		t.apologize()
 		return
 	}
@@ -483,7 +544,7 @@ func (t *turn) say(line string) bool {
 		return false
 	}
 	now := time.Now()
-	if len(t.spoken) == 0 {
+	if t.stats.Lines == 0 { // a taken-over turn's replayed lines came first
 		t.stats.FirstLine = now.Sub(t.start)
 	}
 	if t.playEnd.Before(now) {
@@ -496,7 +557,7 @@ func (t *turn) say(line string) bool {
 	t.stats.Lines++
 	t.stats.Chars = t.chars
 	if t.rec != nil {
-		t.rec.add(line)
+		t.rec.add(logItem{line: line})
 	}
 	return true
 }
@@ -543,16 +604,19 @@ func (t *turn) isHoldingPhrase(line string) bool {
 }
 
 // commit writes the turn to the history once: the caller's words and exactly the lines that
-// were sent. It runs after Saperly may have gone, so it is detached from the request's
-// cancellation but still bounded.
+// were sent (of a turn taken over, the lines heard before it too). It runs after Saperly may
+// have gone, so it is detached from the request's cancellation but still bounded.
 func (t *turn) commit(ctx context.Context) {
+	if t.rec != nil && t.rec.lost {
+		return // another delivery took the turn over and records it
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.cfg.StoreTimeout)
 	defer cancel()
 	if t.rec != nil && t.rec.written < len(t.spoken) {
 		// The turn log missed lines (a store hiccup mid-turn): complete it before closing, so
 		// a retry replays the whole answer, not a truncated one. If this fails too, the close
-		// below most likely does as well, and a follower ends on its idle recovery line.
-		if err := t.a.store.AppendLines(ctx, t.ev.ID, t.spoken[t.rec.written:]...); err != nil {
+		// below most likely does as well, and a follower takes the turn over.
+		if err := t.a.store.AppendLines(ctx, t.lease, t.spoken[t.rec.written:]...); err != nil {
 			t.log.Warn("turn log not completed", zap.Error(err))
 		}
 	}
@@ -561,63 +625,128 @@ func (t *turn) commit(ctx context.Context) {
 	entries = append(entries, session.Entry{Kind: session.EntryUser, Text: t.ev.Text, At: at, EventID: t.ev.ID})
 	entries = append(entries, t.tools...)
 	entries = append(entries, session.Entry{
-		Kind: session.EntryAssistant, Text: strings.Join(t.spoken, " "), At: at, EventID: t.ev.ID,
+		Kind: session.EntryAssistant, Text: strings.Join(append(slices.Clip(t.prefix), t.spoken...), " "), At: at, EventID: t.ev.ID,
 		Cut: t.gone, EndCall: t.endCall,
 	})
-	err := t.a.store.CommitTurn(ctx, t.ev.CallID, t.ev.ID, entries...)
-	if err != nil {
+	err := t.a.store.CommitTurn(ctx, t.lease, entries...)
+	switch {
+	case errors.Is(err, session.ErrLeaseLost):
+		// Another delivery took the turn over (this replica lost the store for longer than
+		// the lease) and records it: recording it here too would say it twice.
+		t.log.Warn("turn not saved here: another delivery took it over", zap.Error(err))
+	case err != nil:
 		t.log.Error("turn not saved", zap.Error(err))
 	}
 }
 
-// lineRecorder appends spoken lines to the turn log in the background, in order, so a retry
-// can replay them, without putting a store round trip between two lines the caller hears.
+// logItem is one record for the turn log: a spoken line, or a round's finished tool calls.
+type logItem struct {
+	line  string
+	tools []session.Entry
+}
+
+// lineRecorder appends spoken lines and finished tool calls to the turn log in the
+// background, in order, so a retry can replay them, without putting a store round trip
+// between two lines the caller hears. Every write renews the turn's lease; when there is
+// nothing to write for a third of the lease, it renews the lease alone.
 type lineRecorder struct {
 	mu     sync.Mutex
-	queue  []string
+	queue  []logItem
 	closed bool
 	wake   chan struct{}
 	done   chan struct{}
-	// written counts the lines in the log, in order; the writer goroutine owns it until done
-	// is closed.
+	// written counts the lines in the log, in order, and lost is set when another delivery
+	// took the turn over; the writer goroutine owns both until done is closed.
 	written int
+	lost    bool
+	lostC   chan struct{} // closed when lost is set
 }
 
-func newLineRecorder(ctx context.Context, a *Agent, eventID string, log *zap.Logger) *lineRecorder {
-	r := &lineRecorder{wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *zap.Logger) *lineRecorder {
+	r := &lineRecorder{wake: make(chan struct{}, 1), done: make(chan struct{}), lostC: make(chan struct{})}
 	ctx = context.WithoutCancel(ctx)
+	every := a.cfg.TurnLease / 3
 	go func() {
 		defer close(r.done)
-		failed := false
+		renew := time.NewTimer(every)
+		defer renew.Stop()
+		due := false
 		for {
 			r.mu.Lock()
 			batch, closed := r.queue, r.closed
 			r.queue = nil
 			r.mu.Unlock()
-			if len(batch) > 0 && !failed {
-				// Lines that queued up while the last write was out go in one round trip.
+			if !r.lost && (len(batch) > 0 || due) {
+				// Items that queued up while the last write was out go in one round trip.
 				octx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-				err := a.store.AppendLines(octx, eventID, batch...)
+				rest, err := r.write(octx, a.store, lease, batch)
 				cancel()
-				if err != nil {
-					failed = true // the turn goes on; commit writes what is missing
+				switch {
+				case errors.Is(err, session.ErrLeaseLost):
+					r.lost = true
+					close(r.lostC)
+					log.Warn("turn lease lost: another delivery took the turn over", zap.Error(err))
+				case err != nil:
+					// The turn goes on; the next write tries again, and commit writes what
+					// is still missing.
 					log.Warn("turn log write failed", zap.Error(err))
-				} else {
-					r.written += len(batch)
+					r.mu.Lock()
+					r.queue = append(rest, r.queue...)
+					r.mu.Unlock()
 				}
+				due = false
+				renew.Reset(every)
 			}
 			if closed {
 				return
 			}
-			<-r.wake
+			select {
+			case <-r.wake:
+			case <-renew.C:
+				due = true
+			}
 		}
 	}()
 	return r
 }
 
-func (r *lineRecorder) add(line string) {
+// write writes batch, tool calls first (order matters only among lines and among tool
+// calls), and renews the lease; with an empty batch it only renews. On an error it returns
+// the items not written.
+func (r *lineRecorder) write(ctx context.Context, store session.Store, lease session.Lease, batch []logItem) ([]logItem, error) {
+	var lines []string
+	var tools []session.Entry
+	for _, it := range batch {
+		if it.tools != nil {
+			tools = append(tools, it.tools...)
+		} else {
+			lines = append(lines, it.line)
+		}
+	}
+	if len(tools) > 0 {
+		if err := store.AppendTools(ctx, lease, tools...); err != nil {
+			return batch, err
+		}
+		if len(lines) == 0 {
+			return nil, nil
+		}
+	}
+	if err := store.AppendLines(ctx, lease, lines...); err != nil {
+		var rest []logItem
+		for _, it := range batch {
+			if it.tools == nil {
+				rest = append(rest, it)
+			}
+		}
+		return rest, err
+	}
+	r.written += len(lines)
+	return nil, nil
+}
+
+func (r *lineRecorder) add(it logItem) {
 	r.mu.Lock()
-	r.queue = append(r.queue, line)
+	r.queue = append(r.queue, it)
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -625,7 +754,7 @@ func (r *lineRecorder) add(line string) {
 	}
 }
 
-// close waits until every line added has been written (or given up on).
+// close waits until every item added has been written (or given up on).
 func (r *lineRecorder) close() {
 	r.mu.Lock()
 	r.closed = true

@@ -16,15 +16,15 @@ func benchTurn(b *testing.B, s session.Store) {
 	for b.Loop() {
 		call, ev := fmt.Sprintf("c%d", i/10), fmt.Sprintf("e%d", i)
 		i++
-		if _, _, err := s.BeginTurn(ctx, session.Call{ID: call}, ev); err != nil {
+		if _, _, err := beginTurn(s, ctx, session.Call{ID: call}, ev); err != nil {
 			b.Fatal(err)
 		}
 		for _, line := range []string{"One.", "Two.", "Three."} {
-			if err := s.AppendLines(ctx, ev, line); err != nil {
+			if err := s.AppendLines(ctx, lease(call, ev), line); err != nil {
 				b.Fatal(err)
 			}
 		}
-		err := s.CommitTurn(ctx, call, ev,
+		err := s.CommitTurn(ctx, lease(call, ev),
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: int64(i), EventID: ev},
 			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three.", At: int64(i), EventID: ev},
 		)

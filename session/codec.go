@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -30,12 +31,17 @@ const (
 	// Pins: written only while unset. line_id is one too: no event moves a call to a line.
 	fieldAgent         = "agent"
 	fieldPromptVersion = "prompt_version"
-	// fieldOwner is the call's signing scope (Call.Owner), a pin as well.
+	// fieldOwner is the call's signing scope (Call.Owner), written once.
 	fieldOwner = "owner"
+	// fieldTurns counts the message turns begun (State.Turns); only BeginTurn writes it.
+	fieldTurns = "turns"
 )
 
 // smsKeep is how many messages AddSMS keeps per line, newest first.
 const smsKeep = 1000
+
+// claimDone is the value of a committed turn's claim: no lease, nothing left to answer.
+const claimDone = "done"
 
 // errEmptyID reports a write whose key would be empty, which would mix unrelated calls.
 var errEmptyID = errors.New("empty id")
@@ -72,6 +78,9 @@ func callFields(c Call) map[string]string {
 func blankFields(c Call, now time.Time) map[string]string {
 	f := callFields(c)
 	maps.Copy(f, pinFields(c))
+	if c.Owner != "" {
+		f[fieldOwner] = c.Owner
+	}
 	if _, ok := f[fieldStartedAt]; !ok {
 		f[fieldStartedAt] = strconv.FormatInt(now.UnixMilli(), 10)
 	}
@@ -169,13 +178,42 @@ func decodeState(callID string, rec map[string]string, hist []string) (State, er
 	if err != nil {
 		return State{}, err
 	}
-	log := make([]Entry, len(hist))
-	for i, raw := range hist {
-		if err := json.Unmarshal([]byte(raw), &log[i]); err != nil {
-			return State{}, fmt.Errorf("decode history of call %s entry %d: %w", callID, i, err)
+	turns := 0
+	if v := rec[fieldTurns]; v != "" {
+		if turns, err = strconv.Atoi(v); err != nil {
+			return State{}, fmt.Errorf("decode call %s %s: %w", callID, fieldTurns, err)
 		}
 	}
-	return State{Call: c, History: Fold(log)}, nil
+	log, err := decodeEntries(callID, hist)
+	if err != nil {
+		return State{}, err
+	}
+	return State{Call: c, History: Fold(log), Turns: turns}, nil
+}
+
+// decodeEntries decodes JSON entries, as history lists and turn logs hold them.
+func decodeEntries(callID string, raw []string) ([]Entry, error) {
+	out := make([]Entry, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal([]byte(r), &out[i]); err != nil {
+			return nil, fmt.Errorf("decode history of call %s entry %d: %w", callID, i, err)
+		}
+	}
+	return out, nil
+}
+
+// turnKey is the key of ref's claim and log within its call: the line id's length first,
+// so no line and event ids run together into another pair's key.
+func turnKey(ref TurnRef) string {
+	return strconv.Itoa(len(ref.Line)) + ":" + ref.Line + ":" + ref.Event
+}
+
+// tailStart is the index LRANGE starts at for the last tail entries (0: all of them).
+func tailStart(tail int) int64 {
+	if tail <= 0 {
+		return 0
+	}
+	return -int64(tail)
 }
 
 // encodeSMS returns s as JSON, the form SMS lists hold.
@@ -186,3 +224,6 @@ func encodeSMS(lineID string, s SMS) (string, error) {
 	}
 	return string(b), nil
 }
+
+// newToken returns a fresh lease token: 26 random base32 characters (130 bits).
+func newToken() string { return rand.Text() }

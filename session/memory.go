@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -23,15 +24,24 @@ type MemoryStore struct {
 
 	mu         sync.Mutex
 	deliveries map[string]time.Time // delivery id → expiry
-	claims     map[string]time.Time // event id → expiry
+	claims     map[string]memClaim  // turn (memTurnKey) → lease
 	callers    map[string]lastCall  // line id and caller hash → last call
 	records    map[string]memHash   // call id → record
 	hists      map[string]memList   // call id → history, JSON entries
 	sms        map[string]memList   // line id → messages, JSON, newest first
-	turns      map[string]*memTurn  // event id → turn log
+	turns      map[string]*memTurn  // turn (memTurnKey) → turn log
 	writes     int
 	gen        uint64 // last memTurn.gen handed out
 }
+
+// memClaim is a turn's claim: the owner's token, or "done" once committed.
+type memClaim struct {
+	token string
+	exp   time.Time
+}
+
+// memTurnKey is the key of a turn's claim and log.
+func memTurnKey(ref TurnRef) string { return ref.Call + "\x00" + turnKey(ref) }
 
 type memHash struct {
 	fields map[string]string
@@ -48,6 +58,7 @@ type memList struct {
 type memTurn struct {
 	gen       uint64 // changes whenever lines restart, so followers never index stale lines
 	lines     []string
+	tools     []string // finished tool calls, JSON entries
 	closed    bool
 	exp       time.Time
 	wake      chan struct{} // closed and replaced on every change
@@ -59,7 +70,7 @@ func NewMemoryStore(opts Options) *MemoryStore {
 	return &MemoryStore{
 		opts:       opts.withDefaults(),
 		deliveries: make(map[string]time.Time),
-		claims:     make(map[string]time.Time),
+		claims:     make(map[string]memClaim),
 		callers:    make(map[string]lastCall),
 		records:    make(map[string]memHash),
 		hists:      make(map[string]memList),
@@ -110,7 +121,7 @@ func (m *MemoryStore) UpdateCall(_ context.Context, c Call) error {
 func (m *MemoryStore) Load(_ context.Context, callID string) (State, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, err := m.state(callID, time.Now())
+	st, err := m.state(callID, time.Now(), 0)
 	if err != nil {
 		return State{}, fmt.Errorf("load call %s: %w", callID, err)
 	}
@@ -118,32 +129,77 @@ func (m *MemoryStore) Load(_ context.Context, callID string) (State, error) {
 }
 
 // BeginTurn implements Store.
-func (m *MemoryStore) BeginTurn(_ context.Context, c Call, eventID string) (State, bool, error) {
+func (m *MemoryStore) BeginTurn(_ context.Context, c Call, eventID string, tail int) (Begun, error) {
 	callID := c.ID
 	if callID == "" {
-		return State{}, false, fmt.Errorf("begin turn: %w", errEmptyID)
+		return Begun{}, fmt.Errorf("begin turn: %w", errEmptyID)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.write()
-	claimed := true
+	rec := m.record(callID, now)
+	if cur, ok := rec.fields[fieldOwner]; ok && c.Owner != "" && cur != c.Owner {
+		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, ErrWrongLine)
+	}
+	ref := TurnRef{Line: c.LineID, Call: callID, Event: eventID}
+	b := Begun{Status: TurnClaimed, Lease: Lease{Ref: ref}}
 	if eventID != "" {
-		if exp, ok := m.claims[eventID]; ok && now.Before(exp) {
-			claimed = false
+		key := memTurnKey(ref)
+		if cl, ok := m.claims[key]; ok && now.Before(cl.exp) {
+			b.Status, b.Left = TurnHeld, cl.exp.Sub(now)
 		} else {
-			m.claims[eventID] = now.Add(m.opts.TurnTTL)
+			b.Lease.Token = newToken()
+			m.claims[key] = memClaim{token: b.Lease.Token, exp: now.Add(m.opts.TurnLease)}
+			if t := m.liveTurn(key, now); t != nil {
+				log, err := t.log(callID)
+				if err != nil {
+					return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, err)
+				}
+				b.Status, b.Log = TurnTakenOver, log
+				if log.Closed {
+					b.Status, b.Log, b.Lease.Token = TurnHeld, TurnLog{}, ""
+				}
+			}
 		}
 	}
-	rec := m.record(callID, now)
+	if b.Status == TurnClaimed {
+		n, _ := strconv.Atoi(rec.fields[fieldTurns])
+		rec.fields[fieldTurns] = strconv.Itoa(n + 1)
+	}
 	fillBlanks(rec.fields, blankFields(c, now))
 	rec.exp = now.Add(m.opts.Retention)
 	m.records[callID] = rec
 	m.retainCall(callID, now)
-	st, err := m.state(callID, now)
+	st, err := m.state(callID, now, tail)
 	if err != nil {
-		return State{}, false, fmt.Errorf("begin turn for call %s: %w", callID, err)
+		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, err)
 	}
-	return st, claimed, nil
+	b.State = st
+	return b, nil
+}
+
+// TakeOver implements Store.
+func (m *MemoryStore) TakeOver(_ context.Context, ref TurnRef) (Takeover, error) {
+	if ref.Call == "" || ref.Event == "" {
+		return Takeover{}, fmt.Errorf("take over turn: %w", errEmptyID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.write()
+	key := memTurnKey(ref)
+	if cl, ok := m.claims[key]; ok && now.Before(cl.exp) {
+		return Takeover{Left: cl.exp.Sub(now)}, nil
+	}
+	var log TurnLog
+	if t := m.liveTurn(key, now); t != nil {
+		var err error
+		if log, err = t.log(ref.Call); err != nil {
+			return Takeover{}, fmt.Errorf("take over turn %s of call %s: %w", ref.Event, ref.Call, err)
+		}
+	}
+	l := Lease{Ref: ref, Token: newToken()}
+	m.claims[key] = memClaim{token: l.Token, exp: now.Add(m.opts.TurnLease)}
+	return Takeover{Lease: l, Log: log}, nil
 }
 
 // SeenCaller implements Store.
@@ -175,27 +231,68 @@ func fillBlanks(dst, src map[string]string) {
 	}
 }
 
-// AppendLines implements Store. An empty eventID has no log: the lines are dropped. Lines
+// AppendLines implements Store. An empty event id has no log: the lines are dropped. Lines
 // appended after the log closed are never followed, as with RedisStore.
-func (m *MemoryStore) AppendLines(_ context.Context, eventID string, lines ...string) error {
-	if eventID == "" || len(lines) == 0 {
+func (m *MemoryStore) AppendLines(_ context.Context, l Lease, lines ...string) error {
+	if err := m.appendLog(l, lines, nil); err != nil {
+		return fmt.Errorf("append %d lines to turn %s of call %s: %w", len(lines), l.Ref.Event, l.Ref.Call, err)
+	}
+	return nil
+}
+
+// AppendTools implements Store.
+func (m *MemoryStore) AppendTools(_ context.Context, l Lease, tools ...Entry) error {
+	enc, err := encodeEntries(l.Ref.Call, tools)
+	if err == nil {
+		err = m.appendLog(l, nil, enc)
+	}
+	if err != nil {
+		return fmt.Errorf("append %d tool calls to turn %s of call %s: %w", len(tools), l.Ref.Event, l.Ref.Call, err)
+	}
+	return nil
+}
+
+// appendLog adds lines and encoded tool calls to l's turn log and renews l.
+func (m *MemoryStore) appendLog(l Lease, lines, tools []string) error {
+	if l.Ref.Event == "" || (len(lines)+len(tools) == 0 && l.Token == "") {
 		return nil
+	}
+	if l.Ref.Call == "" {
+		return errEmptyID
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.write()
-	t := m.turn(eventID, now)
+	key := memTurnKey(l.Ref)
+	if l.Token != "" {
+		if !m.holds(key, l.Token, now) {
+			return ErrLeaseLost
+		}
+		m.claims[key] = memClaim{token: l.Token, exp: now.Add(m.opts.TurnLease)}
+	}
+	if len(lines)+len(tools) == 0 {
+		return nil
+	}
+	t := m.turn(key, now)
 	if t.closed {
 		return nil
 	}
 	t.lines = append(t.lines, lines...)
+	t.tools = append(t.tools, tools...)
 	t.exp = now.Add(m.opts.TurnTTL)
 	t.changed()
 	return nil
 }
 
+// holds reports whether token may write the turn at key: it holds the claim, or nobody does.
+func (m *MemoryStore) holds(key, token string, now time.Time) bool {
+	cl, ok := m.claims[key]
+	return !ok || !now.Before(cl.exp) || cl.token == token
+}
+
 // CommitTurn implements Store.
-func (m *MemoryStore) CommitTurn(_ context.Context, callID, eventID string, entries ...Entry) error {
+func (m *MemoryStore) CommitTurn(_ context.Context, l Lease, entries ...Entry) error {
+	callID, eventID := l.Ref.Call, l.Ref.Event
 	if callID == "" {
 		return fmt.Errorf("commit turn: %w", errEmptyID)
 	}
@@ -206,20 +303,25 @@ func (m *MemoryStore) CommitTurn(_ context.Context, callID, eventID string, entr
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.write()
+	key := memTurnKey(l.Ref)
+	if l.Token != "" && eventID != "" && !m.holds(key, l.Token, now) {
+		return fmt.Errorf("commit turn %s for call %s: %w", eventID, callID, ErrLeaseLost)
+	}
 	m.appendHistory(callID, enc, now)
 	if eventID != "" {
-		t := m.turn(eventID, now)
+		t := m.turn(key, now)
 		t.closed = true
 		t.exp = now.Add(m.opts.TurnTTL)
 		t.changed()
+		m.claims[key] = memClaim{token: claimDone, exp: now.Add(m.opts.TurnTTL)}
 	}
 	return nil
 }
 
 // FollowTurn implements Store. An empty eventID has no log: it returns ErrNotFound. It
 // starts no goroutine: it waits in the caller's.
-func (m *MemoryStore) FollowTurn(ctx context.Context, eventID string, fn func(text string) error) error {
-	if eventID == "" {
+func (m *MemoryStore) FollowTurn(ctx context.Context, ref TurnRef, fn func(text string) error) error {
+	if ref.Event == "" {
 		return fmt.Errorf("follow turn: %w: %w", errEmptyID, ErrNotFound)
 	}
 	var gen uint64
@@ -229,7 +331,7 @@ func (m *MemoryStore) FollowTurn(ctx context.Context, eventID string, fn func(te
 			return err
 		}
 		m.mu.Lock()
-		t := m.turn(eventID, time.Now())
+		t := m.turn(memTurnKey(ref), time.Now())
 		if t.gen != gen {
 			gen, n = t.gen, 0
 		}
@@ -333,9 +435,8 @@ func (m *MemoryStore) write() time.Time {
 
 // prune deletes every expired key, and every placeholder log nobody waits on.
 func (m *MemoryStore) prune(now time.Time) {
-	for _, times := range []map[string]time.Time{m.deliveries, m.claims} {
-		maps.DeleteFunc(times, func(_ string, exp time.Time) bool { return !now.Before(exp) })
-	}
+	maps.DeleteFunc(m.deliveries, func(_ string, exp time.Time) bool { return !now.Before(exp) })
+	maps.DeleteFunc(m.claims, func(_ string, c memClaim) bool { return !now.Before(c.exp) })
 	maps.DeleteFunc(m.callers, func(_ string, c lastCall) bool { return !now.Before(c.exp) })
 	maps.DeleteFunc(m.records, func(_ string, h memHash) bool { return !now.Before(h.exp) })
 	for _, lists := range []map[string]memList{m.hists, m.sms} {
@@ -390,28 +491,53 @@ func (m *MemoryStore) appendHistory(callID string, enc []string, now time.Time) 
 	m.retainCall(callID, now)
 }
 
-// state decodes callID's live record and history, or returns ErrNotFound.
-func (m *MemoryStore) state(callID string, now time.Time) (State, error) {
+// state decodes callID's live record and the last tail entries of its history (all of it
+// for tail <= 0), or returns ErrNotFound.
+func (m *MemoryStore) state(callID string, now time.Time, tail int) (State, error) {
 	rec := m.record(callID, now)
-	hist := m.list(m.hists, callID, now)
-	return decodeState(callID, rec.fields, hist.items)
+	items := m.list(m.hists, callID, now).items
+	if tail > 0 && len(items) > tail {
+		items = items[len(items)-tail:]
+	}
+	return decodeState(callID, rec.fields, items)
 }
 
-// turn returns eventID's log, creating a placeholder, or restarting an expired log in place
+// liveTurn returns the turn log at key when it holds something and has not expired.
+func (m *MemoryStore) liveTurn(key string, now time.Time) *memTurn {
+	t, ok := m.turns[key]
+	if !ok || t.exp.IsZero() || !now.Before(t.exp) {
+		return nil
+	}
+	return t
+}
+
+// turn returns the log at key, creating a placeholder, or restarting an expired log in place
 // so its followers see the lines of the log that replaces it.
-func (m *MemoryStore) turn(eventID string, now time.Time) *memTurn {
-	t, ok := m.turns[eventID]
+func (m *MemoryStore) turn(key string, now time.Time) *memTurn {
+	t, ok := m.turns[key]
 	if !ok {
 		m.gen++
 		t = &memTurn{gen: m.gen, wake: make(chan struct{})}
-		m.turns[eventID] = t
+		m.turns[key] = t
 		return t
 	}
 	if !t.exp.IsZero() && !now.Before(t.exp) {
 		m.gen++
-		t.gen, t.lines, t.closed, t.exp = m.gen, nil, false, time.Time{}
+		t.gen, t.lines, t.tools, t.closed, t.exp = m.gen, nil, nil, false, time.Time{}
 	}
 	return t
+}
+
+// log returns a copy of what t holds.
+func (t *memTurn) log(callID string) (TurnLog, error) {
+	tools, err := decodeEntries(callID, t.tools)
+	if err != nil {
+		return TurnLog{}, err
+	}
+	if len(tools) == 0 {
+		tools = nil
+	}
+	return TurnLog{Lines: slices.Clone(t.lines), Tools: tools, Closed: t.closed}, nil
 }
 
 // changed wakes t's followers.

@@ -33,11 +33,11 @@ func TestMemoryStorePrunesExpiredKeys(t *testing.T) {
 		_, err := s.FirstDelivery(ctx, fmt.Sprint("old", i), 20*time.Millisecond)
 		require.NoError(t, err)
 	}
-	require.NoError(t, s.AppendLines(ctx, "e1", "One."))
+	require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "One."))
 	// A follower that gave up leaves a placeholder log behind.
 	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
-	require.ErrorIs(t, s.FollowTurn(waitCtx, "e2", func(string) error { return nil }), context.DeadlineExceeded)
+	require.ErrorIs(t, s.FollowTurn(waitCtx, turnRef("c1", "e2"), func(string) error { return nil }), context.DeadlineExceeded)
 
 	// Nothing reads the expired keys again: only later writes can sweep them.
 	writes := 0

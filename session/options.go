@@ -11,10 +11,14 @@ type Options struct {
 	// Default 24h: long enough to read a finished call back, short enough not to hoard
 	// transcripts.
 	Retention time.Duration
-	// TurnTTL is how long a turn's claim and its log live. It bounds how long a retried
-	// message can replay the first delivery's answer, and how long a crashed replica's claim
-	// blocks a retry. Default 10m.
+	// TurnTTL is how long a finished turn's log lives. It bounds how long a retried message
+	// can replay the first delivery's answer. Default 10m.
 	TurnTTL time.Duration
+	// TurnLease is how long a turn's claim lasts without renewal. The owning turn renews it
+	// with every turn-log write (agent.Config.TurnLease sets how often when it has nothing
+	// to write); a retry may take over a turn whose owner let it lapse (a crash, a
+	// partition). Default 2s.
+	TurnLease time.Duration
 	// CallerMemory is how long SeenCaller remembers that a number called a line, for the
 	// prompts' "has called before". Default 90 days.
 	CallerMemory time.Duration
@@ -30,6 +34,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TurnTTL <= 0 {
 		o.TurnTTL = 10 * time.Minute
+	}
+	if o.TurnLease <= 0 {
+		o.TurnLease = 2 * time.Second
 	}
 	if o.CallerMemory <= 0 {
 		o.CallerMemory = 90 * 24 * time.Hour

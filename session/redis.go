@@ -14,41 +14,41 @@ import (
 // honoured exactly, since the block is clamped to it.
 const followBlock = time.Second
 
-// Fields of turn log stream entries: a spoken line, or the closing entry.
+// Fields of turn log stream entries: a spoken line, a finished tool call (a JSON Entry), or
+// the closing entry.
 const (
 	streamText = "t"
+	streamTool = "tool"
 	streamEnd  = "end"
 )
 
 var _ Store = (*RedisStore)(nil)
 
-// RedisStore is a Store on Redis, shared by every replica. A call's keys share a Redis Cluster
-// hash tag ({call id}), and so do an event's claim and turn log ({event id}), so a MULTI on
-// either stays in one slot.
+// RedisStore is a Store on Redis, shared by every replica. A call's keys, its turns' claims
+// and logs included, share a Redis Cluster hash tag ({call id}), so every script that
+// writes a call stays in one slot.
 //
-// Keys, under Options.Prefix:
+// Keys, under Options.Prefix (<turn> is <len(line id)>:<line id>:<event id>):
 //
-//	call:{<call id>}       hash: the call's record, times in Unix ms
+//	call:{<call id>}       hash: the call's record, times in Unix ms, and its turn count
 //	hist:{<call id>}       list: the call's history, one JSON Entry per element
 //	dlv:<delivery id>      string: a delivery id seen in the last ttl
-//	claim:{<event id>}     string: the claim of the turn answering an event
-//	turn:{<event id>}      stream: the turn's spoken lines, then a closing entry
+//	claim:{<call id>}<turn> string: the owner token of a turn's lease, "done" once committed
+//	turn:{<call id>}<turn>  stream: the turn's spoken lines and tool calls, then a closing entry
 //	sms:{<line id>}        list: the line's last 1000 SMS, JSON, newest first
 //	caller:{<line id>}<h>  string: the last call from a number (h: its hash) on the line
 //
 // Create the client with ContextTimeoutEnabled: true, so that contexts' deadlines bound every
-// command, not only FollowTurn's waits.
+// command, not only FollowTurn's waits. The scripts are sent by SHA (EVALSHA); the first use
+// of each after Redis started costs one more round trip to load it.
 type RedisStore struct {
 	rdb  redis.UniversalClient
 	opts Options
-	// cluster is set for a Redis Cluster client, which refuses a MULTI across slots.
-	cluster bool
 }
 
 // NewRedisStore returns a RedisStore on rdb. It does not contact Redis; call Ping to check.
 func NewRedisStore(rdb redis.UniversalClient, opts Options) *RedisStore {
-	_, cluster := rdb.(*redis.ClusterClient)
-	return &RedisStore{rdb: rdb, opts: opts.withDefaults(), cluster: cluster}
+	return &RedisStore{rdb: rdb, opts: opts.withDefaults()}
 }
 
 // FirstDelivery implements Store with SET NX and the ttl as expiry: 1 round trip. ttl must be
@@ -135,37 +135,185 @@ func (s *RedisStore) Load(ctx context.Context, callID string) (State, error) {
 	return st, nil
 }
 
-// BeginTurn implements Store with one pipeline: SET NX of the claim for TurnTTL (skipped for
-// an empty eventID), HSETNX of the record's id, started_at and c's fields, PEXPIRE of the
-// record and the history, HGETALL and LRANGE: 1 round trip. On Redis Cluster the claim and
-// the call live in different slots; go-redis sends both parts at once, so it is still one
-// round trip of waiting.
-func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string) (State, bool, error) {
+// BeginTurn implements Store with one script (EVALSHA): check the owner, SET NX PX of the
+// claim (or PTTL of the holder's), XRANGE of the turn log when taking a lapsed turn over,
+// HINCRBY of the turn count, HSETNX of the record's blanks, PEXPIRE of the record and the
+// history, HGETALL and LRANGE of the history's tail: 1 round trip, 1 command. The call's
+// keys share one hash slot, so it runs on Redis Cluster too.
+func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error) {
 	callID := c.ID
 	if callID == "" {
-		return State{}, false, fmt.Errorf("begin turn: %w", errEmptyID)
+		return Begun{}, fmt.Errorf("begin turn: %w", errEmptyID)
+	}
+	ref := TurnRef{Line: c.LineID, Call: callID, Event: eventID}
+	token := ""
+	if eventID != "" {
+		token = newToken()
 	}
 	rec, hist := s.callKeys(callID)
-	p := s.rdb.Pipeline()
-	var claim *redis.BoolCmd
-	if eventID != "" {
-		claim = p.SetNX(ctx, s.key("claim:", eventID), "1", s.opts.TurnTTL)
+	claim, turn := s.turnKeys(ref)
+	blanks := blankFields(c, time.Now())
+	args := make([]any, 0, 6+2*len(blanks))
+	args = append(args, c.Owner, token, s.opts.TurnLease.Milliseconds(), s.opts.Retention.Milliseconds(), tailStart(tail))
+	for k, v := range blanks {
+		args = append(args, k, v)
 	}
-	for k, v := range blankFields(c, time.Now()) {
-		p.HSetNX(ctx, rec, k, v)
-	}
-	p.PExpire(ctx, rec, s.opts.Retention)
-	p.PExpire(ctx, hist, s.opts.Retention)
-	fields := p.HGetAll(ctx, rec)
-	log := p.LRange(ctx, hist, 0, -1)
-	if _, err := p.Exec(ctx); err != nil {
-		return State{}, false, fmt.Errorf("begin turn for call %s: %w", callID, err)
-	}
-	st, err := decodeState(callID, fields.Val(), log.Val())
+	res, err := beginScript.Run(ctx, s.rdb, []string{rec, hist, claim, turn}, args...).Slice()
 	if err != nil {
-		return State{}, false, fmt.Errorf("begin turn for call %s: %w", callID, err)
+		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, err)
 	}
-	return st, claim == nil || claim.Val(), nil
+	if len(res) == 1 {
+		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, ErrWrongLine)
+	}
+	b, err := decodeBegun(callID, res)
+	if err != nil {
+		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, err)
+	}
+	b.Lease = Lease{Ref: ref}
+	if b.Status != TurnHeld {
+		b.Lease.Token = token
+	}
+	return b, nil
+}
+
+// beginScript is BeginTurn. KEYS: record, history, claim, turn log. ARGV: owner, token
+// ("" for no event id), lease ms, retention ms, LRANGE start of the tail, then field/value
+// pairs to fill where the record lacks them. It returns {"wrong_line"}, or {status, lease
+// left ms, record fields, history tail, turn log}.
+var beginScript = redis.NewScript(`
+local owner = ARGV[1]
+if owner ~= '' then
+  local cur = redis.call('HGET', KEYS[1], 'owner')
+  if cur and cur ~= owner then return {'wrong_line'} end
+end
+local status, left, log = 'claimed', 0, {}
+if ARGV[2] ~= '' then
+  if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then
+    if redis.call('EXISTS', KEYS[4]) == 1 then
+      status = 'taken'
+      log = redis.call('XRANGE', KEYS[4], '-', '+')
+    end
+  else
+    status = 'held'
+    left = redis.call('PTTL', KEYS[3])
+  end
+end
+if status == 'claimed' then redis.call('HINCRBY', KEYS[1], 'turns', 1) end
+for i = 6, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {status, left, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], ARGV[5], -1), log}
+`)
+
+// decodeBegun decodes beginScript's answer.
+func decodeBegun(callID string, res []any) (Begun, error) {
+	if len(res) != 5 {
+		return Begun{}, fmt.Errorf("begin script answered %d values", len(res))
+	}
+	status, _ := res[0].(string)
+	left, _ := res[1].(int64)
+	flat := strs(res[2])
+	rec := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		rec[flat[i]] = flat[i+1]
+	}
+	st, err := decodeState(callID, rec, strs(res[3]))
+	if err != nil {
+		return Begun{}, err
+	}
+	b := Begun{State: st, Left: time.Duration(left) * time.Millisecond}
+	switch status {
+	case "claimed":
+		b.Status = TurnClaimed
+	case "held":
+		b.Status = TurnHeld
+	case "taken":
+		if b.Log, err = decodeTurnLog(callID, res[4]); err != nil {
+			return Begun{}, err
+		}
+		b.Status = TurnTakenOver
+		if b.Log.Closed {
+			// The turn finished, and its claim expired before its log: replay it.
+			b.Status, b.Log = TurnHeld, TurnLog{}
+		}
+	default:
+		return Begun{}, fmt.Errorf("begin script answered status %q", status)
+	}
+	return b, nil
+}
+
+// TakeOver implements Store with one script: SET NX PX of the claim, then XRANGE of the
+// turn log, or PTTL of the holder's claim: 1 round trip.
+func (s *RedisStore) TakeOver(ctx context.Context, ref TurnRef) (Takeover, error) {
+	if ref.Call == "" || ref.Event == "" {
+		return Takeover{}, fmt.Errorf("take over turn: %w", errEmptyID)
+	}
+	claim, turn := s.turnKeys(ref)
+	token := newToken()
+	res, err := takeOverScript.Run(ctx, s.rdb, []string{claim, turn}, token, s.opts.TurnLease.Milliseconds()).Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("take-over script answered %d values", len(res))
+	}
+	if err != nil {
+		return Takeover{}, fmt.Errorf("take over turn %s of call %s: %w", ref.Event, ref.Call, err)
+	}
+	if ok, _ := res[0].(int64); ok == 0 {
+		left, _ := res[1].(int64)
+		return Takeover{Left: time.Duration(left) * time.Millisecond}, nil
+	}
+	log, err := decodeTurnLog(ref.Call, res[1])
+	if err != nil {
+		return Takeover{}, fmt.Errorf("take over turn %s of call %s: %w", ref.Event, ref.Call, err)
+	}
+	return Takeover{Lease: Lease{Ref: ref, Token: token}, Log: log}, nil
+}
+
+// takeOverScript is TakeOver. KEYS: claim, turn log. ARGV: token, lease ms. It returns
+// {1, turn log} or {0, lease left ms}.
+var takeOverScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('XRANGE', KEYS[2], '-', '+')}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+`)
+
+// decodeTurnLog decodes an XRANGE of a turn log as a script returns it.
+func decodeTurnLog(callID string, v any) (TurnLog, error) {
+	msgs, _ := v.([]any)
+	var log TurnLog
+	for _, m := range msgs {
+		parts, _ := m.([]any)
+		if len(parts) != 2 {
+			continue
+		}
+		fv := strs(parts[1])
+		for i := 0; i+1 < len(fv); i += 2 {
+			switch fv[i] {
+			case streamText:
+				log.Lines = append(log.Lines, fv[i+1])
+			case streamTool:
+				tools, err := decodeEntries(callID, fv[i+1:i+2])
+				if err != nil {
+					return TurnLog{}, err
+				}
+				log.Tools = append(log.Tools, tools...)
+			case streamEnd:
+				log.Closed = true
+			}
+		}
+	}
+	return log, nil
+}
+
+// strs converts a script's array of strings.
+func strs(v any) []string {
+	arr, _ := v.([]any)
+	out := make([]string, 0, len(arr))
+	for _, x := range arr {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
 }
 
 // SeenCaller implements Store with SET GET and the caller memory as expiry: 1 round trip.
@@ -184,34 +332,80 @@ func (s *RedisStore) SeenCaller(ctx context.Context, lineID, number, callID stri
 	return prev != callID, nil
 }
 
-// AppendLines implements Store with a pipeline of one XADD per line and PEXPIRE of the turn
-// log: 1 round trip for a batch of lines. No MULTI: each command is atomic on its own, the
-// pipeline keeps their order, and a PEXPIRE lost with a failed batch is set again by the next
-// write. An empty eventID has no log: the lines are dropped, with no round trip.
-func (s *RedisStore) AppendLines(ctx context.Context, eventID string, lines ...string) error {
-	if eventID == "" || len(lines) == 0 {
-		return nil
+// AppendLines implements Store with one script: GET and PEXPIRE of the claim (SET when it
+// lapsed unclaimed), one XADD per line and PEXPIRE of the turn log: 1 round trip for a batch
+// of lines, or for a renewal. An empty event id has no log: nothing is sent.
+func (s *RedisStore) AppendLines(ctx context.Context, l Lease, lines ...string) error {
+	items := make([]string, 0, 2*len(lines))
+	for _, text := range lines {
+		items = append(items, streamText, text)
 	}
-	turn := s.key("turn:", eventID)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, text := range lines {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: turn, Values: []string{streamText, text}})
-		}
-		p.PExpire(ctx, turn, s.opts.TurnTTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("append %d lines to turn %s: %w", len(lines), eventID, err)
+	if err := s.appendLog(ctx, l, items); err != nil {
+		return fmt.Errorf("append %d lines to turn %s of call %s: %w", len(lines), l.Ref.Event, l.Ref.Call, err)
 	}
 	return nil
 }
 
-// CommitTurn implements Store with MULTI RPUSH of the entries, PEXPIRE of the record and the
-// history, and, for a non-empty eventID, XADD of the closing entry and PEXPIRE of the turn
-// log: 1 round trip. On Redis Cluster the history and the turn log live in different slots,
-// which one MULTI cannot span; there it sends a plain pipeline instead (still 1 round trip),
-// and the history and the log each change atomically but not together.
-func (s *RedisStore) CommitTurn(ctx context.Context, callID, eventID string, entries ...Entry) error {
+// AppendTools implements Store as AppendLines does, one XADD per tool call.
+func (s *RedisStore) AppendTools(ctx context.Context, l Lease, tools ...Entry) error {
+	enc, err := encodeEntries(l.Ref.Call, tools)
+	if err != nil {
+		return fmt.Errorf("append tools to turn %s: %w", l.Ref.Event, err)
+	}
+	items := make([]string, 0, 2*len(enc))
+	for _, e := range enc {
+		items = append(items, streamTool, e)
+	}
+	if err := s.appendLog(ctx, l, items); err != nil {
+		return fmt.Errorf("append %d tool calls to turn %s of call %s: %w", len(tools), l.Ref.Event, l.Ref.Call, err)
+	}
+	return nil
+}
+
+// appendLog adds field/value items to l's turn log and renews l.
+func (s *RedisStore) appendLog(ctx context.Context, l Lease, items []string) error {
+	if l.Ref.Event == "" || (len(items) == 0 && l.Token == "") {
+		return nil
+	}
+	if l.Ref.Call == "" {
+		return errEmptyID
+	}
+	claim, turn := s.turnKeys(l.Ref)
+	args := make([]any, 0, 3+len(items))
+	args = append(args, l.Token, s.opts.TurnLease.Milliseconds(), s.opts.TurnTTL.Milliseconds())
+	for _, it := range items {
+		args = append(args, it)
+	}
+	ok, err := appendScript.Run(ctx, s.rdb, []string{claim, turn}, args...).Int()
+	if err != nil {
+		return err
+	}
+	if ok == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// appendScript is appendLog. KEYS: claim, turn log. ARGV: token ("" checks nothing), lease
+// ms, turn TTL ms, then field/value pairs, one stream entry each. It returns 0 when another
+// token holds the claim.
+var appendScript = redis.NewScript(`
+if ARGV[1] ~= '' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur and cur ~= ARGV[1] then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+for i = 4, #ARGV, 2 do redis.call('XADD', KEYS[2], '*', ARGV[i], ARGV[i+1]) end
+if #ARGV > 3 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return 1
+`)
+
+// CommitTurn implements Store with one script: GET of the claim, RPUSH of the entries,
+// PEXPIRE of the record and the history, and, with an event id, XADD of the closing entry,
+// PEXPIRE of the turn log and SET of the claim to "done" for the turn TTL: 1 round trip,
+// atomic (the call's keys share one hash slot, so on Redis Cluster too).
+func (s *RedisStore) CommitTurn(ctx context.Context, l Lease, entries ...Entry) error {
+	callID, eventID := l.Ref.Call, l.Ref.Event
 	if callID == "" {
 		return fmt.Errorf("commit turn: %w", errEmptyID)
 	}
@@ -220,27 +414,44 @@ func (s *RedisStore) CommitTurn(ctx context.Context, callID, eventID string, ent
 		return fmt.Errorf("commit turn for call %s: %w", callID, err)
 	}
 	rec, hist := s.callKeys(callID)
-	var p redis.Pipeliner
-	if s.cluster {
-		p = s.rdb.Pipeline()
-	} else {
-		p = s.rdb.TxPipeline()
-	}
-	if len(enc) > 0 {
-		p.RPush(ctx, hist, enc)
-	}
-	p.PExpire(ctx, rec, s.opts.Retention)
-	p.PExpire(ctx, hist, s.opts.Retention)
+	claim, turn := s.turnKeys(l.Ref)
+	closing := "0"
 	if eventID != "" {
-		turn := s.key("turn:", eventID)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: turn, Values: []string{streamEnd, "1"}})
-		p.PExpire(ctx, turn, s.opts.TurnTTL)
+		closing = "1"
 	}
-	if _, err := p.Exec(ctx); err != nil {
+	args := make([]any, 0, 4+len(enc))
+	args = append(args, l.Token, s.opts.Retention.Milliseconds(), s.opts.TurnTTL.Milliseconds(), closing)
+	for _, e := range enc {
+		args = append(args, e)
+	}
+	ok, err := commitScript.Run(ctx, s.rdb, []string{rec, hist, claim, turn}, args...).Int()
+	if err == nil && ok == 0 {
+		err = ErrLeaseLost
+	}
+	if err != nil {
 		return fmt.Errorf("commit turn %s for call %s: %w", eventID, callID, err)
 	}
 	return nil
 }
+
+// commitScript is CommitTurn. KEYS: record, history, claim, turn log. ARGV: token ("" checks
+// nothing), retention ms, turn TTL ms, "1" to close the log, then the encoded entries. It
+// returns 0 when another token holds the claim.
+var commitScript = redis.NewScript(`
+if ARGV[1] ~= '' then
+  local cur = redis.call('GET', KEYS[3])
+  if cur and cur ~= ARGV[1] then return 0 end
+end
+for i = 5, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('XADD', KEYS[4], '*', 'end', '1')
+  redis.call('PEXPIRE', KEYS[4], ARGV[3])
+  redis.call('SET', KEYS[3], 'done', 'PX', ARGV[3])
+end
+return 1
+`)
 
 // FollowTurn implements Store with a loop of XREAD BLOCK (at most 1s each, clamped to ctx's
 // deadline): 1 round trip per batch of lines, plus 1 per second of waiting. Each wait holds a
@@ -248,11 +459,12 @@ func (s *RedisStore) CommitTurn(ctx context.Context, callID, eventID string, ent
 // a deadline ends the wait on time. With ContextTimeoutEnabled on the client (cmd sets it),
 // ctx also bounds connecting and writing. An empty eventID has no log: it returns
 // ErrNotFound.
-func (s *RedisStore) FollowTurn(ctx context.Context, eventID string, fn func(text string) error) error {
+func (s *RedisStore) FollowTurn(ctx context.Context, ref TurnRef, fn func(text string) error) error {
+	eventID := ref.Event
 	if eventID == "" {
 		return fmt.Errorf("follow turn: %w: %w", errEmptyID, ErrNotFound)
 	}
-	turn := s.key("turn:", eventID)
+	_, turn := s.turnKeys(ref)
 	last := "0"
 	for {
 		if err := ctxErr(ctx); err != nil {
@@ -283,7 +495,10 @@ func (s *RedisStore) FollowTurn(ctx context.Context, eventID string, fn func(tex
 				if _, ok := msg.Values[streamEnd]; ok {
 					return nil
 				}
-				text, _ := msg.Values[streamText].(string)
+				text, ok := msg.Values[streamText].(string)
+				if !ok {
+					continue // a tool call, for a delivery taking the turn over
+				}
 				if err := fn(text); err != nil {
 					return err
 				}
@@ -378,4 +593,10 @@ func (s *RedisStore) key(namespace, id string) string {
 // callKeys returns the keys of callID's record and history, which share a hash slot.
 func (s *RedisStore) callKeys(callID string) (rec, hist string) {
 	return s.key("call:", callID), s.key("hist:", callID)
+}
+
+// turnKeys returns the keys of ref's claim and log, in the hash slot of ref's call.
+func (s *RedisStore) turnKeys(ref TurnRef) (claim, turn string) {
+	k := turnKey(ref)
+	return s.key("claim:", ref.Call) + k, s.key("turn:", ref.Call) + k
 }

@@ -112,17 +112,27 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 	}{
 		{name: "FirstDelivery", run: func() error { _, err := s.FirstDelivery(ctx, "d1", time.Minute); return err }},
 		{name: "UpdateCall", run: func() error { return s.UpdateCall(ctx, session.Call{ID: "c1", Status: "ringing"}) }},
-		{name: "BeginTurn", run: func() error { _, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1"); return err }},
-		{name: "BeginTurn without event id", run: func() error { _, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, ""); return err }},
-		{name: "AppendLines", run: func() error { return s.AppendLines(ctx, "e1", "One.") }},
-		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, "c1", "e1", entry) }},
+		{name: "BeginTurn", run: func() error { _, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1"); return err }},
+		{name: "BeginTurn without event id", run: func() error { _, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, ""); return err }},
+		{name: "AppendLines", run: func() error { return s.AppendLines(ctx, lease("c1", "e1"), "One.") }},
+		{name: "AppendTools", run: func() error {
+			return s.AppendTools(ctx, lease("c1", "e1"), session.Entry{Kind: session.EntryTool, ToolCall: "t1", At: 1})
+		}},
+		{name: "AppendLines renewing a lease", run: func() error {
+			return s.AppendLines(ctx, session.Lease{Ref: turnRef("c1", "e9"), Token: "tok"})
+		}},
+		{name: "TakeOver", run: func() error { _, err := s.TakeOver(ctx, turnRef("c1", "e9")); return err }},
+		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, lease("c1", "e1"), entry) }},
 		{name: "FollowTurn of a closed log", run: func() error {
-			return s.FollowTurn(ctx, "e1", func(string) error { return nil })
+			return s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error { return nil })
 		}},
 		{name: "Load", run: func() error { _, err := s.Load(ctx, "c1"); return err }},
 		{name: "AppendEntry", run: func() error { return s.AppendEntry(ctx, "c1", "", entry) }},
 		{name: "AddSMS", run: func() error { return s.AddSMS(ctx, "l1", session.SMS{Text: "hi"}) }},
 		{name: "Ping", run: func() error { return s.Ping(ctx) }},
+	}
+	for _, step := range steps {
+		require.NoError(t, step.run(), "%s, loading its script into Redis", step.name)
 	}
 	for _, step := range steps {
 		before := rtts.n.Load()
@@ -145,19 +155,19 @@ func TestRedisStoreKeys(t *testing.T) {
 	require.NoError(t, s.UpdateCall(ctx, session.Call{
 		ID: "c1", Status: "ringing", StartedAt: time.UnixMilli(1711900000123),
 	}))
-	_, _, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
+	b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1", 0)
 	require.NoError(t, err)
-	require.NoError(t, s.AppendLines(ctx, "e1", "One."))
-	require.NoError(t, s.CommitTurn(ctx, "c1", "e1", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
+	require.NoError(t, s.AppendLines(ctx, b.Lease, "One."))
+	require.NoError(t, s.CommitTurn(ctx, b.Lease, session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
 	require.NoError(t, s.AddSMS(ctx, "l1", session.SMS{Text: "hi"}))
 
 	ttls := map[string]time.Duration{
-		"dlv:d1":     5 * time.Minute,
-		"call:{c1}":  time.Hour,
-		"hist:{c1}":  time.Hour,
-		"claim:{e1}": time.Minute,
-		"turn:{e1}":  time.Minute,
-		"sms:{l1}":   time.Hour,
+		"dlv:d1":          5 * time.Minute,
+		"call:{c1}":       time.Hour,
+		"hist:{c1}":       time.Hour,
+		"claim:{c1}0::e1": time.Minute,
+		"turn:{c1}0::e1":  time.Minute,
+		"sms:{l1}":        time.Hour,
 	}
 	for key, want := range ttls {
 		ttl, err := rdb.PTTL(ctx, prefix+key).Result()
@@ -167,14 +177,17 @@ func TestRedisStoreKeys(t *testing.T) {
 
 	rec, err := rdb.HGetAll(ctx, prefix+"call:{c1}").Result()
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"id": "c1", "status": "ringing", "started_at": "1711900000123"}, rec,
-		"BeginTurn keeps the stored start")
+	assert.Equal(t, map[string]string{"id": "c1", "status": "ringing", "started_at": "1711900000123", "turns": "1"}, rec,
+		"BeginTurn keeps the stored start, and counts the turn")
+	claim, err := rdb.Get(ctx, prefix+"claim:{c1}0::e1").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "done", claim, "a committed turn's claim")
 
 	hist, err := rdb.LRange(ctx, prefix+"hist:{c1}", 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []string{`{"k":"user","t":"hi","at":1}`}, hist)
 
-	turn, err := rdb.XRange(ctx, prefix+"turn:{e1}", "-", "+").Result()
+	turn, err := rdb.XRange(ctx, prefix+"turn:{c1}0::e1", "-", "+").Result()
 	require.NoError(t, err)
 	require.Len(t, turn, 2)
 	assert.Equal(t, map[string]any{"t": "One."}, turn[0].Values)

@@ -16,6 +16,11 @@ var ErrWrongLine = errors.New("call belongs to another line")
 // OwnerGlobal is the Owner of calls whose first event was verified with the global secrets.
 const OwnerGlobal = "*"
 
+// ErrLeaseLost is returned by a write of a turn whose lease another delivery holds now (it
+// took the turn over, or finished it): the store wrote nothing, and the turn is that
+// delivery's to record.
+var ErrLeaseLost = errors.New("turn lease lost")
+
 // Entry kinds in a call's history log.
 const (
 	EntryUser      = "user"
@@ -87,9 +92,76 @@ type Call struct {
 type State struct {
 	Call Call
 	// History is the folded conversation: user, tool and assistant entries in order, each
-	// once, with interrupts applied.
+	// once, with interrupts applied. Load returns all of it; BeginTurn only its tail.
 	History []Entry
+	// Turns counts the message turns the call has begun (BeginTurn claims of a new event).
+	Turns int
 }
+
+// TurnRef names the turn that answers one message event: the line and call the event is
+// about, and its event id. A turn's claim and log are keyed by all three, so a message that
+// reuses another call's event id gets its own answer, never that call's replay.
+type TurnRef struct {
+	Line  string
+	Call  string
+	Event string
+}
+
+// Lease is a delivery's hold on a turn: whoever holds the claim's token answers the event,
+// and must renew the claim (every write to the turn log does) within the store's TurnLease,
+// or another delivery may take the turn over. An empty Token holds nothing and is checked
+// against nothing: a turn without event id, or one answered while the store was down.
+type Lease struct {
+	Ref   TurnRef
+	Token string
+}
+
+// TurnStatus is what BeginTurn found about the turn of an event.
+type TurnStatus int
+
+const (
+	// TurnClaimed: a new turn; this delivery answers it under Begun.Lease.
+	TurnClaimed TurnStatus = iota + 1
+	// TurnHeld: another delivery holds a live lease on the turn, or finished it; follow its
+	// log (FollowTurn), and try TakeOver once the lease has had Begun.Left to lapse.
+	TurnHeld
+	// TurnTakenOver: the turn's owner stopped renewing its lease before finishing; this
+	// delivery now holds it and continues after what Begun.Log says was already spoken.
+	TurnTakenOver
+)
+
+// TurnLog is what a turn's log holds: the lines spoken so far, in order, and the tool calls
+// finished so far, in order.
+type TurnLog struct {
+	Lines []string
+	Tools []Entry
+	// Closed is set when the turn was committed: there is nothing left to answer.
+	Closed bool
+}
+
+// Begun is the outcome of BeginTurn.
+type Begun struct {
+	State  State
+	Status TurnStatus
+	// Lease is the turn's reference and, unless Status is TurnHeld, this delivery's token.
+	Lease Lease
+	// Log is what the previous owner logged, when Status is TurnTakenOver.
+	Log TurnLog
+	// Left is how long the current owner's lease still runs, when Status is TurnHeld.
+	Left time.Duration
+}
+
+// Takeover is the outcome of TakeOver.
+type Takeover struct {
+	// Lease holds a token when the turn was taken over; then Log is what had been logged.
+	Lease Lease
+	Log   TurnLog
+	// Left is how long the owner's lease still runs, when it was not taken over.
+	Left time.Duration
+}
+
+// Taken reports whether the turn was taken over.
+func (t Takeover) Taken() bool { return t.Lease.Token != "" }
 
 // EndPending reports whether the call's last answer was a goodbye meant to end the call that
 // the caller talked over, so the call was not ended and the next turn should confirm.
@@ -134,25 +206,43 @@ type Store interface {
 	// Load returns the call's record and folded history, or ErrNotFound for an unknown call.
 	Load(ctx context.Context, callID string) (State, error)
 
-	// BeginTurn, in one round trip, claims eventID for this turn and loads the call's state.
-	// claimed is false when an earlier delivery of the same event holds the claim; the caller
-	// then follows that turn's log instead of answering again. An empty eventID is always
-	// claimed. Fields of c (c.ID is required) fill only what the record lacks: an unknown
-	// call gets a record (ID, StartedAt and c's fields) and an empty history, and c's Agent
-	// and PromptVersion pin the call's agent unless an earlier turn pinned one.
-	BeginTurn(ctx context.Context, c Call, eventID string) (st State, claimed bool, err error)
+	// BeginTurn, atomically and in one round trip, checks the call's Owner, claims the turn
+	// of eventID on line c.LineID and call c.ID (TurnRef) and loads what the turn needs: the
+	// call's record, its turn count and the last tail entries of its history log, folded
+	// (tail <= 0: all of it). The cost does not grow with the call's length.
+	//
+	// Status says what to do: answer (TurnClaimed, and the call's turn count goes up by
+	// one), follow the log of the delivery that holds or finished the turn (TurnHeld), or
+	// continue a turn whose owner stopped renewing its lease (TurnTakenOver). An empty
+	// eventID is always claimed, with no lease. Fields of c (c.ID is required) fill only what
+	// the record lacks: an unknown call gets a record (ID, StartedAt and c's fields) and an
+	// empty history, and c's Agent and PromptVersion pin the call's agent unless an earlier
+	// turn pinned one. A c.Owner other than the record's returns ErrWrongLine, and nothing is
+	// claimed or written.
+	BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error)
 
-	// AppendLines adds spoken lines, in order, to eventID's turn log.
-	AppendLines(ctx context.Context, eventID string, lines ...string) error
+	// TakeOver claims a turn whose owner's lease has lapsed, for a delivery following it
+	// (TurnHeld). It fails (Taken false, with the lease's time Left) while the owner renews.
+	TakeOver(ctx context.Context, ref TurnRef) (Takeover, error)
 
-	// CommitTurn appends entries to the call's history and closes eventID's turn log (when
-	// eventID is non-empty), atomically.
-	CommitTurn(ctx context.Context, callID, eventID string, entries ...Entry) error
+	// AppendLines adds spoken lines, in order, to the turn's log and renews l; with no lines
+	// it only renews. It returns ErrLeaseLost, writing nothing, when another delivery holds
+	// the turn now; a lease that lapsed with nobody taking it is taken back.
+	AppendLines(ctx context.Context, l Lease, lines ...string) error
 
-	// FollowTurn calls fn with every line of eventID's turn log, from the first, waiting for
+	// AppendTools adds finished tool calls (EntryTool), in order, to the turn's log and
+	// renews l, as AppendLines does, so a delivery that takes the turn over knows them.
+	AppendTools(ctx context.Context, l Lease, tools ...Entry) error
+
+	// CommitTurn appends entries to the call's history and closes the turn's log (when
+	// l.Ref.Event is non-empty), atomically, ending l. It returns ErrLeaseLost, writing
+	// nothing, when another delivery holds the turn now.
+	CommitTurn(ctx context.Context, l Lease, entries ...Entry) error
+
+	// FollowTurn calls fn with every line of the turn's log, from the first, waiting for
 	// more until the log is closed (returns nil) or ctx ends (returns ctx's error). A log that
 	// does not exist yet is waited for. An error from fn stops it and is returned.
-	FollowTurn(ctx context.Context, eventID string, fn func(text string) error) error
+	FollowTurn(ctx context.Context, ref TurnRef, fn func(text string) error) error
 
 	// AppendEntry appends one entry (an interrupt) to the call's history log. With a non-empty
 	// owner it checks, atomically with the write, that the call has no other Owner (else

@@ -142,7 +142,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		s, ctx := store(t), t.Context()
 
 		before := time.Now().Truncate(time.Millisecond)
-		st, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
+		st, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		assert.True(t, claimed, "the first delivery claims the event")
 		assert.Equal(t, "c1", st.Call.ID, "an unknown call gets a record")
@@ -153,22 +153,22 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		require.NoError(t, err, "the record BeginTurn created")
 		assert.Equal(t, st, loaded)
 
-		st2, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
+		st2, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		assert.False(t, claimed, "a retry of the same event")
 		assert.Equal(t, st, st2, "a retry still loads the state; StartedAt is not reset")
 
-		_, claimed, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
+		_, claimed, err = beginTurn(s, ctx, session.Call{ID: "c1"}, "e2")
 		require.NoError(t, err)
 		assert.True(t, claimed, "another event")
 
 		for range 2 {
-			_, claimed, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "")
+			_, claimed, err = beginTurn(s, ctx, session.Call{ID: "c1"}, "")
 			require.NoError(t, err)
 			assert.True(t, claimed, "an event without id is always claimed")
 		}
 
-		_, _, err = s.BeginTurn(ctx, session.Call{ID: ""}, "e3")
+		_, _, err = beginTurn(s, ctx, session.Call{ID: ""}, "e3")
 		assert.Error(t, err, "empty call id")
 	})
 
@@ -181,9 +181,9 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			{Kind: session.EntryUser, Text: "hi", At: 1000, EventID: "e1"},
 			{Kind: session.EntryAssistant, Text: "Hello!", At: 1000, EventID: "e1"},
 		}
-		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", turn...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), turn...))
 
-		st, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
+		st, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e2")
 		require.NoError(t, err)
 		assert.True(t, claimed)
 		assert.Equal(t, session.Call{ID: "c1", LineID: "l1", StartedAt: started}, st.Call)
@@ -200,7 +200,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		)
 		for range 8 {
 			wg.Go(func() {
-				_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
+				_, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1")
 				assert.NoError(t, err)
 				if claimed {
 					mu.Lock()
@@ -215,41 +215,226 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 
 	t.Run("ClaimExpires", func(t *testing.T) {
 		t.Parallel()
-		s, ctx := newStore(t, session.Options{TurnTTL: 100 * time.Millisecond}), t.Context()
-		_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
+		s, ctx := newStore(t, session.Options{TurnLease: 100 * time.Millisecond}), t.Context()
+		_, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		require.True(t, claimed)
 		require.Eventually(t, func() bool {
-			_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
+			_, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1")
 			return err == nil && claimed
-		}, waitFor, 10*time.Millisecond, "a claim is free again after TurnTTL")
+		}, waitFor, 10*time.Millisecond, "an unrenewed claim of a turn that logged nothing is free again after TurnLease")
+	})
+
+	t.Run("TurnsKeyedByLineCallAndEvent", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		// One event id on two calls, and on two lines' views of one call: four turns.
+		var leases []session.Lease
+		for _, c := range []session.Call{{ID: "c1", LineID: "l1"}, {ID: "c2", LineID: "l1"}, {ID: "c3", LineID: "l1"}, {ID: "c3", LineID: "l2"}} {
+			b, err := s.BeginTurn(ctx, c, "e1", 0)
+			require.NoError(t, err)
+			assert.Equal(t, session.TurnClaimed, b.Status, "call %s on line %s has its own turn", c.ID, c.LineID)
+			assert.Equal(t, session.TurnRef{Line: c.LineID, Call: c.ID, Event: "e1"}, b.Lease.Ref)
+			require.NoError(t, s.AppendLines(ctx, b.Lease, "Answer to "+c.ID+" on "+c.LineID+"."))
+			leases = append(leases, b.Lease)
+		}
+		for _, l := range leases {
+			require.NoError(t, s.CommitTurn(ctx, l))
+			f := follow(ctx, s, l.Ref)
+			require.NoError(t, f.wait(t))
+			assert.Equal(t, []string{"Answer to " + l.Ref.Call + " on " + l.Ref.Line + "."}, f.got, "only its own turn's lines")
+		}
+		// Ids that would run together with a plain separator stay apart.
+		a, err := s.BeginTurn(ctx, session.Call{ID: "c4", LineID: "a:b"}, "c", 0)
+		require.NoError(t, err)
+		b, err := s.BeginTurn(ctx, session.Call{ID: "c4", LineID: "a"}, "b:c", 0)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnClaimed, a.Status)
+		assert.Equal(t, session.TurnClaimed, b.Status)
+	})
+
+	t.Run("OwnerCheckedByBeginTurn", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		b, err := s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l1", Owner: "l1"}, "e1", 0)
+		require.NoError(t, err)
+		require.Equal(t, session.TurnClaimed, b.Status)
+		assert.Equal(t, "l1", b.State.Call.Owner, "the first turn sets the owner")
+		before, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+
+		_, err = s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l2", Owner: "l2", From: "+1555", Agent: "x"}, "e2", 0)
+		require.ErrorIs(t, err, session.ErrWrongLine, "another line's turn about the call")
+		_, err = s.BeginTurn(ctx, session.Call{ID: "c1", Owner: "*"}, "e2", 0)
+		require.ErrorIs(t, err, session.ErrWrongLine, "the global secrets' turn about a listed line's call")
+		after, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, before, after, "a refused turn writes nothing, and is not counted")
+
+		b, err = s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l1", Owner: "l1"}, "e2", 0)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnClaimed, b.Status, "the refused event was not claimed")
+		b, err = s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l1"}, "e3", 0)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnClaimed, b.Status, "no owner given: not checked")
+	})
+
+	t.Run("BeginTurnLoadsTail", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		const turns = 300
+		for i := range turns {
+			ev := fmt.Sprintf("e%d", i)
+			b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, ev, 0)
+			require.NoError(t, err)
+			require.NoError(t, s.CommitTurn(ctx, b.Lease,
+				session.Entry{Kind: session.EntryUser, Text: ev, At: int64(2 * i), EventID: ev},
+				session.Entry{Kind: session.EntryAssistant, Text: "A" + ev, At: int64(2 * i), EventID: ev}))
+		}
+		require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, Text: "cut", At: 2*turns - 1}))
+		full, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		require.Len(t, full.History, 2*turns, "Load keeps the whole conversation")
+		assert.Equal(t, turns, full.Turns)
+
+		b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "next", 9)
+		require.NoError(t, err)
+		assert.Equal(t, turns+1, b.State.Turns, "the turn count covers the whole call")
+		assert.Equal(t, full.History[len(full.History)-8:], b.State.History,
+			"the last 9 log entries, folded: 4 turns and the interrupt applied to the last answer")
+		assert.True(t, b.State.History[len(b.State.History)-1].Interrupted)
+
+		_, err = s.BeginTurn(ctx, session.Call{ID: "c1"}, "next", 9)
+		require.NoError(t, err)
+		again, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, turns+1, again.Turns, "a retry is not another turn")
+	})
+
+	t.Run("LeaseRenewedAndFenced", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1", 0)
+		require.NoError(t, err)
+		owner := b.Lease
+		require.NotEmpty(t, owner.Token)
+		require.NoError(t, s.AppendLines(ctx, owner, "One."))
+		require.NoError(t, s.AppendLines(ctx, owner), "a renewal alone")
+
+		held, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1", 0)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnHeld, held.Status, "a retry while the owner is live")
+		assert.Empty(t, held.Lease.Token)
+		assert.Positive(t, held.Left)
+		to, err := s.TakeOver(ctx, owner.Ref)
+		require.NoError(t, err)
+		assert.False(t, to.Taken(), "a live owner is never taken over")
+		assert.Positive(t, to.Left)
+
+		forged := session.Lease{Ref: owner.Ref, Token: "not-the-owner"}
+		require.ErrorIs(t, s.AppendLines(ctx, forged, "Two."), session.ErrLeaseLost)
+		require.ErrorIs(t, s.CommitTurn(ctx, forged, session.Entry{Kind: session.EntryUser, Text: "x", At: 1, EventID: "e1"}), session.ErrLeaseLost)
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Empty(t, st.History, "a fenced commit writes nothing")
+
+		require.NoError(t, s.CommitTurn(ctx, owner, session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"}))
+		require.ErrorIs(t, s.AppendLines(ctx, owner, "Late."), session.ErrLeaseLost, "the turn is over")
+		to, err = s.TakeOver(ctx, owner.Ref)
+		require.NoError(t, err)
+		assert.False(t, to.Taken(), "a finished turn is never taken over")
+		done, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1", 0)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnHeld, done.Status, "a retry of a finished turn replays it")
+	})
+
+	t.Run("LapsedLeaseTakenOver", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t, session.Options{TurnLease: 100 * time.Millisecond}), t.Context()
+		c := session.Call{ID: "c1", LineID: "l1"}
+		b, err := s.BeginTurn(ctx, c, "e1", 0)
+		require.NoError(t, err)
+		dead := b.Lease
+		tool := session.Entry{Kind: session.EntryTool, EventID: "e1", At: 1, ToolCall: "call_1", ToolName: "lookup", ToolArgs: "{}", Text: `{"ok":true}`}
+		require.NoError(t, s.AppendLines(ctx, dead, "One.", "Two."))
+		require.NoError(t, s.AppendTools(ctx, dead, tool))
+		require.NoError(t, s.AppendLines(ctx, dead, "Three."))
+
+		// The owner dies: nobody renews. A follower takes over once the lease lapses.
+		var to session.Takeover
+		require.Eventually(t, func() bool {
+			to, err = s.TakeOver(ctx, dead.Ref)
+			return err == nil && to.Taken()
+		}, waitFor, 10*time.Millisecond)
+		assert.Equal(t, session.TurnLog{Lines: []string{"One.", "Two.", "Three."}, Tools: []session.Entry{tool}}, to.Log)
+		assert.NotEqual(t, dead.Token, to.Lease.Token)
+
+		again, err := s.TakeOver(ctx, dead.Ref)
+		require.NoError(t, err)
+		assert.False(t, again.Taken(), "one taker")
+		require.ErrorIs(t, s.AppendLines(ctx, dead, "Four."), session.ErrLeaseLost, "the old owner is fenced")
+		require.NoError(t, s.AppendLines(ctx, to.Lease, "Four."))
+		entries := []session.Entry{
+			{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
+			tool,
+			{Kind: session.EntryAssistant, Text: "One. Two. Three. Four.", At: 1, EventID: "e1"},
+		}
+		require.ErrorIs(t, s.CommitTurn(ctx, dead, entries...), session.ErrLeaseLost)
+		require.NoError(t, s.CommitTurn(ctx, to.Lease, entries...))
+		require.ErrorIs(t, s.CommitTurn(ctx, dead, entries...), session.ErrLeaseLost)
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, entries, st.History, "the turn is recorded once, by its new owner")
+		f := follow(ctx, s, dead.Ref)
+		require.NoError(t, f.wait(t))
+		assert.Equal(t, []string{"One.", "Two.", "Three.", "Four."}, f.got, "followers get the lines only")
+
+		// A retry that arrives after the lease lapsed takes over in BeginTurn itself.
+		b, err = s.BeginTurn(ctx, c, "e2", 0)
+		require.NoError(t, err)
+		require.NoError(t, s.AppendLines(ctx, b.Lease, "Hello."))
+		var late session.Begun
+		require.Eventually(t, func() bool {
+			late, err = s.BeginTurn(ctx, c, "e2", 0)
+			return err == nil && late.Status == session.TurnTakenOver
+		}, waitFor, 10*time.Millisecond)
+		assert.Equal(t, session.TurnLog{Lines: []string{"Hello."}}, late.Log)
+		assert.NotEmpty(t, late.Lease.Token)
+		assert.Equal(t, 2, late.State.Turns, "a takeover is not another turn")
+
+		// A lease that lapsed with nobody taking it is taken back by its owner.
+		b, err = s.BeginTurn(ctx, c, "e3", 0)
+		require.NoError(t, err)
+		waitUntil(t, time.Now().Add(150*time.Millisecond))
+		require.NoError(t, s.AppendLines(ctx, b.Lease, "Still here."))
+		require.NoError(t, s.CommitTurn(ctx, b.Lease))
 	})
 
 	t.Run("FollowTurn", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
 
-		early := follow(ctx, s, "e1")
-		_, claimed, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1")
+		early := follow(ctx, s, turnRef("c1", "e1"))
+		_, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1")
 		require.NoError(t, err)
 		require.True(t, claimed)
-		require.NoError(t, s.AppendLines(ctx, "e1", "One."))
+		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "One."))
 		assert.Equal(t, "One.", early.next(t))
 
-		mid := follow(ctx, s, "e1")
+		mid := follow(ctx, s, turnRef("c1", "e1"))
 		assert.Equal(t, "One.", mid.next(t), "a follower starting mid-turn gets earlier lines")
 		for _, line := range []string{"Two.", "", "Three."} {
-			require.NoError(t, s.AppendLines(ctx, "e1", line))
+			require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), line))
 		}
-		require.NoError(t, s.AppendLines(ctx, "e1", "Four.", "Five."), "a batch keeps its order")
-		require.NoError(t, s.AppendLines(ctx, "e1"), "an empty batch")
-		require.NoError(t, s.CommitTurn(ctx, "c1", "e1",
+		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "Four.", "Five."), "a batch keeps its order")
+		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1")), "an empty batch")
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"),
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
 			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three. Four. Five.", At: 1, EventID: "e1"},
 		))
-		require.NoError(t, s.AppendLines(ctx, "e1", "Too late."), "a line after the close")
+		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "Too late."), "a line after the close")
 
-		late := follow(ctx, s, "e1")
+		late := follow(ctx, s, turnRef("c1", "e1"))
 		want := []string{"One.", "Two.", "", "Three.", "Four.", "Five."}
 		for name, f := range map[string]*follower{"early": early, "mid": mid, "late": late} {
 			assert.NoError(t, f.wait(t), name)
@@ -262,8 +447,8 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		s := store(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		require.NoError(t, s.AppendLines(ctx, "e1", "One."))
-		f := follow(ctx, s, "e1")
+		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "One."))
+		f := follow(ctx, s, turnRef("c1", "e1"))
 		assert.Equal(t, "One.", f.next(t), "the follower is now waiting for more")
 		cancel()
 		require.ErrorIs(t, f.wait(t), context.Canceled)
@@ -274,7 +459,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		s := store(t)
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
-		f := follow(ctx, s, "never")
+		f := follow(ctx, s, turnRef("c1", "never"))
 		require.ErrorIs(t, f.wait(t), context.DeadlineExceeded, "a log that never appears")
 		assert.Empty(t, f.got)
 	})
@@ -283,11 +468,11 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		t.Parallel()
 		s, ctx := store(t), t.Context()
 		for _, line := range []string{"One.", "Two."} {
-			require.NoError(t, s.AppendLines(ctx, "e1", line))
+			require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), line))
 		}
 		errStop := errors.New("caller hung up")
 		calls := 0
-		err := s.FollowTurn(ctx, "e1", func(string) error {
+		err := s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error {
 			calls++
 			return errStop
 		})
@@ -298,10 +483,10 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	t.Run("TurnWithoutEventID", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
-		require.NoError(t, s.AppendLines(ctx, "", "One."), "no log: dropped")
-		err := s.FollowTurn(ctx, "", func(string) error { return nil })
+		require.NoError(t, s.AppendLines(ctx, lease("c1", ""), "One."), "no log: dropped")
+		err := s.FollowTurn(ctx, turnRef("c1", ""), func(string) error { return nil })
 		require.ErrorIs(t, err, session.ErrNotFound)
-		require.NoError(t, s.CommitTurn(ctx, "c1", "",
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", ""),
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
@@ -311,12 +496,12 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	t.Run("TurnLogExpires", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newStore(t, session.Options{TurnTTL: 100 * time.Millisecond}), t.Context()
-		require.NoError(t, s.AppendLines(ctx, "e1", "One."))
-		require.NoError(t, s.CommitTurn(ctx, "c1", "e1"))
+		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "One."))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1")))
 		require.Eventually(t, func() bool {
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 			defer cancel()
-			err := s.FollowTurn(ctx, "e1", func(string) error { return nil })
+			err := s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error { return nil })
 			return errors.Is(err, context.DeadlineExceeded) // waiting for a log that is gone
 		}, waitFor, 10*time.Millisecond)
 	})
@@ -328,21 +513,21 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			{Kind: session.EntryUser, Text: "What time do you open?", At: 1000, EventID: "e1"},
 			{Kind: session.EntryAssistant, Text: "At nine.", At: 1000, EventID: "e1", Cut: true},
 		}
-		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", turn...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), turn...))
 
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err, "history alone makes a call known")
 		assert.Equal(t, session.Call{ID: "c1"}, st.Call)
 		assert.Equal(t, turn, st.History)
 
-		f := follow(ctx, s, "e1")
+		f := follow(ctx, s, turnRef("c1", "e1"))
 		require.NoError(t, f.wait(t), "the log is closed")
 		assert.Empty(t, f.got)
 
-		require.NoError(t, s.CommitTurn(ctx, "c1", "e2"), "no entries: only closes the log")
-		require.NoError(t, follow(ctx, s, "e2").wait(t))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2")), "no entries: only closes the log")
+		require.NoError(t, follow(ctx, s, turnRef("c1", "e2")).wait(t))
 
-		assert.Error(t, s.CommitTurn(ctx, "", "e3"), "empty call id")
+		assert.Error(t, s.CommitTurn(ctx, lease("", "e3")), "empty call id")
 	})
 
 	t.Run("ConcurrentWritersKeepEverything", func(t *testing.T) {
@@ -352,7 +537,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		for i := range 10 {
 			wg.Go(func() {
 				ev := fmt.Sprintf("e%d", i)
-				assert.NoError(t, s.CommitTurn(ctx, "c1", ev,
+				assert.NoError(t, s.CommitTurn(ctx, lease("c1", ev),
 					session.Entry{Kind: session.EntryUser, Text: ev, At: int64(i), EventID: ev}))
 			})
 		}
@@ -382,17 +567,17 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		u2, a2 := user(3000, "e2", "Opening hours?"), answer(3000, "e2", "We open at nine and close at five.")
 
 		// The interrupted event overtook the turn it refers to.
-		require.NoError(t, s.CommitTurn(ctx, "early", "e1", u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("early", "e1"), u1, a1))
 		require.NoError(t, s.AppendEntry(ctx, "early", "", interrupt(3500, "We open at")))
-		require.NoError(t, s.CommitTurn(ctx, "early", "e2", u2, a2))
+		require.NoError(t, s.CommitTurn(ctx, lease("early", "e2"), u2, a2))
 		// The interrupted event arrived after the next turn.
-		require.NoError(t, s.CommitTurn(ctx, "late", "e1", u1, a1))
-		require.NoError(t, s.CommitTurn(ctx, "late", "e2", u2, a2))
+		require.NoError(t, s.CommitTurn(ctx, lease("late", "e1"), u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("late", "e2"), u2, a2))
 		require.NoError(t, s.AppendEntry(ctx, "late", "", interrupt(1500, "Hello,")))
 		// A turn committed twice (a claim expired under a slow answer), and a cut before any
 		// word was played.
-		require.NoError(t, s.CommitTurn(ctx, "dup", "e1", u1, a1))
-		require.NoError(t, s.CommitTurn(ctx, "dup", "e1", u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), u1, a1))
 		require.NoError(t, s.AppendEntry(ctx, "dup", "", interrupt(1200, "")))
 
 		for _, tc := range []struct {
@@ -413,14 +598,14 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	t.Run("PinsAreWrittenOnce", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()
-		st, _, err := s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l1", Agent: "reception", PromptVersion: "v1"}, "e1")
+		st, _, err := beginTurn(s, ctx, session.Call{ID: "c1", LineID: "l1", Agent: "reception", PromptVersion: "v1"}, "e1")
 		require.NoError(t, err)
 		assert.Equal(t, "reception", st.Call.Agent)
 		assert.Equal(t, "v1", st.Call.PromptVersion)
 		assert.Equal(t, "l1", st.Call.LineID)
 
 		// A prompt edited mid-call: later turns and events must not move the call to it.
-		st, _, err = s.BeginTurn(ctx, session.Call{ID: "c1", LineID: "l2", Agent: "orders", PromptVersion: "v2"}, "e2")
+		st, _, err = beginTurn(s, ctx, session.Call{ID: "c1", LineID: "l2", Agent: "orders", PromptVersion: "v2"}, "e2")
 		require.NoError(t, err)
 		assert.Equal(t, "v1", st.Call.PromptVersion, "BeginTurn keeps the first pin")
 		assert.Equal(t, "l1", st.Call.LineID, "BeginTurn only fills blanks")
@@ -433,7 +618,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 
 		// call_started pins first; the first turn then finds the pin.
 		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c2", Agent: "orders", PromptVersion: "v7", Returning: true}))
-		st, _, err = s.BeginTurn(ctx, session.Call{ID: "c2", Agent: "reception", PromptVersion: "v8"}, "e3")
+		st, _, err = beginTurn(s, ctx, session.Call{ID: "c2", Agent: "reception", PromptVersion: "v8"}, "e3")
 		require.NoError(t, err)
 		assert.Equal(t, "v7", st.Call.PromptVersion)
 		assert.True(t, st.Call.Returning)
@@ -481,9 +666,9 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		assert.Empty(t, st.Call.LineID)
 
 		// A turn's pin fills the owner of a call without one.
-		st, _, err = s.BeginTurn(ctx, session.Call{ID: "t1", LineID: "lineA", Owner: "lineA"}, "")
+		b, err := s.BeginTurn(ctx, session.Call{ID: "t1", LineID: "lineA", Owner: "lineA"}, "", 0)
 		require.NoError(t, err)
-		assert.Equal(t, "lineA", st.Call.Owner)
+		assert.Equal(t, "lineA", b.State.Call.Owner)
 		require.ErrorIs(t, s.UpdateCall(ctx, session.Call{ID: "t1", Owner: "lineB", Status: "ended"}), session.ErrWrongLine)
 	})
 
@@ -562,7 +747,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		}
 		t1, t2 := tool("call_1", `{"status":"shipped"}`), tool("call_2", `{"status":"late"}`)
 		a := session.Entry{Kind: session.EntryAssistant, Text: "It shipped. Goodbye!", At: 1000, EventID: "e1", EndCall: true}
-		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", u, t1, t2, a))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), u, t1, t2, a))
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.Equal(t, []session.Entry{u, t1, t2, a}, st.History, "two tool calls of one turn are both kept")
@@ -575,7 +760,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 
 		cut := a
 		cut.EventID, cut.Cut, cut.At = "e2", true, 2000
-		require.NoError(t, s.CommitTurn(ctx, "c2", "e2", cut))
+		require.NoError(t, s.CommitTurn(ctx, lease("c2", "e2"), cut))
 		st, err = s.Load(ctx, "c2")
 		require.NoError(t, err)
 		assert.True(t, st.EndPending(), "the connection closed during the goodbye")
@@ -614,7 +799,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
 			{Kind: session.EntryAssistant, Text: "Hello!", At: 1, EventID: "e1"},
 		}
-		require.NoError(t, s.CommitTurn(ctx, "c1", "e1", turn...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), turn...))
 		want, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 
@@ -624,7 +809,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		st.Call.Status = "mutated"
 		st.History[1].Text = "mutated"
 		st.History = append(st.History, session.Entry{Kind: session.EntryUser})
-		begun, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
+		begun, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e2")
 		require.NoError(t, err)
 		begun.History[0].Text = "mutated"
 
@@ -646,11 +831,11 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 				return s.UpdateCall(ctx, session.Call{ID: "c1", Direction: "inbound"})
 			}},
 			{name: "BeginTurn", write: func(ctx context.Context, s session.Store) error {
-				_, _, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e2")
+				_, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e2")
 				return err
 			}},
 			{name: "CommitTurn", write: func(ctx context.Context, s session.Store) error {
-				return s.CommitTurn(ctx, "c1", "e2")
+				return s.CommitTurn(ctx, lease("c1", "e2"))
 			}},
 			{name: "AppendEntry", write: func(ctx context.Context, s session.Store) error {
 				return s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, At: 5})
@@ -683,6 +868,19 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 	})
 }
 
+// beginTurn is BeginTurn with the whole history, reporting whether the delivery answers a
+// new turn.
+func beginTurn(s session.Store, ctx context.Context, c session.Call, eventID string) (session.State, bool, error) {
+	b, err := s.BeginTurn(ctx, c, eventID, 0)
+	return b.State, b.Status == session.TurnClaimed, err
+}
+
+// turnRef names the turn of event on call, on no line.
+func turnRef(call, event string) session.TurnRef { return session.TurnRef{Call: call, Event: event} }
+
+// lease is an unchecked lease (no token) on the turn of event on call.
+func lease(call, event string) session.Lease { return session.Lease{Ref: turnRef(call, event)} }
+
 // waitUntil blocks until deadline, or fails t when its context ends first.
 func waitUntil(t *testing.T, deadline time.Time) {
 	t.Helper()
@@ -703,11 +901,11 @@ type follower struct {
 	done     chan error
 }
 
-// follow starts following eventID in s.
-func follow(ctx context.Context, s session.Store, eventID string) *follower {
+// follow starts following ref in s.
+func follow(ctx context.Context, s session.Store, ref session.TurnRef) *follower {
 	f := &follower{progress: make(chan string, 64), done: make(chan error, 1)}
 	go func() {
-		f.done <- s.FollowTurn(ctx, eventID, func(text string) error {
+		f.done <- s.FollowTurn(ctx, ref, func(text string) error {
 			f.got = append(f.got, text)
 			f.progress <- text
 			return nil

@@ -83,6 +83,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	a.StallAfter = p.duration("BRAIN_STALL_AFTER", 6*time.Second)
 	a.TurnBudget = p.duration("BRAIN_TURN_BUDGET", 4*time.Minute+30*time.Second)
 	a.StoreTimeout = p.duration("BRAIN_STORE_TIMEOUT", 400*time.Millisecond)
+	a.TurnLease = p.duration("BRAIN_TURN_LEASE", 2*time.Second)
 	a.ApologyLine = or(getenv("BRAIN_APOLOGY_LINE"), agent.DefaultApologyLine)
 	a.RecoveryLine = or(getenv("BRAIN_RECOVERY_LINE"), agent.DefaultRecoveryLine)
 	a.StallLine = or(getenv("BRAIN_STALL_LINE"), agent.DefaultStallLine)
@@ -103,6 +104,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("BRAIN_STALL_AFTER=%s: two stall steps must fit in Saperly's 15 s line budget", a.StallAfter)
 	case a.TurnBudget >= 5*time.Minute:
 		return config{}, fmt.Errorf("BRAIN_TURN_BUDGET=%s: must end before Saperly's 5 min turn limit", a.TurnBudget)
+	case a.TurnLease < 3*a.StoreTimeout:
+		return config{}, fmt.Errorf("BRAIN_TURN_LEASE=%s: a turn renews its lease every third of it, so it must be at least 3 × BRAIN_STORE_TIMEOUT (%s)", a.TurnLease, a.StoreTimeout)
+	case a.TurnLease >= 6*time.Second:
+		return config{}, fmt.Errorf("BRAIN_TURN_LEASE=%s: a retry gives up on a silent turn after 6 s, so a crashed replica's turn must be free to take over sooner", a.TurnLease)
 	case c.DrainTimeout <= a.TurnBudget:
 		return config{}, fmt.Errorf("BRAIN_DRAIN_TIMEOUT=%s: must exceed BRAIN_TURN_BUDGET=%s so turns in progress can finish", c.DrainTimeout, a.TurnBudget)
 	}

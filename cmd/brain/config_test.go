@@ -21,6 +21,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Empty(t, c.RedisURL)
 	assert.Equal(t, "./prompts", c.PromptsDir)
 	assert.Equal(t, 24*time.Hour, c.Retention)
+	assert.Equal(t, 2*time.Second, c.Agent.TurnLease)
 	assert.Equal(t, []string{"dev"}, c.secrets("dev"))
 }
 
@@ -53,6 +54,9 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		{name: "bad id cap names the variable", env: map[string]string{"BRAIN_MAX_ID_LEN": "0"}, wantErr: "BRAIN_MAX_ID_LEN"},
 		{name: "bad utterance cap names the variable", env: map[string]string{"BRAIN_MAX_UTTERANCE": "lots"}, wantErr: "BRAIN_MAX_UTTERANCE"},
 		{name: "bad connection cap names the variable", env: map[string]string{"BRAIN_MAX_CONNS": "-1"}, wantErr: "BRAIN_MAX_CONNS"},
+		{name: "turn lease too short to renew", env: map[string]string{"BRAIN_TURN_LEASE": "1s"}, wantErr: "BRAIN_TURN_LEASE"},
+		{name: "turn lease longer than a retry waits", env: map[string]string{"BRAIN_TURN_LEASE": "6s"}, wantErr: "BRAIN_TURN_LEASE"},
+		{name: "turn lease set", env: map[string]string{"BRAIN_TURN_LEASE": "3s"}, secrets: []string{"dev"}},
 		{name: "drain must outlast turns", env: map[string]string{"BRAIN_DRAIN_TIMEOUT": "1m"}, wantErr: "BRAIN_DRAIN_TIMEOUT"},
 	}
 	for _, tc := range tests {

@@ -161,7 +161,7 @@ func newLogger(level string) (*zap.Logger, error) {
 
 // openStore connects to Redis when REDIS_URL is set, else uses the in-process store.
 func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store, func(), error) {
-	opts := session.Options{Retention: cfg.Retention}
+	opts := session.Options{Retention: cfg.Retention, TurnLease: cfg.Agent.TurnLease}
 	if cfg.RedisURL == "" {
 		log.Warn("REDIS_URL is not set: using the in-process store, fit for one instance only (state is lost on restart and not shared between replicas)")
 		return session.NewMemoryStore(opts), func() {}, nil

@@ -1,20 +1,17 @@
 package bench
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,7 +20,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/callbrain/callbrain/test/saperly"
+	"github.com/callbrain/callbrain/test/callscript"
+	"github.com/callbrain/callbrain/test/loadgen"
 )
 
 // loadConfig shapes a load run. Every knob has an environment variable (BENCH_LOAD_*).
@@ -54,47 +52,28 @@ func loadConfigFromEnv(t *testing.T) loadConfig {
 	}
 }
 
-// loadResult is what the clients saw.
-type loadResult struct {
-	mu         sync.Mutex
-	firstLine  dist            // request sent → first line read, per message
-	answer     dist            // request sent → answer ended, per message
-	sent       []time.Duration // when each message was sent, since the run started
-	messages   int
-	events     int
-	failures   map[string]int // reason → count
-	firstError string
-}
-
-func (r *loadResult) fail(what string, res *saperly.Result, err error) {
-	reason := what + ": "
-	switch {
-	case err != nil:
-		reason += "error"
-	case res.Status != http.StatusOK:
-		reason += fmt.Sprintf("status %d", res.Status)
-	default:
-		reason += "no spoken line"
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failures[reason]++
-	if r.firstError == "" {
-		r.firstError = fmt.Sprintf("%s (%v)", reason, err)
-		if res != nil && len(res.Body) > 0 {
-			r.firstError += fmt.Sprintf(" body %q", res.Body)
+// loadScripts are the calls of a load run, as call scripts: call_started, cfg.Messages
+// messages and call_ended, the caller thinking before each. Each variant draws its think
+// times uniformly from [Think/2, 3·Think/2] (seeded, so runs are comparable) and starts at
+// another point of the conversation; calls play the variants in turn, so they do not march in
+// step.
+func loadScripts(cfg loadConfig) []*callscript.Script {
+	const variants = 16
+	rng := mrand.New(mrand.NewPCG(7, 7))
+	think := func() time.Duration { return cfg.Think/2 + time.Duration(rng.Int64N(int64(cfg.Think)+1)) }
+	var out []*callscript.Script
+	for v := range variants {
+		s := &callscript.Script{
+			Name: fmt.Sprintf("bench-%d", v), LineID: benchLine, From: "+14155551234", To: "+14155550123",
+			Turns: []callscript.Turn{{Kind: callscript.KindStart}},
 		}
+		for m := range cfg.Messages {
+			s.Turns = append(s.Turns, callscript.Turn{Kind: callscript.KindSay, Think: think(), Text: conversation[(v+m)%len(conversation)]})
+		}
+		s.Turns = append(s.Turns, callscript.Turn{Kind: callscript.KindHangup, Think: think(), Fields: map[string]any{"status": "completed"}})
+		out = append(out, s)
 	}
-}
-
-func (r *loadResult) failed() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, v := range r.failures {
-		n += v
-	}
-	return n
+	return out
 }
 
 // loadTarget is the brain a load run drives, and how to read it.
@@ -208,19 +187,14 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 		target.turns() // forget the warm-up's
 	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), cfg.Timeout)
-	defer cancel()
-	res := &loadResult{failures: map[string]int{}}
-	var active, inTurn, peakActive, peakInTurn atomic.Int64
-	peak := func(gauge, p *atomic.Int64, delta int64) {
-		v := gauge.Add(delta)
-		for {
-			old := p.Load()
-			if v <= old || p.CompareAndSwap(old, v) {
-				return
-			}
-		}
-	}
+	scripts := loadScripts(cfg)
+	runner := &callscript.Runner{URL: c.URL, Secret: c.Secret, HTTP: c.HTTP, TimeScale: 1}
+	play, err := loadgen.ScriptPlayer(runner, scripts, nil)
+	require.NoError(t, err)
+	engine, err := loadgen.New(loadgen.Config{
+		Concurrency: cfg.Calls, Calls: cfg.Calls, Ramp: cfg.Ramp, MaxDuration: cfg.Timeout,
+	}, play)
+	require.NoError(t, err)
 
 	// CPU samples, for the busiest second.
 	type sample struct {
@@ -266,64 +240,7 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	load0 := loadAvg()
 	self0 := selfCPU()
 	start := time.Now()
-
-	var wg sync.WaitGroup
-	for i := range cfg.Calls {
-		if wait(ctx, time.Until(start.Add(cfg.Ramp*time.Duration(i)/time.Duration(cfg.Calls)))) != nil {
-			break
-		}
-		wg.Go(func() {
-			peak(&active, &peakActive, 1)
-			defer active.Add(-1)
-			rng := mrand.New(mrand.NewPCG(uint64(i), 7))
-			think := func() error {
-				return wait(ctx, cfg.Think/2+time.Duration(rng.Int64N(int64(cfg.Think)+1)))
-			}
-			call := fmt.Sprintf("load-%s-%d", run, i)
-			r, err := c.StartCall(ctx, call, benchLine, "+14155551234", "+14155550123")
-			if err != nil || r.Status != http.StatusOK {
-				res.fail("call_started", r, err)
-				return
-			}
-			res.mu.Lock()
-			res.events++
-			res.mu.Unlock()
-			for m := range cfg.Messages {
-				if think() != nil {
-					res.fail("message", nil, ctx.Err())
-					return
-				}
-				peak(&inTurn, &peakInTurn, 1)
-				res.mu.Lock()
-				res.sent = append(res.sent, time.Since(start))
-				res.mu.Unlock()
-				r, err := c.Say(ctx, call, benchLine, conversation[(i+m)%len(conversation)])
-				inTurn.Add(-1)
-				if err != nil || r.Status != http.StatusOK || len(r.Lines) == 0 {
-					res.fail("message", r, err)
-					continue
-				}
-				res.mu.Lock()
-				res.messages++
-				res.firstLine = append(res.firstLine, r.Lines[0].At)
-				res.answer = append(res.answer, r.Elapsed)
-				res.mu.Unlock()
-			}
-			if think() != nil {
-				res.fail("call_ended", nil, ctx.Err())
-				return
-			}
-			r, err = c.End(ctx, call, benchLine)
-			if err != nil || r.Status != http.StatusOK {
-				res.fail("call_ended", r, err)
-				return
-			}
-			res.mu.Lock()
-			res.events++
-			res.mu.Unlock()
-		})
-	}
-	wg.Wait()
+	res := engine.Run(t.Context())
 	wall := time.Since(start)
 	cpu1, err := target.cpu()
 	require.NoError(t, err)
@@ -344,7 +261,7 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	}
 	close(sampleStop)
 	<-sampled
-	require.NoError(t, ctx.Err(), "the run hit BENCH_LOAD_TIMEOUT")
+	require.NotEqual(t, loadgen.StopMaxDuration, res.Stop, "the run hit BENCH_LOAD_TIMEOUT")
 	require.NoError(t, target.stop(), "the brain must exit cleanly")
 	if keep := os.Getenv("BENCH_LOAD_LOG"); keep != "" {
 		raw, err := os.ReadFile(target.logPath)
@@ -400,14 +317,28 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 		}
 	}
 
-	slices.Sort(res.sent)
 	busiestRate := 0
-	for i, j := 0, 0; j < len(res.sent); j++ {
-		for res.sent[j]-res.sent[i] >= time.Second {
-			i++
-		}
-		busiestRate = max(busiestRate, j-i+1)
+	for _, sec := range res.Series {
+		busiestRate = max(busiestRate, sec.Turns)
 	}
+	res.Target = target.URL
+	res.Note = fmt.Sprintf("test/bench TestLoad against the %s; model ttft %s, token delay %s; %d cores shared with whatever else runs (see the machine line)",
+		target.name, cfg.TTFT, cfg.TokenDelay, runtime.NumCPU())
+	if prefix := os.Getenv("BENCH_LOAD_REPORT"); prefix != "" {
+		for ext, write := range map[string]func(io.Writer) error{"json": res.WriteJSON, "html": res.WriteHTML} {
+			path := fmt.Sprintf("%s.%s.%s", prefix, t.Name()[len("TestLoad/"):], ext)
+			f, err := os.Create(path)
+			if !assert.NoError(t, err, "BENCH_LOAD_REPORT: the figures are still logged below") {
+				continue
+			}
+			assert.NoError(t, write(f))
+			assert.NoError(t, f.Close())
+			t.Logf("the load engine's report is in %s", path)
+		}
+	}
+	var summary strings.Builder
+	require.NoError(t, res.WriteSummary(&summary))
+	messages := int(res.FirstLine.Count)
 
 	cpu := cpu1 - cpu0
 	var b strings.Builder
@@ -415,11 +346,12 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	p("load run against the %s: %d calls × (call_started + %d messages + call_ended), ramp %s, think ~%s, model ttft %s, token delay %s",
 		target.name, cfg.Calls, cfg.Messages, cfg.Ramp, cfg.Think, cfg.TTFT, cfg.TokenDelay)
 	p("wall                      %.1f s", wall.Seconds())
-	p("peak concurrent calls     %d   (messages in flight at once: peak %d)", peakActive.Load(), peakInTurn.Load())
+	p("peak concurrent calls     %d", res.PeakActive)
 	p("throughput                %.1f messages/s, %.1f deliveries/s over the whole run; busiest second: %d messages sent",
-		float64(res.messages)/wall.Seconds(), float64(res.messages+res.events)/wall.Seconds(), busiestRate)
-	p("answered                  messages %d of %d, events %d of %d", res.messages, cfg.Calls*cfg.Messages, res.events, 2*cfg.Calls)
-	p("failures                  %d %v", res.failed(), res.failures)
+		float64(messages)/wall.Seconds(), float64(res.Deliveries["message"]+res.Deliveries["call_started"]+res.Deliveries["call_ended"])/wall.Seconds(), busiestRate)
+	p("answered                  messages %d of %d, events %d of %d", messages, cfg.Calls*cfg.Messages,
+		res.Deliveries["call_started"]+res.Deliveries["call_ended"], 2*cfg.Calls)
+	p("failures                  %d %v %v", res.ErrorCount, res.Errors, res.ErrorSamples)
 	p("brain overhead 1st line   %s   (pre_model + first_line_lag, from %s; %d turns not measured)", over, source, unmeasured)
 	p("  pre_model               %s", pre)
 	p("    verify                %s   (read and check the delivery)", verify)
@@ -427,13 +359,13 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	p("  first_line_lag          %s", lag)
 	p("model ttft (brain's view) %s", ttft)
 	p("first line (brain's view) %s   (receipt → first line flushed)", firstLine)
-	p("first line (client)       %s", res.firstLine)
-	p("whole answer (client)     %s", res.answer)
+	p("first line (client)       p50 %s  p99 %s  max %s  (the load engine's HDR histogram)", msF(res.FirstLine.P50Ms), msF(res.FirstLine.P99Ms), msF(res.FirstLine.MaxMs))
+	p("whole answer (client)     p50 %s  p99 %s  max %s", msF(res.Turn.P50Ms), msF(res.Turn.P99Ms), msF(res.Turn.MaxMs))
 	p("turn outcomes             %v;  holding phrases %d;  degraded/fallback/budget turns %d", outcomes, holds, degraded)
 	p("deliveries logged         %v", statuses)
 	p("warnings/errors logged    %d (turn lines aside)", len(bl.Warnings))
 	p("CPU (%s)  %.2f s = %.1f%% of one core over the run, busiest second %.0f%%;  %.0f µs per message, its call's events included",
-		target.name, cpu.Seconds(), 100*float64(cpu)/float64(wall), 100*busiest, us(cpu/time.Duration(max(res.messages, 1))))
+		target.name, cpu.Seconds(), 100*float64(cpu)/float64(wall), 100*busiest, us(cpu/time.Duration(max(messages, 1))))
 	p("RSS peak                  %.1f MiB", float64(peakRSS)/(1<<20))
 	p("redis commands            %d: %.1f per call: %s", cmdsTotal, float64(cmdsTotal)/float64(cfg.Calls), perOp(perCmd, cfg.Calls))
 	if target.redis != nil {
@@ -453,7 +385,7 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 		runtime.NumCPU(), 100*float64(busy1-busy0)/float64(wall)/float64(runtime.NumCPU()), 100*float64(steal1-steal0)/float64(wall)/float64(runtime.NumCPU()),
 		(mock1.Sched - mock0.Sched).Seconds(), (redis1.Sched - redis0.Sched).Seconds(), (self1 - self0).Seconds(),
 		max(busy1-busy0-ours, 0).Seconds(), load0)
-	t.Log("\n" + b.String())
+	t.Log("\n" + b.String() + "\nthe load engine's summary (callsim load):\n" + summary.String())
 	for i, w := range bl.Warnings {
 		if i == 3 {
 			break
@@ -461,10 +393,14 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 		t.Logf("brain warning: %s", w)
 	}
 
-	assert.Zero(t, res.failed(), "every delivery must be answered 200 (first failure: %s)", res.firstError)
-	assert.Len(t, turns, res.messages, "one turn per answered message")
+	assert.Zero(t, res.ErrorCount, "every delivery must be answered 200 (%v)", res.ErrorSamples)
+	assert.Zero(t, res.Silent, "every message must be answered with speech")
+	assert.Len(t, turns, messages, "one turn per answered message")
 	assert.Zero(t, bl.Unreadable, "unreadable brain log lines")
 }
+
+// msF prints milliseconds as the bench figures do.
+func msF(v float64) string { return ms(msDur(v)) }
 
 // loadAvg is the machine's load average (1, 5, 15 min), for the report.
 func loadAvg() string {

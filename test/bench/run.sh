@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every performance measurement of docs/performance.md and keeps the raw output in
 # docs/bench/<UTC date>-*.txt: the Go benchmarks (for benchstat), the brain's CPU per turn on the
-# built binary, and the load run of a thousand concurrent calls, with a CPU profile of each.
+# built binary, and the load run of a thousand concurrent calls (driven by callsim load's engine,
+# package test/loadgen), with a CPU profile of each.
 # Starts a private redis-server on a free loopback port (installing it with apt when missing,
 # as .ci/test does) unless TEST_REDIS_URL is set. Everything it starts stops with it.
 #
@@ -68,7 +69,9 @@ if [ -z "$only" ] || [ "$only" = load ]; then
   echo "bench: load run → $out/$stamp-load.txt" >&2
   perf=""
   if command -v perf >/dev/null 2>&1 && perf stat -e task-clock true >/dev/null 2>&1; then perf="$tmp/perf.data"; fi
-  { header; BENCH_LOAD=1 BENCH_PERF="$perf" BENCH_CPUPROFILE="$tmp/load.pprof" \
+  # The load engine (callsim load's) also writes its JSON and HTML report of each target:
+  # $out/$stamp-load.binary.{json,html} and $out/$stamp-load.in_process.{json,html}.
+  { header; BENCH_LOAD=1 BENCH_PERF="$perf" BENCH_CPUPROFILE="$tmp/load.pprof" BENCH_LOAD_REPORT="$PWD/$out/$stamp-load" \
       go test -run 'TestLoad' -v -count 1 -timeout 30m -o "$tmp/load.test" ./test/bench; } 2>&1 | tee "$out/$stamp-load.txt"
   if [ -n "$perf" ] && [ -s "$perf" ]; then
     perf report -i "$perf" --children --stdio --sort symbol -g none 2>/dev/null \

@@ -284,6 +284,7 @@ type brain struct {
 	Line   string // a line id for this brain's calls
 	logs   *syncBuffer
 	client *saperly.Client
+	killed bool // by kill9: no clean exit to check
 }
 
 // startBrain runs the race-enabled brain on a free port, waits until it is ready, and stops
@@ -367,8 +368,22 @@ func childEnv(env map[string]string) []string {
 	return out
 }
 
+// kill9 kills the brain at once (SIGKILL), as a crashed replica dies.
+func (b *brain) kill9(t *testing.T) {
+	t.Helper()
+	require.NoError(t, b.cmd.Process.Kill())
+	<-b.done
+	b.killed = true
+}
+
 // stop ends the brain with SIGTERM and checks the exit (STYLE §10, end to end, step 5).
 func (b *brain) stop(t *testing.T) {
+	if b.killed {
+		if t.Failed() {
+			t.Logf("killed brain's log:\n%s", b.logs)
+		}
+		return
+	}
 	clean, err := b.process.stop(stopWait)
 	assert.True(t, clean, "brain did not exit within %s of SIGTERM", stopWait)
 	assert.NoError(t, err, "brain exit status (66 is a data race)")
