@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -22,6 +24,8 @@ type Agent struct {
 	store    session.Store
 	prompts  *prompts.Live
 	control  CallControl
+	lookup   CallLookup
+	lookups  lookupCache
 	http     *http.Client // for HTTP tools
 	log      *zap.Logger
 	outbox   *outbox // turns the store has not taken yet
@@ -37,7 +41,10 @@ type Deps struct {
 	Store    session.Store // required
 	Prompts  *prompts.Live // required
 	Control  CallControl   // nil: the brain never ends calls, and end_call is not offered
-	Log      *zap.Logger   // nil: no logs
+	// Lookup checks calls the brain has no record of when a message arrives (their
+	// call_started never came); nil: such calls are taken on trust.
+	Lookup CallLookup
+	Log    *zap.Logger // nil: no logs
 }
 
 // New returns an Agent.
@@ -57,6 +64,7 @@ func New(cfg Config, d Deps) *Agent {
 		store:    d.Store,
 		prompts:  d.Prompts,
 		control:  d.Control,
+		lookup:   d.Lookup,
 		http: &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			MaxIdleConnsPerHost: 64,
@@ -105,7 +113,7 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		c := session.Call{
 			ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To,
 			Direction: ev.Direction, Status: "active", StartedAt: at,
-			Agent: ag.Name, PromptVersion: ag.Version,
+			Agent: ag.Name, PromptVersion: ag.Version, Owner: ev.Delivery.Owner,
 		}
 		if caller := callerNumber(ev); caller != "" && ev.LineID != "" && ev.CallID != "" {
 			if c.Returning, err = a.store.SeenCaller(ctx, ev.LineID, caller, ev.CallID); err != nil {
@@ -120,10 +128,20 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		}
 		err = a.store.UpdateCall(ctx, session.Call{
 			ID: ev.CallID, LineID: ev.LineID, Status: status, EndedAt: at, Duration: ev.Duration,
+			Owner: ev.Delivery.Owner,
 		})
 	case EventInterrupted:
-		err = a.store.AppendEntry(ctx, ev.CallID, session.Entry{
-			Kind: session.EntryInterrupt, Text: ev.PartialText, At: at.UnixMilli(), EventID: ev.ID,
+		if ahead := at.Sub(ev.Delivery.ReceivedAt); ev.Interrupts == "" && !ev.Delivery.ReceivedAt.IsZero() && ahead > InterruptSkew {
+			// Placed by its timestamp alone, an interrupt from the future would cut whatever
+			// answer is newest when it is read: keep nothing rather than the wrong cut.
+			a.log.Warn("interrupt ignored: timestamp ahead of the clock", zap.String("call_id", ev.CallID),
+				zap.String("event_id", ev.ID), zap.Int64("ahead_ms", ahead.Milliseconds()))
+			return nil
+		}
+		// What was played of our own answer: never longer than a turn's cap, give or take.
+		partial, _ := cutWords(ev.PartialText, 2*a.cfg.MaxChars)
+		err = a.store.AppendEntry(ctx, ev.CallID, ev.Delivery.Owner, session.Entry{
+			Kind: session.EntryInterrupt, Text: partial, At: at.UnixMilli(), EventID: ev.ID, Ref: ev.Interrupts,
 		})
 	case EventCallIncoming, EventCallOutgoing:
 		if ev.CallID == "" {
@@ -135,20 +153,29 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		}
 		err = a.store.UpdateCall(ctx, session.Call{
 			ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To,
-			Direction: dir, Status: ev.Status, Duration: ev.Duration,
+			Direction: dir, Status: ev.Status, Duration: ev.Duration, Owner: ev.Delivery.Owner,
 		})
 	case EventSMSReceived:
+		text, _ := cutWords(ev.Text, a.cfg.MaxUtterance)
 		err = a.store.AddSMS(ctx, ev.LineID, session.SMS{
-			ID: ev.MessageID, From: ev.From, To: ev.To, Text: ev.Text, At: at,
+			ID: ev.MessageID, From: ev.From, To: ev.To, Text: text, At: at,
 		})
 	default:
 		return nil // test, message on the status URL, and kinds newer than us: acknowledged only
+	}
+	if errors.Is(err, session.ErrWrongLine) {
+		return fmt.Errorf("record %s for call %s signed by %s: %w", ev.Kind, ev.CallID, ev.Delivery.Owner, ErrWrongLine)
 	}
 	if err != nil {
 		return fmt.Errorf("record %s for call %s: %w", ev.Kind, ev.CallID, err)
 	}
 	return nil
 }
+
+// InterruptSkew is how far ahead of the brain's clock an interrupted event's timestamp may be
+// and still place it (when it does not name the message it cuts); Saperly's clock and ours
+// agree to well within it. See session.MaxInterruptLag for the other end of the window.
+const InterruptSkew = time.Minute
 
 // callerNumber is the other party's number: the caller on an inbound call, the called
 // number on an outbound one.
@@ -194,13 +221,18 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		stats.Outcome = OutcomeNoInput
 		return a.sayFixed(ev, &stats, emit, a.cfg.NoInputLine)
 	}
+	if text, cut := cutWords(ev.Text, a.cfg.MaxUtterance); cut {
+		// A megabyte "utterance" must not go to the model, nor into every later prompt.
+		stats.UtteranceCut = utf8.RuneCountInString(ev.Text)
+		ev.Text = text
+	}
 
 	// The agent the line has now pins the call, unless an earlier event pinned one.
 	lib := a.prompts.Current()
 	current, line := lib.ForLine(ev.LineID)
 	pin := session.Call{
 		ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To, Direction: ev.Direction,
-		Agent: current.Name, PromptVersion: current.Version,
+		Agent: current.Name, PromptVersion: current.Version, Owner: ev.Delivery.Owner,
 	}
 	loadCtx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
 	b, err := a.store.BeginTurn(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit))
@@ -208,7 +240,7 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	stats.StateLoad = time.Since(start) - stats.Verify
 	if errors.Is(err, session.ErrWrongLine) {
 		stats.Outcome = OutcomeRejected
-		return fmt.Errorf("call %s: %w", ev.CallID, ErrWrongLine)
+		return fmt.Errorf("call %s signed by %s: %w", ev.CallID, ev.Delivery.Owner, ErrWrongLine)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -231,6 +263,16 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		// one line's secret must not speak into, or rewrite, another line's calls.
 		stats.Outcome = OutcomeRejected
 		return fmt.Errorf("call %s is on line %s, not %s: %w", ev.CallID, st.Call.LineID, ev.LineID, ErrWrongLine)
+	}
+	if a.lookup != nil && !stats.Degraded && !knownCall(st) {
+		lookupErr, refuse := a.checkCall(ctx, ev)
+		if refuse != nil {
+			stats.Outcome = OutcomeRejected
+			return refuse
+		}
+		if lookupErr != nil {
+			log.Warn("call lookup failed, answering anyway", zap.Error(lookupErr))
+		}
 	}
 	st.History = a.outbox.withPending(ev.CallID, st.History) // turns this replica still owes the store
 	stats.Turn = st.Turns
@@ -273,6 +315,12 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		t.resume(*taken)
 	}
 	return t.run(ctx)
+}
+
+// knownCall reports whether the call's record shows it is real: its call_started (or a status
+// callback) was recorded, or an earlier turn was answered, so no lookup is needed.
+func knownCall(st session.State) bool {
+	return st.Call.Status != "" || len(st.History) > 0
 }
 
 // historyTail is how many history log entries a turn loads for a model view of limit
@@ -332,6 +380,27 @@ func (a *Agent) system(ag *prompts.Agent, lib *prompts.Library, line prompts.Lin
 			"spoke over you. If they have nothing more to ask, confirm briefly and end the call."
 	}
 	return text
+}
+
+// cutWords returns s cut to at most max characters, at the last word boundary before the
+// cut when there is one in its last fifth (else mid-word), and whether it was cut.
+func cutWords(s string, max int) (string, bool) {
+	if max <= 0 || utf8.RuneCountInString(s) <= max {
+		return s, false
+	}
+	end, n := 0, 0
+	for i := range s {
+		if n == max {
+			end = i
+			break
+		}
+		n++
+	}
+	cut := s[:end]
+	if i := strings.LastIndexFunc(cut, unicode.IsSpace); i > 0 && utf8.RuneCountInString(cut[:i]) >= max*4/5 {
+		cut = cut[:i]
+	}
+	return strings.TrimRightFunc(cut, unicode.IsSpace), true
 }
 
 func or(v, def string) string {
@@ -496,6 +565,9 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	}
 	if s.Budget != "" {
 		fields = append(fields, zap.String("budget", s.Budget))
+	}
+	if s.UtteranceCut > 0 {
+		fields = append(fields, zap.Int("utterance_cut_from", s.UtteranceCut))
 	}
 	if a.cfg.LogText {
 		fields = append(fields, zap.String("caller_text", ev.Text))

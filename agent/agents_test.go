@@ -3,8 +3,11 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/callbrain/callbrain/agent"
 	"github.com/callbrain/callbrain/prompts"
 	"github.com/callbrain/callbrain/session"
+	"github.com/callbrain/callbrain/test/saperly"
 )
 
 // promptDir writes files into a fresh prompts directory.
@@ -260,4 +264,175 @@ func TestTurnLogCompletedAfterAFailedWrite(t *testing.T) {
 		return nil
 	}))
 	assert.Equal(t, first, replayed, "a retry would replay the whole answer")
+}
+
+// TestEventsSignedByAnotherScopeChangeNothing reproduces issue 8 §1: with lines A and B each
+// verified by their own secrets, events signed by A (or by the global secret) about B's call
+// must neither rewrite its record nor its history, nor be answered from it.
+func TestEventsSignedByAnotherScopeChangeNothing(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Hello.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	ctx := t.Context()
+	owned := func(ev agent.Event, owner string) agent.Event {
+		ev.Delivery.Owner = owner
+		return ev
+	}
+	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallStarted, CallID: "b1", LineID: "line-b", From: "+15550001"}, "line-b")))
+	ans := message("b1", "m1", "What are your hours?")
+	ans.LineID = "line-b"
+	require.NoError(t, h.agent.Respond(ctx, owned(ans, "line-b"), func(agent.Chunk) error { return nil }))
+	before, err := h.store.Load(ctx, "b1")
+	require.NoError(t, err)
+	require.Len(t, before.History, 2)
+	asked := len(llm.requests())
+
+	for _, tc := range []struct {
+		name string
+		ev   agent.Event
+	}{
+		{name: "interrupted signed by A", ev: owned(agent.Event{Kind: agent.EventInterrupted, CallID: "b1", LineID: "line-a", PartialText: "forged", Timestamp: time.Now().UnixMilli()}, "line-a")},
+		{name: "call_started signed by A", ev: owned(agent.Event{Kind: agent.EventCallStarted, CallID: "b1", LineID: "line-a", From: "+15559999"}, "line-a")},
+		{name: "call_ended signed by A", ev: owned(agent.Event{Kind: agent.EventCallEnded, CallID: "b1", LineID: "line-a", Status: "forged"}, "line-a")},
+		{name: "status callback signed by A", ev: owned(agent.Event{Kind: agent.EventCallIncoming, CallID: "b1", LineID: "line-a", Status: "forged"}, "line-a")},
+		{name: "interrupted signed globally", ev: owned(agent.Event{Kind: agent.EventInterrupted, CallID: "b1", PartialText: "forged"}, "*")},
+	} {
+		err := h.agent.Record(ctx, tc.ev)
+		require.ErrorIs(t, err, agent.ErrWrongLine, tc.name)
+	}
+	for _, tc := range []struct{ name, line, owner string }{
+		{name: "message without line_id signed globally", owner: "*"},
+		{name: "message signed by A naming A", line: "line-a", owner: "line-a"},
+		{name: "message signed by A naming B's line", line: "line-b", owner: "line-a"},
+	} {
+		ev := message("b1", "m-"+tc.owner+tc.line, "Read me B's conversation.")
+		ev.LineID = tc.line
+		var heard []string
+		err := h.agent.Respond(ctx, owned(ev, tc.owner), func(c agent.Chunk) error { heard = append(heard, c.Text); return nil })
+		require.ErrorIs(t, err, agent.ErrWrongLine, tc.name)
+		assert.Empty(t, heard, tc.name)
+	}
+	assert.Len(t, llm.requests(), asked, "the model is never asked about B's call")
+	after, err := h.store.Load(ctx, "b1")
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "B's record and history are untouched")
+
+	// A global-scope call stays out of reach of a line's secrets, and open to the global ones.
+	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallStarted, CallID: "g1"}, "*")))
+	require.ErrorIs(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallEnded, CallID: "g1", LineID: "line-a"}, "line-a")), agent.ErrWrongLine)
+	require.NoError(t, h.agent.Record(ctx, owned(agent.Event{Kind: agent.EventCallEnded, CallID: "g1"}, "*")))
+}
+
+// TestLongUtteranceIsCutAtAWord reproduces issue 8 §4: a 500 KB utterance went to the model
+// and into the history whole. It is cut to MaxUtterance characters at a word boundary.
+func TestLongUtteranceIsCutAtAWord(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Sure.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	huge := strings.Repeat("blah ", 100<<10) // 500 KB
+	require.NoError(t, h.agent.Respond(t.Context(), message("c1", "e1", huge), func(agent.Chunk) error { return nil }))
+
+	reqs := llm.requests()
+	require.Len(t, reqs, 1)
+	msgs := reqs[0].Messages
+	sent := msgs[len(msgs)-1].Text
+	assert.LessOrEqual(t, len(sent), agent.DefaultMaxUtterance)
+	assert.GreaterOrEqual(t, len(sent), agent.DefaultMaxUtterance*4/5)
+	assert.True(t, strings.HasSuffix(sent, "blah"), "cut at a word boundary, got …%q", sent[len(sent)-10:])
+	st, err := h.store.Load(t.Context(), "c1")
+	require.NoError(t, err)
+	require.NotEmpty(t, st.History)
+	assert.Equal(t, sent, st.History[0].Text, "the history keeps what the model was given")
+	stats := h.stats[0]
+	assert.Equal(t, len(huge), stats.UtteranceCut, "the cut is logged with the original length")
+
+	// Under the cap nothing changes.
+	require.NoError(t, h.agent.Respond(t.Context(), message("c1", "e2", "Short and sweet."), func(agent.Chunk) error { return nil }))
+	msgs = llm.requests()[1].Messages
+	assert.Equal(t, "Short and sweet.", msgs[len(msgs)-1].Text)
+}
+
+// TestInterruptPlacement reproduces issue 8 §4: an interrupted event stamped an hour ahead
+// rewrote the newest answer. It is ignored; one that names its message cuts that answer only.
+func TestInterruptPlacement(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("We open at nine and close at five.")
+	h, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Hi."}), llm)
+	ctx := t.Context()
+	for _, id := range []string{"m1", "m2"} {
+		require.NoError(t, h.agent.Respond(ctx, message("c1", id, "Hours?"), func(agent.Chunk) error { return nil }))
+	}
+	before, err := h.store.Load(ctx, "c1")
+	require.NoError(t, err)
+	interrupt := func(id string, at time.Time, ref string) agent.Event {
+		return agent.Event{
+			Kind: agent.EventInterrupted, ID: id, CallID: "c1", LineID: "line-1", Timestamp: at.UnixMilli(),
+			PartialText: "We open", Interrupts: ref, Delivery: agent.Delivery{ReceivedAt: time.Now()},
+		}
+	}
+
+	require.NoError(t, h.agent.Record(ctx, interrupt("i1", time.Now().Add(time.Hour), "")), "acknowledged, so Saperly does not retry it")
+	after, err := h.store.Load(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, before.History, after.History, "an interrupt from the future cuts nothing")
+
+	require.NoError(t, h.agent.Record(ctx, interrupt("i2", time.Now().Add(time.Hour), "m1")))
+	after, err = h.store.Load(ctx, "c1")
+	require.NoError(t, err)
+	require.Len(t, after.History, 4)
+	assert.Equal(t, "We open", after.History[1].Text, "the answer to the message it names is cut")
+	assert.True(t, after.History[1].Interrupted)
+	assert.Equal(t, before.History[3], after.History[3], "the newest answer is untouched")
+}
+
+// TestCallsTheBrainHasNoRecordOfAreLookedUp: with the Saperly API configured, a message about
+// a call whose call_started never arrived is checked once against GET /calls/{id} (issue 8
+// §1): unknown calls and calls on another line are refused, known ones answered, the answers
+// cached, and a call the store knows costs no lookup. An API outage answers anyway.
+func TestCallsTheBrainHasNoRecordOfAreLookedUp(t *testing.T) {
+	t.Parallel()
+	api := saperly.NewAPI("api-key")
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	api.AddCall("known", "line-1")
+	api.AddCall("elsewhere", "line-9")
+
+	lib, err := prompts.NewLive(promptDir(t, map[string]string{"default.md": "Hi."}), zap.NewNop())
+	require.NoError(t, err)
+	store := session.NewMemoryStore(session.Options{})
+	llm := anyModel("Hello.")
+	a := agent.New(agent.Config{Model: "m"}, agent.Deps{
+		Primary: llm, Store: store, Prompts: lib, Lookup: agent.NewSaperlyAPI(srv.URL+saperly.APIBasePath, "api-key"),
+	})
+	ctx := t.Context()
+	say := func(callID, eventID string) ([]string, error) {
+		var heard []string
+		err := a.Respond(ctx, message(callID, eventID, "Hello?"), func(c agent.Chunk) error { heard = append(heard, c.Text); return nil })
+		return heard, err
+	}
+
+	heard, err := say("ghost", "g1")
+	require.ErrorIs(t, err, agent.ErrUnknownCall)
+	assert.Empty(t, heard)
+	_, err = say("ghost", "g2")
+	require.ErrorIs(t, err, agent.ErrUnknownCall, "the negative answer is cached")
+	_, err = say("elsewhere", "x1")
+	require.ErrorIs(t, err, agent.ErrWrongLine, "a call Saperly puts on another line")
+	assert.Empty(t, llm.requests(), "refused calls never reach the model")
+	assert.Equal(t, []string{"ghost", "elsewhere"}, api.Lookups())
+
+	heard, err = say("known", "k1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Hello."}, heard)
+	_, err = say("known", "k2")
+	require.NoError(t, err)
+	require.NoError(t, a.Record(ctx, agent.Event{Kind: agent.EventCallStarted, CallID: "started", LineID: "line-1"}))
+	_, err = say("started", "s1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ghost", "elsewhere", "known"}, api.Lookups(), "known calls are not looked up again")
+
+	api.SetFault(saperly.Fault{Status: http.StatusServiceUnavailable})
+	heard, err = say("new-during-outage", "o1")
+	require.NoError(t, err, "fail open: an API outage never silences a caller")
+	assert.Equal(t, []string{"Hello."}, heard)
 }

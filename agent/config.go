@@ -52,6 +52,10 @@ type Config struct {
 	TurnBudget time.Duration
 	// MaxChars: the hard cap on characters spoken in one turn (Saperly's cap is 1800); default 1800.
 	MaxChars int
+	// MaxUtterance caps the caller's words, in characters, sent to the model and kept in the
+	// history: a longer message is cut at a word boundary (and logged as cut). A real
+	// utterance rarely passes a few hundred characters; default 2000.
+	MaxUtterance int
 	// StoreTimeout bounds each store operation on the turn path, so a Redis outage costs the
 	// caller at most this much before the turn goes on without state; default 400 ms.
 	StoreTimeout time.Duration
@@ -104,6 +108,9 @@ const (
 	DefaultGoodbyeLine  = "Thanks for calling. Goodbye!"
 )
 
+// DefaultMaxUtterance is the default Config.MaxUtterance, in characters.
+const DefaultMaxUtterance = 2000
+
 // DefaultHoldingPhrases are spoken while the model is slow.
 var DefaultHoldingPhrases = []string{"One moment.", "Let me check.", "Just a second.", "Bear with me.", "Let me see."}
 
@@ -126,6 +133,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxTokens, 450)
 	setInt(&c.HistoryLimit, 40)
 	setInt(&c.MaxChars, 1800)
+	setInt(&c.MaxUtterance, DefaultMaxUtterance)
 	setDur(&c.HoldAfter, 1200*time.Millisecond)
 	setDur(&c.FirstCut, 600*time.Millisecond)
 	setDur(&c.HedgeAfter, 2500*time.Millisecond)
@@ -210,6 +218,9 @@ type TurnStats struct {
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"
 	Budget              string
 	Outcome             string
+	// UtteranceCut is the length, in characters, of a message cut to Config.MaxUtterance; 0
+	// when it was not cut.
+	UtteranceCut int
 }
 
 // Turn outcomes.

@@ -26,6 +26,9 @@ type Event struct {
 
 	Text        string // message: the caller's words; sms_received: the SMS body
 	PartialText string // interrupted: what the caller actually heard
+	// Interrupts is, on interrupted, the event_id of the message whose answer was cut, when
+	// the body names it (the key is not published; see transport.DecodeEvent).
+	Interrupts string
 
 	From      string
 	To        string
@@ -44,6 +47,10 @@ type Delivery struct {
 	ReceivedAt time.Time     // when the request reached the handler
 	Verify     time.Duration // time spent reading and verifying the body
 	Callback   bool          // arrived on the status callback endpoint
+	// Owner is the signing scope whose secrets verified the delivery: the listed line id, or
+	// "*" for the global secrets. Every write about a call must come from the scope that
+	// owns it (see session.Call.Owner); "" checks nothing (tests and internal callers).
+	Owner string
 }
 
 // Chunk is one NDJSON line of a streamed answer. Saperly knows only the "speak" type.

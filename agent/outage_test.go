@@ -95,11 +95,11 @@ func (f *flaky) UpdateCall(ctx context.Context, c session.Call) error {
 	return f.MemoryStore.UpdateCall(ctx, c)
 }
 
-func (f *flaky) AppendEntry(ctx context.Context, callID string, e session.Entry) error {
+func (f *flaky) AppendEntry(ctx context.Context, callID, owner string, e session.Entry) error {
 	if f.isDown() {
 		return errStoreDown
 	}
-	return f.MemoryStore.AppendEntry(ctx, callID, e)
+	return f.MemoryStore.AppendEntry(ctx, callID, owner, e)
 }
 
 // outageRig is an agent on a flaky store, with its log observed.

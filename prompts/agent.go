@@ -235,7 +235,7 @@ func (a *Agent) parseSettings(path, fm string) []*FileError {
 	const offset = 1 // front matter line n is file line n+1
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(fm), &doc); err != nil {
-		line, msg := splitYAMLError(yamlSyntaxRe, err.Error(), offset)
+		line, msg := yamlSyntaxError([]byte(fm), err, offset)
 		return []*FileError{fileErr(path, line, "front matter: %s", msg)}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -368,8 +368,11 @@ func parseTools(path string, seq *yaml.Node, specs []toolSpec, offset int) ([]To
 			if !headerRe.MatchString(h) {
 				bad("headers", "header %q: not a valid header name", h)
 			}
-			if !envRe.MatchString(t.Headers[h]) {
-				bad("headers", "header %s: %q must be the NAME of the environment variable holding its value (letters, digits, _), never the value itself", h, t.Headers[h])
+			// Never echo the value: it may be the token itself, and this error is logged.
+			if why, secret := looksLikeSecret(t.Headers[h]); secret {
+				bad("headers", "header %s "+secretValueError, h, why)
+			} else if !envRe.MatchString(t.Headers[h]) {
+				bad("headers", "header %s must be the NAME of the environment variable holding its value (letters, digits, _), never the value itself", h)
 			}
 		}
 		if sp.Timeout != "" {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // FileError is one problem in one file of the prompts directory. Its message reads
@@ -60,6 +62,46 @@ func splitYAMLError(re *regexp.Regexp, msg string, offset int) (int, string) {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n + offset, m[2]
+}
+
+// yamlParserErrors are the messages of yaml.v3's parser, as opposed to its scanner. The two
+// number lines differently: a scanner error's line is 1-based, a parser error's is the
+// 0-based line of its context (the "[" of an unclosed flow sequence, say), or, when that is
+// the first line, of the problem, so a parser error was reported a line early.
+var yamlParserErrors = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"found undefined tag handle",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+}
+
+// yamlSyntaxError returns the file line (shifted by offset) and the message of a yaml.v3
+// syntax error found in raw. raw is parsed again behind one blank line, so that no context
+// sits on the first line (where yaml.v3 falls back to the problem's line or to none); then a
+// parser error's 0-based line there is the 1-based line in raw, and a scanner error's
+// 1-based line is one past it.
+func yamlSyntaxError(raw []byte, err error, offset int) (int, string) {
+	var doc yaml.Node
+	shifted := yaml.Unmarshal(append([]byte("\n"), raw...), &doc)
+	if shifted == nil {
+		return splitYAMLError(yamlSyntaxRe, err.Error(), offset) // cannot happen: same text
+	}
+	m := yamlSyntaxRe.FindStringSubmatch(shifted.Error())
+	if m == nil {
+		return splitYAMLError(yamlSyntaxRe, err.Error(), offset)
+	}
+	n, _ := strconv.Atoi(m[1])
+	if !slices.Contains(yamlParserErrors, m[2]) {
+		n--
+	}
+	return max(n, 1) + offset, m[2]
 }
 
 // splitTemplateError finds the template line in a text/template error. Template lines are

@@ -61,7 +61,7 @@ func parseLines(path string, raw []byte) (*lineSet, []*FileError) {
 	s := &lineSet{path: path, version: version(raw), lines: make(map[string]Line), at: make(map[string]int)}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		line, msg := splitYAMLError(yamlSyntaxRe, err.Error(), 0)
+		line, msg := yamlSyntaxError(raw, err, 0)
 		return nil, []*FileError{fileErr(path, line, "%s", msg)}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -110,8 +110,18 @@ func parseLines(path string, raw []byte) (*lineSet, []*FileError) {
 			return k.Line
 		}
 		for _, e := range []struct{ key, name string }{{"secret_env", spec.SecretEnv}, {"secret_next_env", spec.SecretNextEnv}} {
-			if e.name != "" && !envRe.MatchString(e.name) {
-				errs = append(errs, fileErr(path, at(e.key), "line %s: %s %q must be the NAME of an environment variable (letters, digits, _), never the secret itself", id, e.key, e.name))
+			// Never echo the value: it may be the secret itself, and this error is logged.
+			if why, secret := looksLikeSecret(e.name); secret {
+				errs = append(errs, fileErr(path, at(e.key), "line %s: %s "+secretValueError, id, e.key, why))
+			} else if e.name != "" && !envRe.MatchString(e.name) {
+				errs = append(errs, fileErr(path, at(e.key), "line %s: %s must be the NAME of an environment variable (letters, digits, _), never the secret itself", id, e.key))
+			}
+		}
+		if vars := valueOf(v, "vars"); vars != nil && vars.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(vars.Content); i += 2 {
+				if why, secret := looksLikeSecret(vars.Content[i+1].Value); secret {
+					errs = append(errs, fileErr(path, vars.Content[i+1].Line, "line %s: vars.%s "+secretValueError, id, vars.Content[i].Value, why))
+				}
 			}
 		}
 		if spec.SecretNextEnv != "" && spec.SecretEnv == "" {

@@ -35,7 +35,9 @@ func TestLoad(t *testing.T) {
 		// wantErrs are fragments of the error, each "file:line: message" with the temp dir
 		// left out; none means Load must succeed.
 		wantErrs []string
-		check    func(t *testing.T, lib *prompts.Library)
+		// neverShown must not appear in the error (a secret).
+		neverShown []string
+		check      func(t *testing.T, lib *prompts.Library)
 	}{
 		{
 			name:  "plain prompt without front matter",
@@ -184,7 +186,29 @@ Welcome to {{.Vars.shop}} on floor {{.Vars.floor}}.
 		{
 			name:     "unclosed YAML list",
 			files:    map[string]string{"bad.md": "---\nmodel: gpt-4o\nholding_phrases: [One moment.\n---\nHi.\n"},
-			wantErrs: []string{"bad.md:2: front matter: did not find expected ',' or ']'"}, // yaml.v3 names the line before the list's
+			wantErrs: []string{"bad.md:3: front matter: did not find expected ',' or ']'"}, // the list's own line (issue 8 §4)
+		},
+		{
+			name:     "unclosed YAML list on the front matter's first line",
+			files:    map[string]string{"bad.md": "---\nholding_phrases: [One moment.\nmodel: gpt-4o\n---\nHi.\n"},
+			wantErrs: []string{"bad.md:2: front matter: did not find expected ',' or ']'"},
+		},
+		{
+			// Issue 8 §4: an unclosed [ on line 4 was reported on line 3.
+			name: "lines.yaml with an unclosed list",
+			files: map[string]string{
+				"default.md": plainDefault,
+				"lines.yaml": "L1:\n  agent: default\nL2:\n  vars: [a, b\nL3:\n  agent: default\n",
+			},
+			wantErrs: []string{"lines.yaml:4: did not find expected ',' or ']'"},
+		},
+		{
+			name: "lines.yaml with a scanner error keeps its line",
+			files: map[string]string{
+				"default.md": plainDefault,
+				"lines.yaml": "L1:\n  agent: default\n  bad: x: y\n",
+			},
+			wantErrs: []string{"lines.yaml:3: mapping values are not allowed in this context"},
 		},
 		{
 			name:     "unknown front matter key",
@@ -292,9 +316,16 @@ Welcome to {{.Vars.shop}} on floor {{.Vars.floor}}.
 			wantErrs: []string{`bad.md:7: tool t: timeout "3": use a duration such as 3s`},
 		},
 		{
-			name:     "tool header holds a value, not a variable name",
-			files:    map[string]string{"bad.md": tool("headers: {Authorization: Bearer abc123}")},
-			wantErrs: []string{`bad.md:7: tool t: header Authorization: "Bearer abc123" must be the NAME of the environment variable`},
+			name:       "tool header holds a value, not a variable name",
+			files:      map[string]string{"bad.md": tool("headers: {Authorization: Bearer abc123}")},
+			wantErrs:   []string{`bad.md:7: tool t: header Authorization must be the NAME of the environment variable`},
+			neverShown: []string{"abc123"},
+		},
+		{
+			name:       "tool header holds a token that is a valid variable name",
+			files:      map[string]string{"bad.md": tool("headers: {Authorization: ghp_16C7e42F292c6912E7710c838347Ae178B4a}")},
+			wantErrs:   []string{`bad.md:7: tool t: header Authorization looks like a secret (a long random-looking token)`},
+			neverShown: []string{"ghp_16C7e42F292c6912E7710c838347Ae178B4a"},
 		},
 		{
 			name:     "tool url and method",
@@ -353,7 +384,30 @@ Welcome to {{.Vars.shop}} on floor {{.Vars.floor}}.
 				"default.md": plainDefault,
 				"lines.yaml": "L1:\n  secret_env: 3f9a1c7e-5b2d\n",
 			},
-			wantErrs: []string{`lines.yaml:2: line L1: secret_env "3f9a1c7e-5b2d" must be the NAME of an environment variable`},
+			wantErrs:   []string{`lines.yaml:2: line L1: secret_env must be the NAME of an environment variable`},
+			neverShown: []string{"3f9a1c7e"},
+		},
+		{
+			// Issue 8 §4: a hex secret that starts with a letter is a valid variable name.
+			name: "lines.yaml with a real secret as secret_env",
+			files: map[string]string{
+				"default.md": plainDefault,
+				"lines.yaml": "L1:\n  secret_env: f3a9c1e7b5d24f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a\n",
+			},
+			wantErrs:   []string{`lines.yaml:2: line L1: secret_env looks like a secret (a string of 64 hex characters)`},
+			neverShown: []string{"f3a9c1e7"},
+		},
+		{
+			name: "lines.yaml with secrets as secret_next_env and in vars",
+			files: map[string]string{
+				"default.md": plainDefault,
+				"lines.yaml": "L1:\n  secret_env: LINE_SECRET\n  secret_next_env: aZ9bY8cX7dW6eV5fU4gT3hS2iR1jQ0kP\n  vars:\n    business_name: Northwind Goods, 12 Harbour Street\n    api_key: sk-proj-Ab3dEf9HiJkLmN0pQrStUvWxYz12\n    booking: https://example.com/booking/reception-page\n",
+			},
+			wantErrs: []string{
+				`lines.yaml:3: line L1: secret_next_env looks like a secret (a long random-looking token)`,
+				`lines.yaml:6: line L1: vars.api_key looks like a secret (a long random-looking token)`,
+			},
+			neverShown: []string{"aZ9bY8cX", "sk-proj"},
 		},
 		{
 			name: "lines.yaml with a next secret but no current one",
@@ -442,6 +496,9 @@ Welcome to {{.Vars.shop}} on floor {{.Vars.floor}}.
 			require.Error(t, err)
 			assert.Nil(t, lib)
 			msg := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+			for _, secret := range tt.neverShown {
+				assert.NotContains(t, msg, secret, "a secret is never repeated in an error")
+			}
 			last := -1
 			for _, want := range tt.wantErrs {
 				i := strings.Index(msg, want)

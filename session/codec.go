@@ -89,7 +89,10 @@ func blankFields(c Call, now time.Time) map[string]string {
 
 // pinFields returns the record fields of c that are written only while unset.
 func pinFields(c Call) map[string]string {
-	f := make(map[string]string, 3)
+	f := make(map[string]string, 4)
+	if c.Owner != "" {
+		f[fieldOwner] = c.Owner
+	}
 	if c.LineID != "" {
 		f[fieldLineID] = c.LineID
 	}

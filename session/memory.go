@@ -106,6 +106,9 @@ func (m *MemoryStore) UpdateCall(_ context.Context, c Call) error {
 	defer m.mu.Unlock()
 	now := m.write()
 	rec := m.record(c.ID, now)
+	if err := checkOwner(c.ID, rec.fields, c.Owner); err != nil {
+		return err
+	}
 	maps.Copy(rec.fields, callFields(c))
 	fillBlanks(rec.fields, pinFields(c))
 	rec.exp = now.Add(m.opts.Retention)
@@ -363,7 +366,7 @@ func (m *MemoryStore) FollowTurn(ctx context.Context, ref TurnRef, fn func(text 
 }
 
 // AppendEntry implements Store.
-func (m *MemoryStore) AppendEntry(_ context.Context, callID string, e Entry) error {
+func (m *MemoryStore) AppendEntry(_ context.Context, callID, owner string, e Entry) error {
 	if callID == "" {
 		return fmt.Errorf("append entry: %w", errEmptyID)
 	}
@@ -373,7 +376,26 @@ func (m *MemoryStore) AppendEntry(_ context.Context, callID string, e Entry) err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.appendHistory(callID, enc, m.write())
+	now := m.write()
+	if owner != "" {
+		rec := m.record(callID, now)
+		if err := checkOwner(callID, rec.fields, owner); err != nil {
+			return err
+		}
+		fillBlanks(rec.fields, map[string]string{fieldOwner: owner})
+		rec.exp = now.Add(m.opts.Retention)
+		m.records[callID] = rec
+	}
+	m.appendHistory(callID, enc, now)
+	return nil
+}
+
+// checkOwner returns ErrWrongLine when the record fields name an owner other than owner; an
+// empty owner checks nothing.
+func checkOwner(callID string, fields map[string]string, owner string) error {
+	if cur, ok := fields[fieldOwner]; ok && owner != "" && cur != owner {
+		return fmt.Errorf("write call %s as %s: %w", callID, owner, ErrWrongLine)
+	}
 	return nil
 }
 

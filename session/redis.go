@@ -67,24 +67,53 @@ func (s *RedisStore) FirstDelivery(ctx context.Context, deliveryID string, ttl t
 	return ok, nil
 }
 
-// UpdateCall implements Store with MULTI HSET, HSETNX of each pin, PEXPIRE of the record and
-// the history: 1 round trip.
+// updateCallScript is UpdateCall: KEYS are the record and the history; ARGV the owner to
+// check ("" for none), the retention in ms, the number n of fields to set, n field-value
+// pairs to HSET, then the pins to HSETNX. It returns 0, having written nothing, when the
+// record belongs to another owner.
+const updateCallScript = `
+local owner = ARGV[1]
+if owner ~= '' then
+  local cur = redis.call('HGET', KEYS[1], 'owner')
+  if cur and cur ~= owner then return 0 end
+end
+local n = tonumber(ARGV[3])
+local i = 4
+if n > 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, i + 2*n - 1))
+  i = i + 2*n
+end
+while i < #ARGV do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1])
+  i = i + 2
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+`
+
+// UpdateCall implements Store with one script (EVAL): the owner check, HSET of the fields,
+// HSETNX of each pin, PEXPIRE of the record and the history, atomically: 1 round trip.
 func (s *RedisStore) UpdateCall(ctx context.Context, c Call) error {
 	if c.ID == "" {
 		return fmt.Errorf("update call: %w", errEmptyID)
 	}
 	rec, hist := s.callKeys(c.ID)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, rec, callFields(c))
-		for k, v := range pinFields(c) {
-			p.HSetNX(ctx, rec, k, v)
-		}
-		p.PExpire(ctx, rec, s.opts.Retention)
-		p.PExpire(ctx, hist, s.opts.Retention)
-		return nil
-	})
+	fields, pins := callFields(c), pinFields(c)
+	args := make([]any, 0, 3+2*(len(fields)+len(pins)))
+	args = append(args, c.Owner, s.opts.Retention.Milliseconds(), len(fields))
+	for k, v := range fields {
+		args = append(args, k, v)
+	}
+	for k, v := range pins {
+		args = append(args, k, v)
+	}
+	ok, err := s.rdb.Eval(ctx, updateCallScript, []string{rec, hist}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("update call %s: %w", c.ID, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("update call %s as %s: %w", c.ID, c.Owner, ErrWrongLine)
 	}
 	return nil
 }
@@ -478,9 +507,25 @@ func (s *RedisStore) FollowTurn(ctx context.Context, ref TurnRef, fn func(text s
 	}
 }
 
-// AppendEntry implements Store with MULTI RPUSH, PEXPIRE of the record and the history: 1
-// round trip.
-func (s *RedisStore) AppendEntry(ctx context.Context, callID string, e Entry) error {
+// appendEntryScript is AppendEntry: KEYS are the record and the history; ARGV the owner
+// ("" for none), the retention in ms and the encoded entry. It returns 0, having written
+// nothing, when the call belongs to another owner.
+const appendEntryScript = `
+local owner = ARGV[1]
+if owner ~= '' then
+  local cur = redis.call('HGET', KEYS[1], 'owner')
+  if cur and cur ~= owner then return 0 end
+  redis.call('HSETNX', KEYS[1], 'owner', owner)
+end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+`
+
+// AppendEntry implements Store with one script (EVAL): the owner check, RPUSH, PEXPIRE of
+// the record and the history, atomically: 1 round trip.
+func (s *RedisStore) AppendEntry(ctx context.Context, callID, owner string, e Entry) error {
 	if callID == "" {
 		return fmt.Errorf("append entry: %w", errEmptyID)
 	}
@@ -489,14 +534,12 @@ func (s *RedisStore) AppendEntry(ctx context.Context, callID string, e Entry) er
 		return fmt.Errorf("append entry for call %s: %w", callID, err)
 	}
 	rec, hist := s.callKeys(callID)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.RPush(ctx, hist, enc)
-		p.PExpire(ctx, rec, s.opts.Retention)
-		p.PExpire(ctx, hist, s.opts.Retention)
-		return nil
-	})
+	ok, err := s.rdb.Eval(ctx, appendEntryScript, []string{rec, hist}, owner, s.opts.Retention.Milliseconds(), enc[0]).Int()
 	if err != nil {
 		return fmt.Errorf("append entry for call %s: %w", callID, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("append entry for call %s as %s: %w", callID, owner, ErrWrongLine)
 	}
 	return nil
 }

@@ -127,7 +127,7 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 			return s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error { return nil })
 		}},
 		{name: "Load", run: func() error { _, err := s.Load(ctx, "c1"); return err }},
-		{name: "AppendEntry", run: func() error { return s.AppendEntry(ctx, "c1", entry) }},
+		{name: "AppendEntry", run: func() error { return s.AppendEntry(ctx, "c1", "", entry) }},
 		{name: "AddSMS", run: func() error { return s.AddSMS(ctx, "l1", session.SMS{Text: "hi"}) }},
 		{name: "Ping", run: func() error { return s.Ping(ctx) }},
 	}

@@ -15,6 +15,9 @@ var ErrNotFound = errors.New("not found")
 // store wrote nothing.
 var ErrWrongLine = errors.New("call belongs to another line")
 
+// OwnerGlobal is the Owner of calls whose first event was verified with the global secrets.
+const OwnerGlobal = "*"
+
 // ErrLeaseLost is returned by a write of a turn whose lease another delivery holds now (it
 // took the turn over, or finished it): the store wrote nothing, and the turn is that
 // delivery's to record.
@@ -48,6 +51,10 @@ type Entry struct {
 	Interrupted bool `json:"int,omitempty"`
 	// EndCall marks an assistant turn that said goodbye meaning to end the call.
 	EndCall bool `json:"end,omitempty"`
+
+	// Ref, on an interrupt, is the event id of the message whose answer it cut, when Saperly
+	// named it: Fold then applies it to that answer and no other, whatever its At.
+	Ref string `json:"r,omitempty"`
 
 	ToolCall string `json:"tc,omitempty"`
 	ToolName string `json:"tn,omitempty"`
@@ -187,7 +194,9 @@ type Store interface {
 	FirstDelivery(ctx context.Context, deliveryID string, ttl time.Duration) (bool, error)
 
 	// UpdateCall merges the non-zero fields of c into the record of call c.ID, creating it.
-	// LineID, Agent and PromptVersion are only written while the record has none.
+	// LineID, Agent, PromptVersion and Owner are only written while the record has none. With
+	// a non-empty c.Owner it first checks, atomically with the write, that the record has no
+	// other owner: else it returns ErrWrongLine and writes nothing.
 	UpdateCall(ctx context.Context, c Call) error
 
 	// SeenCaller remembers that number called lineID on call callID and reports whether it
@@ -240,8 +249,10 @@ type Store interface {
 	// does not exist yet is waited for. An error from fn stops it and is returned.
 	FollowTurn(ctx context.Context, ref TurnRef, fn func(text string) error) error
 
-	// AppendEntry appends one entry (an interrupt) to the call's history log.
-	AppendEntry(ctx context.Context, callID string, e Entry) error
+	// AppendEntry appends one entry (an interrupt) to the call's history log. With a non-empty
+	// owner it checks, atomically with the write, that the call has no other Owner (else
+	// ErrWrongLine, nothing written), and makes owner the call's Owner when it has none.
+	AppendEntry(ctx context.Context, callID, owner string, e Entry) error
 
 	// AddSMS records an inbound SMS on a line.
 	AddSMS(ctx context.Context, lineID string, s SMS) error
@@ -250,11 +261,18 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
+// MaxInterruptLag is how long after an answer began an interrupt placed by its timestamp may
+// still cut it: Saperly ends an answer after 5 minutes, and the interrupted event follows
+// within seconds. An interrupt later than that after every answer (a clock far off, a forged
+// or replayed timestamp) cuts nothing.
+const MaxInterruptLag = 6 * time.Minute
+
 // Fold turns a history log into the conversation as the caller experienced it: user, tool and
 // assistant entries in the order their turns began (At), a repeated (kind, event id) pair kept
-// once (its first occurrence in the log), and each interrupt applied to the latest assistant
-// turn that began at or before it. Interrupt entries themselves are not returned. Both stores
-// call it on Load, so they cannot disagree.
+// once (its first occurrence in the log), and each interrupt applied to one answer: the
+// answer to the message its Ref names when it has one, else the latest assistant turn that
+// began at or before it, and at most MaxInterruptLag before it. Interrupt entries themselves
+// are not returned. Both stores call it on Load, so they cannot disagree.
 //
 // Why At and not log order: a turn whose commit failed is written later, by the replica that
 // answered it, possibly after the call's next turn was written by another replica. At is
@@ -286,15 +304,27 @@ func Fold(log []Entry) []Entry {
 		out = append(out, e)
 	}
 	slices.SortStableFunc(out, func(a, b Entry) int { return cmp.Compare(a.At, b.At) })
+	lag := MaxInterruptLag.Milliseconds()
 	for _, in := range interrupts {
 		best := -1
 		for i, e := range out {
-			if e.Kind == EntryAssistant && e.At <= in.At && (best < 0 || e.At >= out[best].At) {
+			if e.Kind != EntryAssistant {
+				continue
+			}
+			if in.Ref != "" {
+				if e.EventID == in.Ref {
+					best = i
+				}
+				continue
+			}
+			if e.At <= in.At && in.At-e.At <= lag && (best < 0 || e.At >= out[best].At) {
 				best = i
 			}
 		}
 		if best < 0 {
-			continue // the interrupt predates every answer we hold: nothing was cut
+			// Before every answer we hold, too long after all of them, or naming an answer not
+			// (yet) in the log: nothing to cut.
+			continue
 		}
 		// Saperly reports the played prefix; never let a late duplicate lengthen a turn again.
 		if out[best].Interrupted && len(out[best].Text) <= len(in.Text) {

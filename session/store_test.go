@@ -291,7 +291,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 				session.Entry{Kind: session.EntryUser, Text: ev, At: int64(2 * i), EventID: ev},
 				session.Entry{Kind: session.EntryAssistant, Text: "A" + ev, At: int64(2 * i), EventID: ev}))
 		}
-		require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, Text: "cut", At: 2*turns - 1}))
+		require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, Text: "cut", At: 2*turns - 1}))
 		full, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		require.Len(t, full.History, 2*turns, "Load keeps the whole conversation")
@@ -568,17 +568,17 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 
 		// The interrupted event overtook the turn it refers to.
 		require.NoError(t, s.CommitTurn(ctx, lease("early", "e1"), u1, a1))
-		require.NoError(t, s.AppendEntry(ctx, "early", interrupt(3500, "We open at")))
+		require.NoError(t, s.AppendEntry(ctx, "early", "", interrupt(3500, "We open at")))
 		require.NoError(t, s.CommitTurn(ctx, lease("early", "e2"), u2, a2))
 		// The interrupted event arrived after the next turn.
 		require.NoError(t, s.CommitTurn(ctx, lease("late", "e1"), u1, a1))
 		require.NoError(t, s.CommitTurn(ctx, lease("late", "e2"), u2, a2))
-		require.NoError(t, s.AppendEntry(ctx, "late", interrupt(1500, "Hello,")))
+		require.NoError(t, s.AppendEntry(ctx, "late", "", interrupt(1500, "Hello,")))
 		// A turn committed twice (a claim expired under a slow answer), and a cut before any
 		// word was played.
 		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), u1, a1))
 		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), u1, a1))
-		require.NoError(t, s.AppendEntry(ctx, "dup", interrupt(1200, "")))
+		require.NoError(t, s.AppendEntry(ctx, "dup", "", interrupt(1200, "")))
 
 		for _, tc := range []struct {
 			name string
@@ -612,7 +612,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		// committed by another replica once the store was back; then turn 1's retried commit
 		// lands, twice (the first attempt timed out after the store had applied it).
 		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2"), t2...))
-		require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, Text: "Hello,", At: 1500}))
+		require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, Text: "Hello,", At: 1500}))
 		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), t1...))
 		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), t1...))
 		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e3"), t3...))
@@ -656,6 +656,86 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		assert.Equal(t, "v7", st.Call.PromptVersion)
 		assert.True(t, st.Call.Returning)
 		assert.False(t, st.Call.StartedAt.IsZero(), "BeginTurn fills the start time")
+	})
+
+	t.Run("OwnerGuardsWrites", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		interrupt := session.Entry{Kind: session.EntryInterrupt, Text: "forged", At: 9}
+
+		// The first event's signer owns the call.
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "b1", LineID: "lineB", Owner: "lineB", Status: "active"}))
+		require.NoError(t, s.AppendEntry(ctx, "b1", "lineB", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "m1"}))
+
+		// Another line's scope, and the global one, change nothing.
+		for _, owner := range []string{"lineA", session.OwnerGlobal} {
+			err := s.UpdateCall(ctx, session.Call{ID: "b1", LineID: "lineB", Owner: owner, Status: "ended", From: "+1555"})
+			require.ErrorIs(t, err, session.ErrWrongLine, owner)
+			err = s.AppendEntry(ctx, "b1", owner, interrupt)
+			require.ErrorIs(t, err, session.ErrWrongLine, owner)
+		}
+		st, err := s.Load(ctx, "b1")
+		require.NoError(t, err)
+		assert.Equal(t, "lineB", st.Call.Owner)
+		assert.Equal(t, "active", st.Call.Status, "a refused UpdateCall wrote nothing")
+		assert.Empty(t, st.Call.From, "a refused UpdateCall wrote nothing")
+		require.Len(t, st.History, 1, "a refused AppendEntry wrote nothing")
+
+		// The owner itself, and internal writes that name no owner, go through.
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "b1", Owner: "lineB", Status: "ended"}))
+		require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "b1", Duration: 42}))
+		st, err = s.Load(ctx, "b1")
+		require.NoError(t, err)
+		assert.Equal(t, "ended", st.Call.Status)
+		assert.Equal(t, "lineB", st.Call.Owner, "the owner is written once")
+
+		// An interrupt about a call nobody owns yet makes its signer the owner.
+		require.NoError(t, s.AppendEntry(ctx, "g1", session.OwnerGlobal, interrupt))
+		err = s.UpdateCall(ctx, session.Call{ID: "g1", LineID: "lineA", Owner: "lineA", Status: "active"})
+		require.ErrorIs(t, err, session.ErrWrongLine)
+		st, err = s.Load(ctx, "g1")
+		require.NoError(t, err)
+		assert.Equal(t, session.OwnerGlobal, st.Call.Owner)
+		assert.Empty(t, st.Call.LineID)
+
+		// A turn's pin fills the owner of a call without one.
+		b, err := s.BeginTurn(ctx, session.Call{ID: "t1", LineID: "lineA", Owner: "lineA"}, "", 0)
+		require.NoError(t, err)
+		assert.Equal(t, "lineA", b.State.Call.Owner)
+		require.ErrorIs(t, s.UpdateCall(ctx, session.Call{ID: "t1", Owner: "lineB", Status: "ended"}), session.ErrWrongLine)
+	})
+
+	t.Run("OwnerRaceHasOneWinner", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		const n = 8
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				owner := fmt.Sprintf("line-%d", i)
+				if i%2 == 0 {
+					errs[i] = s.UpdateCall(ctx, session.Call{ID: "race", Owner: owner, Status: owner})
+				} else {
+					errs[i] = s.AppendEntry(ctx, "race", owner, session.Entry{Kind: session.EntryInterrupt, Text: owner, At: int64(i)})
+				}
+			})
+		}
+		wg.Wait()
+		winners := 0
+		for _, err := range errs {
+			if err == nil {
+				winners++
+				continue
+			}
+			require.ErrorIs(t, err, session.ErrWrongLine)
+		}
+		assert.Equal(t, 1, winners, "the first write owns the call; every other scope is refused")
+		st, err := s.Load(ctx, "race")
+		require.NoError(t, err)
+		if st.Call.Status != "" {
+			assert.Equal(t, st.Call.Owner, st.Call.Status, "only the owner's write landed")
+		}
 	})
 
 	t.Run("SeenCaller", func(t *testing.T) {
@@ -706,7 +786,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		assert.Equal(t, []session.Entry{u, t1, t2, a}, st.History, "two tool calls of one turn are both kept")
 		assert.False(t, st.EndPending(), "the goodbye was heard in full")
 
-		require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, Text: "It shipped.", At: 1500}))
+		require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, Text: "It shipped.", At: 1500}))
 		st, err = s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.True(t, st.EndPending(), "the caller talked over the goodbye")
@@ -723,11 +803,11 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		t.Parallel()
 		s, ctx := store(t), t.Context()
 		e := session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}
-		require.NoError(t, s.AppendEntry(ctx, "c1", e))
+		require.NoError(t, s.AppendEntry(ctx, "c1", "", e))
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.Equal(t, []session.Entry{e}, st.History)
-		assert.Error(t, s.AppendEntry(ctx, "", e), "empty call id")
+		assert.Error(t, s.AppendEntry(ctx, "", "", e), "empty call id")
 	})
 
 	t.Run("AddSMS", func(t *testing.T) {
@@ -791,14 +871,14 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 				return s.CommitTurn(ctx, lease("c1", "e2"))
 			}},
 			{name: "AppendEntry", write: func(ctx context.Context, s session.Store) error {
-				return s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryInterrupt, At: 5})
+				return s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, At: 5})
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				s, ctx := newStore(t, session.Options{Retention: retention}), t.Context()
 				require.NoError(t, s.UpdateCall(ctx, session.Call{ID: "c1", Status: "in-progress"}))
-				require.NoError(t, s.AppendEntry(ctx, "c1", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
+				require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
 				created := time.Now() // both keys expire by created+retention unless refreshed
 
 				waitUntil(t, created.Add(retention/2))
@@ -906,6 +986,10 @@ func TestFold(t *testing.T) {
 	interrupt := func(at int64, text string) session.Entry {
 		return session.Entry{Kind: session.EntryInterrupt, Text: text, At: at}
 	}
+	ref := func(e session.Entry, eventID string) session.Entry {
+		e.Ref = eventID
+		return e
+	}
 	es := func(e ...session.Entry) []session.Entry { return e }
 	u1, a1 := user(1000, "e1", "Hi."), answer(1000, "e1", "Hello, how can I help?")
 	u2, a2 := user(3000, "e2", "Hours?"), answer(3000, "e2", "Nine to five.")
@@ -978,6 +1062,32 @@ func TestFold(t *testing.T) {
 			name: "turns that began in the same millisecond keep log order",
 			log:  es(user(5, "x", "first"), user(5, "y", "second")),
 			want: es(user(5, "x", "first"), user(5, "y", "second")),
+		},
+		{
+			// Issue 8 §4: an interrupted event stamped an hour ahead rewrote the newest answer.
+			name: "interrupt far after every answer cuts nothing",
+			log:  es(u1, a1, u2, a2, interrupt(3000+time.Hour.Milliseconds(), "Forged.")),
+			want: es(u1, a1, u2, a2),
+		},
+		{
+			name: "interrupt at the end of the window still cuts",
+			log:  es(u1, a1, u2, a2, interrupt(3000+session.MaxInterruptLag.Milliseconds(), "Nine")),
+			want: es(u1, a1, u2, cut(a2, "Nine")),
+		},
+		{
+			name: "interrupt naming its message cuts that answer whatever its time",
+			log:  es(u1, a1, u2, a2, ref(interrupt(3000+time.Hour.Milliseconds(), "Hello,"), "e1")),
+			want: es(u1, cut(a1, "Hello,"), u2, a2),
+		},
+		{
+			name: "interrupt naming its message before the answer is in the log",
+			log:  es(u1, ref(interrupt(900, "Nine"), "e2"), a1, u2, a2),
+			want: es(u1, a1, u2, cut(a2, "Nine")),
+		},
+		{
+			name: "interrupt naming an unknown message cuts nothing",
+			log:  es(u1, a1, ref(interrupt(1500, "Hello,"), "e9")),
+			want: es(u1, a1),
 		},
 		{
 			name: "unknown kind ignored",

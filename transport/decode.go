@@ -48,6 +48,13 @@ type wireEvent struct {
 	Duration            json.RawMessage `json:"duration"`
 	DurationSeconds     json.RawMessage `json:"duration_seconds"`
 	MessageSID          json.RawMessage `json:"message_sid"`
+	// The message an interrupted event cuts: Saperly does not publish the key, so the
+	// spellings a sender would plausibly use are all read, first one set wins.
+	InterruptedEventID json.RawMessage `json:"interrupted_event_id"`
+	MessageEventID     json.RawMessage `json:"message_event_id"`
+	ReplyToEventID     json.RawMessage `json:"reply_to_event_id"`
+	InReplyTo          json.RawMessage `json:"in_reply_to"`
+	ResponseToEventID  json.RawMessage `json:"response_to_event_id"`
 }
 
 // DecodeEvent turns a raw webhook body into an event. It is pure: no I/O, no clock, no
@@ -100,6 +107,14 @@ func DecodeEvent(body []byte) (agent.Event, error) {
 		ev.Text = firstText(w.Text, w.Transcript, w.Message)
 	}
 	ev.PartialText, _ = jsonString(w.PartialResponseText)
+	if ev.Kind == agent.EventInterrupted {
+		for _, raw := range []json.RawMessage{w.InterruptedEventID, w.MessageEventID, w.ReplyToEventID, w.InReplyTo, w.ResponseToEventID} {
+			if id, ok := idString(raw); ok && id != "" {
+				ev.Interrupts = id
+				break
+			}
+		}
+	}
 	ev.From, _ = idString(w.FromNumber)
 	ev.To, _ = idString(w.ToNumber)
 	ev.Direction, _ = jsonString(w.Direction)

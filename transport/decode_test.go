@@ -79,6 +79,26 @@ func TestDecodeEvent(t *testing.T) {
 			want: agent.Event{Kind: "interrupted", CallID: "c", Timestamp: 1767225620500, PartialText: "Sure, we"},
 		},
 		{
+			name: "interrupted naming its message",
+			body: `{"event":"interrupted","call_id":"c","interrupted_event_id":"m1","partial_response_text":"Sure"}`,
+			want: agent.Event{Kind: "interrupted", CallID: "c", PartialText: "Sure", Interrupts: "m1"},
+		},
+		{
+			name: "interrupted naming its message, other spellings",
+			body: `{"event":"interrupted","call_id":"c","message_event_id":" m2 ","in_reply_to":"m3"}`,
+			want: agent.Event{Kind: "interrupted", CallID: "c", Interrupts: "m2"},
+		},
+		{
+			name: "interrupted with a blank reference and a later spelling",
+			body: `{"event":"interrupted","call_id":"c","reply_to_event_id":"","response_to_event_id":"m4"}`,
+			want: agent.Event{Kind: "interrupted", CallID: "c", Interrupts: "m4"},
+		},
+		{
+			name: "only interrupted reads the reference",
+			body: `{"event":"message","call_id":"c","text":"hi","in_reply_to":"m1"}`,
+			want: agent.Event{Kind: "message", CallID: "c", Text: "hi"},
+		},
+		{
 			name: "timestamp in seconds is scaled",
 			body: `{"event":"interrupted","call_id":"c","timestamp":1767225620}`,
 			want: agent.Event{Kind: "interrupted", CallID: "c", Timestamp: 1767225620000},

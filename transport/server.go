@@ -26,6 +26,10 @@ const (
 	DefaultClockSkew    = 300 * time.Second
 	DefaultReplayWindow = 5 * time.Minute
 	DefaultFallbackLine = "Sorry, I'm having a little trouble right now. Could you say that again?"
+	// DefaultMaxIDLen bounds ids that become store keys: Saperly's ids are 36-character UUIDs.
+	DefaultMaxIDLen = 128
+	// DefaultMaxConns bounds open connections (see Config.MaxConns).
+	DefaultMaxConns = 4096
 )
 
 const (
@@ -47,6 +51,13 @@ type Config struct {
 	// not verified yet ("" when the body has none), so it must treat its argument as untrusted.
 	// Empty strings are ignored. Required.
 	Secrets func(lineID string) []string
+	// Signers, when set, replaces Secrets: it returns the accepted secrets for a line together
+	// with their signing scope, from one snapshot of the configuration, so the two cannot
+	// disagree across a reload: the line id when they are the line's own, OwnerGlobal when
+	// they are the global secrets. A verified delivery carries the scope as Delivery.Owner, so
+	// an event can only touch calls its scope owns. With Secrets alone, every delivery is in
+	// the global scope.
+	Signers func(lineID string) (scope string, secrets []string)
 	// MaxBody is the largest body read, in bytes; larger deliveries get 413. Default 1 MiB.
 	MaxBody int64
 	// ClockSkew is how far a delivery's signed timestamp may be from Now. Default 300 s.
@@ -60,12 +71,26 @@ type Config struct {
 	// Ready is the /readyz check, given one second; nil means always ready. It must return
 	// when its context ends.
 	Ready func(ctx context.Context) error
+	// MaxIDLen is the longest delivery id, call_id, event_id, line_id (and the other short
+	// fields kept on a call's record: numbers, direction, status, message_sid) accepted, in
+	// bytes; a longer one is refused with 400 before the store is touched (ids become store
+	// keys).
+	// Default DefaultMaxIDLen.
+	MaxIDLen int
+	// MaxConns caps open connections. At the cap a new connection closes the one idle longest
+	// (a keep-alive between requests, or one that has sent nothing yet), or is itself closed
+	// when every connection is serving a request. Default DefaultMaxConns.
+	MaxConns int
 	// FallbackLine is spoken when the responder returns without saying anything. Default
 	// DefaultFallbackLine.
 	FallbackLine string
 	// LogText logs the caller's words (personal data). Off by default: only lengths are logged.
 	LogText bool
 }
+
+// OwnerGlobal is the signing scope of the global secrets (SAPERLY_WEBHOOK_SECRET): events
+// without a line_id, or naming a line without secrets of its own.
+const OwnerGlobal = "*"
 
 // Responder is the part of the agent the HTTP layer needs.
 type Responder interface {
@@ -95,6 +120,7 @@ type Server struct {
 	log       *zap.Logger
 	e         *echo.Echo
 	srv       *http.Server
+	conns     *connLimit
 }
 
 // Routes.
@@ -103,12 +129,12 @@ const (
 	routeStatus  = "/status"
 )
 
-// New builds the server. Config.Secrets, r and d are required: New panics without them, as
+// New builds the server. Config.Secrets (or Signers), r and d are required: New panics without them, as
 // that is a wiring mistake, not a runtime condition.
 func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	switch {
-	case cfg.Secrets == nil:
-		panic("transport: Config.Secrets is required")
+	case cfg.Secrets == nil && cfg.Signers == nil:
+		panic("transport: Config.Secrets or Config.Signers is required")
 	case r == nil:
 		panic("transport: a Responder is required")
 	case d == nil:
@@ -128,6 +154,16 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxIDLen <= 0 {
+		cfg.MaxIDLen = DefaultMaxIDLen
+	}
+	if cfg.Signers == nil && cfg.Secrets != nil {
+		secrets := cfg.Secrets
+		cfg.Signers = func(lineID string) (string, []string) { return OwnerGlobal, secrets(lineID) }
 	}
 	if strings.TrimSpace(cfg.FallbackLine) == "" {
 		cfg.FallbackLine = DefaultFallbackLine
@@ -160,6 +196,8 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 		WriteTimeout: 0,
 		IdleTimeout:  120 * time.Second,
 	}
+	s.conns = newConnLimit(cfg.MaxConns, s.log)
+	s.srv.ConnState = s.conns.track
 	if std, err := zap.NewStdLogAt(s.log, zapcore.WarnLevel); err == nil {
 		s.srv.ErrorLog = std
 	}
@@ -169,9 +207,10 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 // ServeHTTP serves one request through the Echo instance and all its middleware.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
 
-// Serve accepts connections on ln until Shutdown. It returns nil after a graceful shutdown.
+// Serve accepts connections on ln, at most Config.MaxConns open at once, until Shutdown. It
+// returns nil after a graceful shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := s.srv.Serve(s.conns.listener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
@@ -267,7 +306,8 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	d.lineID = peekLineID(body)
 	d.id = req.Header.Get(HeaderDeliveryID)
 	d.attempt, _ = strconv.Atoi(strings.TrimSpace(req.Header.Get(HeaderAttempt)))
-	if err := Verify(req.Header, body, s.cfg.Secrets(d.lineID), s.cfg.Now(), s.cfg.ClockSkew); err != nil {
+	scope, secrets := s.cfg.Signers(d.lineID)
+	if err := Verify(req.Header, body, secrets, s.cfg.Now(), s.cfg.ClockSkew); err != nil {
 		d.verify = "invalid_signature"
 		if ve, ok := errors.AsType[*VerifyError](err); ok {
 			d.verify = ve.Reason
@@ -277,18 +317,11 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	d.verify = "ok"
 	verified := time.Since(d.start)
 
-	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
-	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
-	cancel()
-	switch {
-	case err != nil:
-		// Fail open: silence on a call is worse than a rare replay slipping through.
-		d.cacheErr = fmt.Errorf("check delivery %s: %w", clip(d.id), err)
-	case !first:
-		return httpError(http.StatusConflict, "duplicate_delivery",
-			fmt.Errorf("delivery %s seen in the last %s", clip(d.id), s.replayTTL))
+	// Everything that can be judged without the store is, before the store is touched.
+	if len(d.id) > s.cfg.MaxIDLen {
+		return httpError(http.StatusBadRequest, fmt.Sprintf("delivery id is longer than %d bytes", s.cfg.MaxIDLen),
+			fmt.Errorf("delivery id of %d bytes", len(d.id)))
 	}
-
 	ev, err := DecodeEvent(body)
 	if err != nil {
 		msg := "invalid body"
@@ -303,12 +336,38 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		return httpError(http.StatusBadRequest, "ambiguous line_id",
 			fmt.Errorf("line_id peeked %q, decoded %q", clip(d.lineID), clip(ev.LineID)))
 	}
+	// Ids become store keys; numbers, direction and status are kept on the call's record and
+	// rendered into prompts. None is ever longer than a few dozen bytes from Saperly.
+	for _, f := range []struct{ name, v string }{
+		{"call_id", ev.CallID}, {"event_id", ev.ID}, {"line_id", ev.LineID}, {"interrupted_event_id", ev.Interrupts},
+		{"from_number", ev.From}, {"to_number", ev.To}, {"direction", ev.Direction}, {"status", ev.Status},
+		{"message_sid", ev.MessageID},
+	} {
+		if len(f.v) > s.cfg.MaxIDLen {
+			return httpError(http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", f.name, s.cfg.MaxIDLen),
+				fmt.Errorf("%s of %d bytes", f.name, len(f.v)))
+		}
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
+	cancel()
+	switch {
+	case err != nil:
+		// Fail open: silence on a call is worse than a rare replay slipping through.
+		d.cacheErr = fmt.Errorf("check delivery %s: %w", clip(d.id), err)
+	case !first:
+		return httpError(http.StatusConflict, "duplicate_delivery",
+			fmt.Errorf("delivery %s seen in the last %s", clip(d.id), s.replayTTL))
+	}
+
 	ev.Delivery = agent.Delivery{
 		ID:         d.id,
 		Attempt:    d.attempt,
 		ReceivedAt: d.received,
 		Verify:     verified,
 		Callback:   d.route == routeStatus,
+		Owner:      scope,
 	}
 	d.ev = ev
 
@@ -319,6 +378,10 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	// Everything else, unknown kinds and status callbacks included (even one whose body says
 	// "message"), is recorded and never spoken to.
 	if err := s.resp.Record(ctx, ev); err != nil {
+		if errors.Is(err, agent.ErrWrongLine) {
+			return httpError(http.StatusForbidden, "wrong_line",
+				fmt.Errorf("record %s event %s: %w", ev.Kind, clip(ev.ID), err))
+		}
 		d.outcome = outcomeNotStored
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			d.outcome = outcomeClientGone
@@ -374,10 +437,15 @@ func (s *Server) answer(c echo.Context, d *delivery) {
 	switch {
 	case w.Lines() > 0:
 		d.outcome = outcomeAnswered
-	case errors.Is(err, agent.ErrWrongLine):
-		// A forged or misrouted event about another line's call: refused, never spoken to.
+	case errors.Is(err, agent.ErrWrongLine), errors.Is(err, agent.ErrUnknownCall):
+		// A forged or misrouted event about another line's call, or about a call Saperly
+		// does not know: refused, never spoken to.
 		d.outcome = outcomeRejected
-		if werr := c.JSON(http.StatusForbidden, map[string]string{"error": "wrong_line"}); werr != nil {
+		reason := "wrong_line"
+		if errors.Is(err, agent.ErrUnknownCall) {
+			reason = "unknown_call"
+		}
+		if werr := c.JSON(http.StatusForbidden, map[string]string{"error": reason}); werr != nil {
 			err = errors.Join(err, werr)
 		}
 	case ctx.Err() == nil:

@@ -666,3 +666,181 @@ func BenchmarkWebhookMessage(b *testing.B) {
 		resp.responded = resp.responded[:0]
 	}
 }
+
+// TestDeliveryCarriesItsSigningScope checks that the scope whose secrets verified a delivery
+// reaches the agent, and that a refusal for another scope's call is 403 wrong_line for every
+// event kind on both URLs (issue 8 §1).
+func TestDeliveryCarriesItsSigningScope(t *testing.T) {
+	t.Parallel()
+	const globalSecret = "global-secret-0123456789abcdef0123456789abcdef0123456789abcdef01"
+	scoped := func(c *Config) {
+		c.Signers = func(lineID string) (string, []string) {
+			if lineID == testLine {
+				return testLine, []string{testSecret}
+			}
+			return OwnerGlobal, []string{globalSecret}
+		}
+	}
+	body := func(kind, line string) []byte {
+		m := map[string]string{"event": kind, "event_id": nextDeliveryID(), "call_id": testCall, "text": "hi"}
+		if line != "" {
+			m["line_id"] = line
+		}
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		return b
+	}
+	t.Run("owner", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, &scripted{lines: []string{"Hi."}}, scoped)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventCallEnded, testLine)}).Code)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventCallEnded, ""), secret: globalSecret}).Code)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventCallEnded, "unlisted-line"), secret: globalSecret}).Code)
+		require.Equal(t, http.StatusOK, f.send(t, deliveryReq{body: body(agent.EventMessage, ""), secret: globalSecret}).Code)
+		rec := f.resp.Recorded()
+		require.Len(t, rec, 3)
+		assert.Equal(t, testLine, rec[0].Delivery.Owner)
+		assert.Equal(t, OwnerGlobal, rec[1].Delivery.Owner)
+		assert.Equal(t, OwnerGlobal, rec[2].Delivery.Owner)
+		require.Len(t, f.resp.Responded(), 1)
+		assert.Equal(t, OwnerGlobal, f.resp.Responded()[0].Delivery.Owner)
+	})
+	refuse := func(context.Context, agent.Event) error { return fmt.Errorf("record: %w", agent.ErrWrongLine) }
+	for _, path := range []string{"/webhook", "/status"} {
+		for _, kind := range []string{agent.EventCallStarted, agent.EventCallEnded, agent.EventInterrupted, agent.EventCallIncoming, agent.EventMessage} {
+			t.Run(path+"/"+kind, func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t, &scripted{record: refuse, err: fmt.Errorf("respond: %w", agent.ErrWrongLine)}, scoped)
+				rec := f.send(t, deliveryReq{path: path, body: body(kind, testLine)})
+				assertJSON(t, rec, http.StatusForbidden, `{"error":"wrong_line"}`)
+				assert.Equal(t, outcomeRejected, oneEvent(t, f).ContextMap()["outcome"])
+			})
+		}
+	}
+}
+
+// TestOversizedIDsRefusedBeforeTheStore reproduces issue 8 §4: 100 KB ids became Redis keys.
+// Each id is capped; a longer one gets 400 with the reason, and the store is never asked.
+func TestOversizedIDsRefusedBeforeTheStore(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 100<<10)
+	withID := func(key, v string) []byte {
+		m := map[string]string{"event": "message", "event_id": "e-1", "line_id": testLine, "call_id": testCall, "text": "hi"}
+		m[key] = v
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		return b
+	}
+	cases := []struct {
+		name, reason string
+		req          deliveryReq
+	}{
+		{name: "delivery id", reason: "delivery id is longer than 128 bytes", req: deliveryReq{body: msgBody("hi"), id: long}},
+		{name: "call_id", reason: "call_id is longer than 128 bytes", req: deliveryReq{body: withID("call_id", long)}},
+		{name: "event_id", reason: "event_id is longer than 128 bytes", req: deliveryReq{body: withID("event_id", long)}},
+		{name: "call_id one past the cap", reason: "call_id is longer than 128 bytes", req: deliveryReq{body: withID("call_id", long[:129])}},
+		{name: "from_number", reason: "from_number is longer than 128 bytes", req: deliveryReq{body: withID("from_number", long)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, &scripted{lines: []string{"Hi."}}, nil)
+			rec := f.send(t, tc.req)
+			assertJSON(t, rec, http.StatusBadRequest, fmt.Sprintf(`{"error":%q}`, tc.reason))
+			assert.Zero(t, f.cache.Calls(), "the delivery cache is never asked")
+			assert.Empty(t, f.resp.Responded())
+			assert.Empty(t, f.resp.Recorded())
+		})
+	}
+	t.Run("at the cap", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, &scripted{lines: []string{"Hi."}}, nil)
+		rec := f.send(t, deliveryReq{body: withID("call_id", long[:128])})
+		assert.Equal(t, http.StatusOK, rec.Code)
+	})
+}
+
+// TestConnectionFloodKeepsAnswering reproduces issue 8 §4: 20 000 idle connections made the
+// brain stop accepting. Open connections stay under the cap, idle ones are shed first (an
+// answer streaming meanwhile goes on), and a message arriving after the flood is answered.
+func TestConnectionFloodKeepsAnswering(t *testing.T) {
+	t.Parallel()
+	const maxConns, flood = 32, 1000
+	next := make(chan string)
+	resp := &scripted{respond: func(ctx context.Context, ev agent.Event, emit func(agent.Chunk) error) error {
+		if ev.Text != "Stream please." {
+			return emit(agent.Speak("Answered."))
+		}
+		if err := emit(agent.Speak("First line.")); err != nil {
+			return err
+		}
+		select {
+		case line := <-next:
+			return emit(agent.Speak(line))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	f := newFixture(t, resp, func(c *Config) { c.Now = time.Now; c.MaxConns = maxConns })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- f.s.Serve(ln) }()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	post := func(text string) *http.Response {
+		req := deliveryReq{body: msgBody(text), ts: strconv.FormatInt(time.Now().Unix(), 10)}.request(t)
+		req.RequestURI = ""
+		req.URL.Scheme, req.URL.Host = "http", ln.Addr().String()
+		res, err := client.Do(req)
+		require.NoError(t, err)
+		return res
+	}
+
+	streaming := post("Stream please.")
+	lines := bufio.NewReader(streaming.Body)
+	got, err := lines.ReadString('\n')
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"type":"speak","text":"First line."}`, got)
+
+	idle := make([]net.Conn, 0, flood)
+	t.Cleanup(func() {
+		for _, c := range idle {
+			_ = c.Close()
+		}
+	})
+	for range flood {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		idle = append(idle, c)
+	}
+
+	res := post("Hello after the flood?")
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.JSONEq(t, `{"type":"speak","text":"Answered."}`, strings.TrimSpace(string(body)))
+
+	next <- "Second line."
+	got, err = lines.ReadString('\n')
+	require.NoError(t, err, "a connection serving a request is never shed")
+	assert.JSONEq(t, `{"type":"speak","text":"Second line."}`, got)
+	require.NoError(t, streaming.Body.Close())
+	assert.LessOrEqual(t, f.s.conns.open(), maxConns)
+
+	for _, c := range idle {
+		_ = c.Close()
+	}
+	sctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, f.s.Shutdown(sctx))
+	require.NoError(t, <-served)
+}
+
+func TestWebhookRefusesAnUnknownCall(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &scripted{err: fmt.Errorf("respond: %w", agent.ErrUnknownCall)}, nil)
+	rec := f.send(t, deliveryReq{body: msgBody("Hello?")})
+	assertJSON(t, rec, http.StatusForbidden, `{"error":"unknown_call"}`)
+	assert.Equal(t, outcomeRejected, oneEvent(t, f).ContextMap()["outcome"])
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callbrain/callbrain/agent"
+	"github.com/callbrain/callbrain/transport"
 )
 
 // config is everything the brain reads from its environment, validated once at start-up.
@@ -32,6 +33,8 @@ type config struct {
 	LogText        bool
 	Retention      time.Duration
 	DrainTimeout   time.Duration
+	MaxIDLen       int
+	MaxConns       int
 	DemoDelay      time.Duration
 	Agent          agent.Config
 }
@@ -63,6 +66,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Retention = p.duration("BRAIN_RETENTION", 24*time.Hour)
 	c.DrainTimeout = p.duration("BRAIN_DRAIN_TIMEOUT", 5*time.Minute)
 	c.DemoDelay = p.duration("BRAIN_DEMO_TOKEN_DELAY", 30*time.Millisecond)
+	c.MaxIDLen = p.integer("BRAIN_MAX_ID_LEN", transport.DefaultMaxIDLen)
+	c.MaxConns = p.integer("BRAIN_MAX_CONNS", transport.DefaultMaxConns)
 	a := &c.Agent
 	a.Model = c.Model
 	a.FallbackModel = c.FallbackModel
@@ -70,6 +75,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	a.MaxTokens = p.integer("BRAIN_MAX_TOKENS", 450)
 	a.MaxChars = p.integer("BRAIN_MAX_CHARS", 1800)
 	a.HistoryLimit = p.integer("BRAIN_HISTORY_LIMIT", 40)
+	a.MaxUtterance = p.integer("BRAIN_MAX_UTTERANCE", agent.DefaultMaxUtterance)
 	a.HoldAfter = p.duration("BRAIN_HOLD_AFTER", 1200*time.Millisecond)
 	a.FirstCut = p.duration("BRAIN_FIRST_CUT", 600*time.Millisecond)
 	a.HedgeAfter = p.duration("BRAIN_HEDGE_AFTER", 2500*time.Millisecond)
@@ -110,17 +116,34 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case c.DrainTimeout <= a.TurnBudget:
 		return config{}, fmt.Errorf("BRAIN_DRAIN_TIMEOUT=%s: must exceed BRAIN_TURN_BUDGET=%s so turns in progress can finish", c.DrainTimeout, a.TurnBudget)
 	}
-	if c.Secret == "" {
+	if strings.TrimSpace(c.Secret) == "" {
 		if c.SecretNext != "" {
 			return config{}, fmt.Errorf("SAPERLY_WEBHOOK_SECRET_NEXT is set without SAPERLY_WEBHOOK_SECRET")
 		}
 		if !loopback(c.Addr) {
-			return config{}, fmt.Errorf("SAPERLY_WEBHOOK_SECRET is required when BRAIN_ADDR (%s) is not a loopback address: set it to the line's signing secret", c.Addr)
+			what := "is required"
+			if c.Secret != "" {
+				what = "is blank"
+			}
+			return config{}, fmt.Errorf("SAPERLY_WEBHOOK_SECRET %s when BRAIN_ADDR (%s) is not a loopback address: set it to the line's signing secret", what, c.Addr)
 		}
-		c.DevSecret = true
+		c.Secret, c.DevSecret = "", true
+	}
+	if !loopback(c.Addr) {
+		// Anyone can sign with a guessable secret: off loopback, refuse what cannot be real.
+		for _, v := range []struct{ name, value string }{{"SAPERLY_WEBHOOK_SECRET", c.Secret}, {"SAPERLY_WEBHOOK_SECRET_NEXT", c.SecretNext}} {
+			if v.value != "" && len(strings.TrimSpace(v.value)) < minSecretLen {
+				return config{}, fmt.Errorf("%s is too short to be a signing secret (%d characters; at least %d, Saperly's are 64 hex characters) while BRAIN_ADDR (%s) is not a loopback address",
+					v.name, len(strings.TrimSpace(v.value)), minSecretLen, c.Addr)
+			}
+		}
 	}
 	return c, nil
 }
+
+// minSecretLen is the shortest signing secret accepted off loopback. Saperly's secrets are 64
+// hex characters (256 bits); 32 characters still rule out a typo, a placeholder or a word.
+const minSecretLen = 32
 
 // secrets returns the accepted signing secrets: current, then the staged next one.
 func (c config) secrets(devSecret string) []string {

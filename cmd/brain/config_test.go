@@ -40,13 +40,23 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		{name: "all interfaces ipv4", env: map[string]string{"BRAIN_ADDR": "0.0.0.0:8080"}, wantErr: "SAPERLY_WEBHOOK_SECRET"},
 		{name: "localhost is loopback", env: map[string]string{"BRAIN_ADDR": "localhost:9000"}, secrets: []string{"dev"}},
 		{name: "ipv6 loopback", env: map[string]string{"BRAIN_ADDR": "[::1]:9000"}, secrets: []string{"dev"}},
-		{name: "real secret anywhere", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": "s1"}, secrets: []string{"s1"}},
+		{name: "real secret anywhere", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64}, secrets: []string{hex64}},
+		{name: "blank secret off loopback", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": "   "}, wantErr: "SAPERLY_WEBHOOK_SECRET is blank"},
+		{name: "short secret off loopback", env: map[string]string{"BRAIN_ADDR": "0.0.0.0:8080", "SAPERLY_WEBHOOK_SECRET": "hunter2"}, wantErr: "SAPERLY_WEBHOOK_SECRET is too short"},
+		{name: "31 characters off loopback", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64[:31]}, wantErr: "at least 32"},
+		{name: "32 characters off loopback", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64[:32]}, secrets: []string{hex64[:32]}},
+		{name: "short next secret off loopback", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64, "SAPERLY_WEBHOOK_SECRET_NEXT": "next"}, wantErr: "SAPERLY_WEBHOOK_SECRET_NEXT is too short"},
+		{name: "short secret on loopback", env: map[string]string{"SAPERLY_WEBHOOK_SECRET": "s1"}, secrets: []string{"s1"}},
+		{name: "blank secret on loopback is the dev secret", env: map[string]string{"SAPERLY_WEBHOOK_SECRET": " "}, secrets: []string{"dev"}},
 		{name: "rotation", env: map[string]string{"SAPERLY_WEBHOOK_SECRET": "s1", "SAPERLY_WEBHOOK_SECRET_NEXT": "s2"}, secrets: []string{"s1", "s2"}},
 		{name: "next without current", env: map[string]string{"SAPERLY_WEBHOOK_SECRET_NEXT": "s2"}, wantErr: "SAPERLY_WEBHOOK_SECRET_NEXT"},
 		{name: "bad duration names the variable", env: map[string]string{"BRAIN_HOLD_AFTER": "soon"}, wantErr: "BRAIN_HOLD_AFTER"},
 		{name: "bad integer names the variable", env: map[string]string{"BRAIN_MAX_CHARS": "-3"}, wantErr: "BRAIN_MAX_CHARS"},
 		{name: "cap above Saperly's", env: map[string]string{"BRAIN_MAX_CHARS": "2000"}, wantErr: "1800"},
 		{name: "stall steps must fit the line budget", env: map[string]string{"BRAIN_STALL_AFTER": "8s"}, wantErr: "BRAIN_STALL_AFTER"},
+		{name: "bad id cap names the variable", env: map[string]string{"BRAIN_MAX_ID_LEN": "0"}, wantErr: "BRAIN_MAX_ID_LEN"},
+		{name: "bad utterance cap names the variable", env: map[string]string{"BRAIN_MAX_UTTERANCE": "lots"}, wantErr: "BRAIN_MAX_UTTERANCE"},
+		{name: "bad connection cap names the variable", env: map[string]string{"BRAIN_MAX_CONNS": "-1"}, wantErr: "BRAIN_MAX_CONNS"},
 		{name: "turn lease too short to renew", env: map[string]string{"BRAIN_TURN_LEASE": "1s"}, wantErr: "BRAIN_TURN_LEASE"},
 		{name: "turn lease longer than a retry waits", env: map[string]string{"BRAIN_TURN_LEASE": "6s"}, wantErr: "BRAIN_TURN_LEASE"},
 		{name: "turn lease set", env: map[string]string{"BRAIN_TURN_LEASE": "3s"}, secrets: []string{"dev"}},
@@ -70,10 +80,32 @@ func TestLoadConfigSecretRules(t *testing.T) {
 	}
 }
 
+// hex64 is a signing secret as Saperly shows it.
+const hex64 = "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a"
+
 func TestLoadConfigNeverEchoesSecrets(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{"SAPERLY_WEBHOOK_SECRET_NEXT": "topsecret"}))
-	require.Error(t, err)
-	assert.NotContains(t, err.Error(), "topsecret")
+	for _, e := range []map[string]string{
+		{"SAPERLY_WEBHOOK_SECRET_NEXT": "topsecret"},
+		{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": "topsecret"},
+		{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64, "SAPERLY_WEBHOOK_SECRET_NEXT": "topsecret"},
+	} {
+		_, err := loadConfig(env(e))
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "topsecret")
+	}
+}
+
+func TestLoadConfigCaps(t *testing.T) {
+	c, err := loadConfig(env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, 128, c.MaxIDLen)
+	assert.Equal(t, 2000, c.Agent.MaxUtterance)
+	assert.Equal(t, 4096, c.MaxConns)
+	c, err = loadConfig(env(map[string]string{"BRAIN_MAX_ID_LEN": "64", "BRAIN_MAX_UTTERANCE": "500", "BRAIN_MAX_CONNS": "100"}))
+	require.NoError(t, err)
+	assert.Equal(t, 64, c.MaxIDLen)
+	assert.Equal(t, 500, c.Agent.MaxUtterance)
+	assert.Equal(t, 100, c.MaxConns)
 }
 
 func TestHoldingPhrasesFromEnv(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,9 +62,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	primary, fallback := models(cfg, log)
 	cfg.Agent.Getenv = getenv // tool headers name the variables that hold their values
+	control, lookup := saperlyAPI(cfg, lib.Current(), log)
 	ag := agent.New(cfg.Agent, agent.Deps{
 		Primary: primary, Fallback: fallback, Store: store, Prompts: lib,
-		Control: callControl(cfg, lib.Current(), log), Log: log,
+		Control: control, Lookup: lookup, Log: log,
 	})
 
 	if cfg.DevSecret {
@@ -72,9 +74,11 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	global := cfg.secrets(transport.DevSecret)
 	srv := transport.New(transport.Config{
-		Secrets: func(lineID string) []string { return lineSecrets(lib.Current(), lineID, global, getenv) },
-		Ready:   store.Ping,
-		LogText: cfg.LogText,
+		Signers:  func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
+		Ready:    store.Ping,
+		LogText:  cfg.LogText,
+		MaxIDLen: cfg.MaxIDLen,
+		MaxConns: cfg.MaxConns,
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
@@ -221,50 +225,63 @@ func loadPrompts(cfg config, log *zap.Logger) (*prompts.Live, error) {
 	return live, nil
 }
 
-// lineSecrets returns the secrets a delivery for lineID is verified with: the line's own
-// (PROTOCOL §1.3), read from the variables lines.yaml names, or the global ones for a line
-// that is not listed or whose variable is empty. lineID is not verified yet: it only selects.
-func lineSecrets(lib *prompts.Library, lineID string, global []string, getenv func(string) string) []string {
+// lineSecrets returns the secrets a delivery for lineID is verified with, and their signing
+// scope: the line's own (PROTOCOL §1.3), read from the variables lines.yaml names, scoped to
+// the line; or the global ones, scoped transport.OwnerGlobal, for a line that is not listed
+// or whose variable is empty. lineID is not verified yet: it only selects.
+func lineSecrets(lib *prompts.Library, lineID string, global []string, getenv func(string) string) (string, []string) {
 	line, ok := lib.Line(lineID)
 	if !ok || line.SecretEnv == "" {
-		return global
+		return transport.OwnerGlobal, global
 	}
 	cur := getenv(line.SecretEnv)
 	if cur == "" {
-		return global
+		return transport.OwnerGlobal, global
 	}
 	if line.SecretNextEnv != "" {
 		if next := getenv(line.SecretNextEnv); next != "" {
-			return []string{cur, next}
+			return line.ID, []string{cur, next}
 		}
 	}
-	return []string{cur}
+	return line.ID, []string{cur}
 }
 
-// warnLineSecrets names every line whose secret variable is unset: its deliveries are
-// verified with the global secret until it is set.
+// warnLineSecrets names every line whose secret variable is unset (its deliveries are
+// verified with the global secret until it is set) or holds a value too short to be a real
+// signing secret. Values are never logged.
 func warnLineSecrets(lib *prompts.Library, getenv func(string) string, log *zap.Logger) {
 	for _, l := range lib.Lines() {
-		if l.SecretEnv != "" && getenv(l.SecretEnv) == "" {
-			log.Warn("line secret variable is not set: verifying with the global secret",
-				zap.String("line_id", l.ID), zap.String("variable", l.SecretEnv))
+		for _, name := range []string{l.SecretEnv, l.SecretNextEnv} {
+			if name == "" {
+				continue
+			}
+			switch v := strings.TrimSpace(getenv(name)); {
+			case v == "" && name == l.SecretEnv:
+				log.Warn("line secret variable is not set: verifying with the global secret",
+					zap.String("line_id", l.ID), zap.String("variable", name))
+			case v != "" && len(v) < minSecretLen:
+				log.Warn("line secret is too short to be a signing secret",
+					zap.String("line_id", l.ID), zap.String("variable", name), zap.Int("min_chars", minSecretLen))
+			}
 		}
 	}
 }
 
-// callControl returns the Saperly API client that ends calls, or nil when no API key is set
-// (then no agent is offered end_call).
-func callControl(cfg config, lib *prompts.Library, log *zap.Logger) agent.CallControl {
+// saperlyAPI returns the Saperly API client that ends calls and looks up calls the brain has
+// no record of, or nils when no API key is set (then no agent is offered end_call, and such
+// calls are taken on trust).
+func saperlyAPI(cfg config, lib *prompts.Library, log *zap.Logger) (agent.CallControl, agent.CallLookup) {
 	if cfg.SaperlyAPIKey == "" {
 		for _, name := range lib.Names() {
 			if a, _ := lib.Agent(name); a.Settings.EndCall {
 				log.Warn("SAPERLY_API_KEY is not set: agents cannot end calls", zap.String("agent", name))
 			}
 		}
-		return nil
+		return nil, nil
 	}
-	log.Info("call control: saperly api", zap.String("base_url", or(cfg.SaperlyAPIBase, agent.DefaultSaperlyAPI)))
-	return agent.NewSaperlyAPI(cfg.SaperlyAPIBase, cfg.SaperlyAPIKey)
+	log.Info("call control and call lookup: saperly api", zap.String("base_url", or(cfg.SaperlyAPIBase, agent.DefaultSaperlyAPI)))
+	api := agent.NewSaperlyAPI(cfg.SaperlyAPIBase, cfg.SaperlyAPIKey)
+	return api, api
 }
 
 // models builds the primary model and the optional fallback.

@@ -31,7 +31,7 @@ func TestPromptsCheck(t *testing.T) {
 		code  int
 		// wantOut and wantErr are fragments of stdout and stderr ("$DIR" is the temp dir).
 		wantOut, wantErr []string
-		notOut           []string
+		notOut, notErr   []string
 	}{
 		{
 			name:  "good dir prints every rendering",
@@ -74,6 +74,29 @@ func TestPromptsCheck(t *testing.T) {
 				"$DIR/sales.md:1: .Vars.item is not set when rendered for line L1 of lines.yaml",
 				"$DIR: 3 problems\n",
 			},
+		},
+		{
+			// Issue 8 §4: a hex secret starting with a letter passed as a variable name.
+			name: "a secret in lines.yaml is refused and never printed",
+			files: map[string]string{
+				"default.md": "You answer.\n",
+				"lines.yaml": "L1:\n  secret_env: f3a9c1e7b5d24f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a\n",
+			},
+			args:    []string{"$DIR"},
+			code:    1,
+			wantErr: []string{"$DIR/lines.yaml:2: line L1: secret_env looks like a secret (a string of 64 hex characters)"},
+			notErr:  []string{"f3a9c1e7"},
+		},
+		{
+			// Issue 8 §4: an unclosed [ on line 4 was reported on line 3.
+			name: "a YAML syntax error names its own line",
+			files: map[string]string{
+				"default.md": "You answer.\n",
+				"lines.yaml": "L1:\n  agent: default\nL2:\n  vars: [a, b\nL3:\n  agent: default\n",
+			},
+			args:    []string{"$DIR"},
+			code:    1,
+			wantErr: []string{"$DIR/lines.yaml:4: did not find expected ',' or ']'"},
 		},
 		{
 			name:    "empty dir uses the built-in default",
@@ -144,6 +167,9 @@ func TestPromptsCheck(t *testing.T) {
 			}
 			for _, w := range tt.wantErr {
 				assert.Contains(t, stderr.String(), subst(w))
+			}
+			for _, w := range tt.notErr {
+				assert.NotContains(t, stdout.String()+stderr.String(), w)
 			}
 			if tt.code == 0 {
 				assert.Empty(t, stderr.String())

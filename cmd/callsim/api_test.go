@@ -18,7 +18,7 @@ func TestAPIStandIn(t *testing.T) {
 	out := make(lineWriter, 16)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"api", "--addr", "127.0.0.1:0", "--key", "k"}, env(), out, io.Discard)
+		done <- run(ctx, []string{"api", "--addr", "127.0.0.1:0", "--key", "k", "--call", "c7=L7"}, env(), out, io.Discard)
 	}()
 	next := func() string {
 		select {
@@ -46,6 +46,38 @@ func TestAPIStandIn(t *testing.T) {
 	assert.Contains(t, next(), "POST /api/v1/calls/c1/hangup -> 200")
 	assert.Equal(t, http.StatusUnauthorized, hangUp("wrong"))
 	assert.Contains(t, next(), "-> 401")
+
+	lookUp := func(id string) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/calls/"+id, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer k")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(b)
+	}
+	code, body := lookUp("c7")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `"line_id":"L7"`, "a call given with --call")
+	assert.Contains(t, next(), "GET /api/v1/calls/c7 -> 200")
+	code, _ = lookUp("c8")
+	assert.Equal(t, http.StatusNotFound, code)
+	assert.Contains(t, next(), "-> 404")
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, strings.TrimSuffix(base, "/api/v1")+"/mock/calls/c8", strings.NewReader(`{"line_id":"L8"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer k")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, next(), "PUT /mock/calls/c8 -> 200")
+	code, body = lookUp("c8")
+	assert.Equal(t, http.StatusOK, code, "a call registered while running")
+	assert.Contains(t, body, `"line_id":"L8"`)
+	next()
 
 	cancel()
 	assert.NoError(t, <-done)

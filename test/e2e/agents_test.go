@@ -509,6 +509,15 @@ func TestAgentPromptsCheck(t *testing.T) {
 			// The line's entry or its agent key.
 			want: []string{"lines.yaml:3:", "lines.yaml:4:"},
 		},
+		{
+			// Issue 8 §4: an unclosed [ on line 4 was reported on line 3.
+			name: "unclosed bracket",
+			files: map[string]string{
+				"default.md": "You are the front desk.\n",
+				"lines.yaml": "L1:\n  agent: default\nL2:\n  vars: [a, b\nL3:\n  agent: default\n",
+			},
+			want: []string{"lines.yaml:4:"},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

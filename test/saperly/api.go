@@ -20,8 +20,9 @@ import (
 const APIBasePath = "/api/v1"
 
 // API is a stand-in for the part of Saperly's REST API a brain calls: hanging up a call
-// (PROTOCOL §1.9, POST /api/v1/calls/{call_id}/hangup) and sending an SMS (§1.5,
-// POST /api/v1/messages). It is an http.Handler; serve it with httptest or http.Server and
+// (PROTOCOL §1.9, POST /api/v1/calls/{call_id}/hangup), sending an SMS (§1.5,
+// POST /api/v1/messages), and looking up a call (GET /api/v1/calls/{call_id}: the calls
+// registered with AddCall, 404 for any other). It is an http.Handler; serve it with httptest or http.Server and
 // give the brain its URL + APIBasePath. It records every authenticated request, and can be
 // told to fail or be slow (SetFault). It is safe for concurrent use.
 type API struct {
@@ -33,7 +34,9 @@ type API struct {
 	fault    Fault
 	hangups  []Hangup
 	messages []SMS
-	changed  chan struct{} // closed and replaced on every record, to wake WaitHangup
+	calls    map[string]string // call id → line id, for lookups
+	lookups  []string          // call ids looked up, in order
+	changed  chan struct{}     // closed and replaced on every record, to wake WaitHangup
 }
 
 // Hangup is one authenticated hang-up request.
@@ -75,6 +78,8 @@ func NewAPI(key string) *API {
 	a := &API{key: sha256.Sum256([]byte(key)), any: key == "", mux: http.NewServeMux(), changed: make(chan struct{})}
 	a.mux.HandleFunc("POST "+APIBasePath+"/calls/{call_id}/hangup", a.hangup)
 	a.mux.HandleFunc("POST "+APIBasePath+"/messages", a.message)
+	a.mux.HandleFunc("GET "+APIBasePath+"/calls/{call_id}", a.getCall)
+	a.mux.HandleFunc("PUT "+MockCallsPath+"{call_id}", a.putCall)
 	return a
 }
 
@@ -135,6 +140,27 @@ func (a *API) WaitHangup(ctx context.Context, callID string) (Hangup, error) {
 		case <-changed:
 		}
 	}
+}
+
+// MockCallsPath is the stand-in's own endpoint (not Saperly's) to register a call for
+// lookups while it runs: PUT MockCallsPath+"{call_id}" with {"line_id":…}.
+const MockCallsPath = "/mock/calls/"
+
+// AddCall makes the API know a call on a line, so a lookup of it answers 200 with the call.
+func (a *API) AddCall(callID, lineID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.calls == nil {
+		a.calls = make(map[string]string)
+	}
+	a.calls[callID] = lineID
+}
+
+// Lookups returns the call ids looked up so far (authenticated requests), in order.
+func (a *API) Lookups() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.lookups...)
 }
 
 // Messages returns every authenticated SMS request so far, failed ones too, in the order
@@ -245,6 +271,38 @@ func (a *API) message(w http.ResponseWriter, r *http.Request) {
 		a.recordSMS(m)
 		serve.JSON(w, m.Status, map[string]string{"message_sid": m.SID, "status": "queued"})
 	}
+}
+
+// getCall answers a lookup with the call object: id, line_id and a status; 404 for a call
+// it does not know. A Fault applies.
+func (a *API) getCall(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("call_id")
+	a.mu.Lock()
+	a.lookups = append(a.lookups, id)
+	lineID, ok := a.calls[id]
+	a.mu.Unlock()
+	f := a.takeFault()
+	switch {
+	case !hold(r.Context(), f.Delay):
+	case f.failing() != 0:
+		writeAPIError(w, f.failing(), fmt.Sprintf("scripted failure %d", f.failing()))
+	case !ok:
+		writeAPIError(w, http.StatusNotFound, "call not found")
+	default:
+		serve.JSON(w, http.StatusOK, map[string]string{"id": id, "call_id": id, "line_id": lineID, "status": "in-progress"})
+	}
+}
+
+func (a *API) putCall(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		LineID string `json:"line_id"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&body); err != nil {
+		writeAPIError(w, http.StatusBadRequest, "invalid JSON body")
+		return
+	}
+	a.AddCall(r.PathValue("call_id"), body.LineID)
+	serve.JSON(w, http.StatusOK, map[string]string{"call_id": r.PathValue("call_id"), "line_id": body.LineID})
 }
 
 func (a *API) recordHangup(h Hangup) {
