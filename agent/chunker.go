@@ -141,8 +141,8 @@ func (c *Chunker) Cut() string {
 	b := c.cl.out
 	lo := max(c.start, len(b)-cutWindow)
 	at, after := -1, 0
-	if c.cl.space {
-		after = -1 // the break after the last word is due: it counts as whole, and the next may come
+	if c.cl.space && c.start < len(b) && c.closesSentence(trimLine(b[c.start:])) && countWords(b[c.start:]) >= minPhraseWords {
+		at = len(b) // a sentence the model paused after: it leaves nothing half said
 	}
 	inWord := false
 	for i := len(b) - 1; at < 0 && i > lo; i-- {
@@ -182,6 +182,8 @@ func countWords(b []byte) int {
 		}
 		if !ok && isAlnumRune(r) {
 			ok = true
+			n++
+		} else if r >= 0x2e80 && isIdeograph(r) {
 			n++
 		}
 	}
@@ -512,7 +514,14 @@ func (c *Chunker) count(r rune) {
 	if !c.tokOK && isAlnumRune(r) {
 		c.tokOK = true
 		c.words++
+	} else if r >= 0x2e80 && isIdeograph(r) {
+		c.words++ // scripts without spaces: a character is a word
 	}
+}
+
+// isIdeograph reports whether r is written without spaces between words (Chinese, Japanese).
+func isIdeograph(r rune) bool {
+	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana)
 }
 
 // maxDayZone is the length in bytes of the longest weekday, month or time zone name looked

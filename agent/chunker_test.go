@@ -147,14 +147,20 @@ var chunkCases = []chunkCase{
 		want: []string{"Let me check that;", "the next one is at noon.", "Shall I book it?"},
 	},
 	{
-		name: "first line at a spaced dash",
-		in:   "Tuesday at noon — that works for us. Great.",
-		want: []string{"Tuesday at noon —", "that works for us.", "Great."},
+		name: "first line at a spaced dash, spoken as a comma",
+		in:   "Tuesday at noon — that works for us. Great, see you.",
+		want: []string{"Tuesday at noon,", "that works for us.", "Great, see you."},
 	},
 	{
 		name: "first line at a spaced hyphen but not inside a word",
+		cfg:  agent.ChunkerConfig{NoSymbols: true},
 		in:   "Our well-known clinic - open since 1990 - is on Main Street.",
 		want: []string{"Our well-known clinic -", "open since 1990 - is on Main Street."},
+	},
+	{
+		name: "a separator hyphen becomes a comma",
+		in:   "Our well-known clinic - open since 1990 - is on Main Street.",
+		want: []string{"Our well-known clinic,", "open since 1990, is on Main Street."},
 	},
 	{
 		name: "a short opening clause waits for more words",
@@ -162,15 +168,25 @@ var chunkCases = []chunkCase{
 		want: []string{"Sure, no problem.", "See you then."},
 	},
 	{
-		name: "a complete sentence goes out first at any length",
-		in:   "Yes. We have Tuesday open.",
-		want: []string{"Yes.", "We have Tuesday open."},
+		name: "a complete sentence of two words goes out first",
+		in:   "Of course. We have Tuesday open.",
+		want: []string{"Of course.", "We have Tuesday open."},
+	},
+	{
+		name: "a one-word sentence joins the next",
+		in:   "Yes. We have Tuesday open. Great! See you.",
+		want: []string{"Yes. We have Tuesday open.", "Great! See you."},
+	},
+	{
+		name: "an answer of one word is said",
+		in:   "Yes.",
+		want: []string{"Yes."},
 	},
 	{
 		name: "FirstMinWords is configurable",
-		cfg:  agent.ChunkerConfig{FirstMinWords: 1},
-		in:   "Sure, we have Tuesday open.",
-		want: []string{"Sure,", "we have Tuesday open."},
+		cfg:  agent.ChunkerConfig{FirstMinWords: 2},
+		in:   "Sure thing, we have Tuesday open.",
+		want: []string{"Sure thing,", "we have Tuesday open."},
 	},
 	{
 		name: "later lines end at sentences, not clauses",
@@ -179,18 +195,18 @@ var chunkCases = []chunkCase{
 	},
 	{
 		name: "exclamation and question marks end sentences",
-		in:   "Great! What time works? I'm free all day.",
-		want: []string{"Great!", "What time works?", "I'm free all day."},
+		in:   "Great news! What time works? I'm free all day.",
+		want: []string{"Great news!", "What time works?", "I'm free all day."},
 	},
 	{
 		name: "mixed marks and closing quotes stay with the sentence",
-		in:   `You said "Tuesday?!" Then Tuesday it is. She said "fine." (Really.) Done.`,
-		want: []string{`You said "Tuesday?!"`, "Then Tuesday it is.", `She said "fine."`, "(Really.)", "Done."},
+		in:   `You said "Tuesday?!" Then Tuesday it is. She said "fine." (Really, truly.) All done.`,
+		want: []string{`You said "Tuesday?!"`, "Then Tuesday it is.", `She said "fine."`, "(Really, truly.)", "All done."},
 	},
 	{
 		name: "unicode sentence marks",
-		in:   "¿Qué hora le va bien? ¡Perfecto! Hasta el martes‼ Bis dann⁉ Gut.",
-		want: []string{"¿Qué hora le va bien?", "¡Perfecto!", "Hasta el martes‼", "Bis dann⁉", "Gut."},
+		in:   "¿Qué hora le va bien? ¡Muy bien! Hasta el martes‼ Bis dann⁉ Sehr gut.",
+		want: []string{"¿Qué hora le va bien?", "¡Muy bien!", "Hasta el martes‼", "Bis dann⁉", "Sehr gut."},
 	},
 	{
 		name: "full-width stops need no space",
@@ -200,24 +216,24 @@ var chunkCases = []chunkCase{
 	{
 		name: "a sentence over MaxPhrase splits at its last clause",
 		cfg:  agent.ChunkerConfig{MaxPhrase: 40},
-		in:   "Okay. We have openings on Monday morning, Tuesday afternoon, Wednesday evening, and Thursday at noon. Which one?",
-		want: []string{"Okay.", "We have openings on Monday morning,", "Tuesday afternoon, Wednesday evening,", "and Thursday at noon.", "Which one?"},
+		in:   "Okay then. We have openings on Monday morning, Tuesday afternoon, Wednesday evening, and Thursday at noon. Which one?",
+		want: []string{"Okay then.", "We have openings on Monday morning,", "Tuesday afternoon, Wednesday evening,", "and Thursday at noon.", "Which one?"},
 	},
 	{
 		name: "a long sentence without a clause stays whole",
 		cfg:  agent.ChunkerConfig{MaxPhrase: 20},
-		in:   "Okay. We have openings on Monday morning and Tuesday afternoon. Which one?",
-		want: []string{"Okay.", "We have openings on Monday morning and Tuesday afternoon.", "Which one?"},
+		in:   "Okay then. We have openings on Monday morning and Tuesday afternoon. Which one?",
+		want: []string{"Okay then.", "We have openings on Monday morning and Tuesday afternoon.", "Which one?"},
 	},
 	{
-		name: "default MaxPhrase splits a rambling sentence",
-		in: "Okay. We have a slot on one of the days that week, " +
+		name: "the default breath splits a rambling sentence",
+		in: "Okay then. We have a slot on one of the days that week, " +
 			strings.Repeat("we have a slot on one of the days that week, ", 5) + "and that is all.",
 		want: []string{
-			"Okay.",
-			"We have a slot on one of the days that week, " +
-				strings.TrimSuffix(strings.Repeat("we have a slot on one of the days that week, ", 3), " "),
-			strings.Repeat("we have a slot on one of the days that week, ", 2) + "and that is all.",
+			"Okay then.",
+			"We have a slot on one of the days that week, we have a slot on one of the days that week,",
+			"we have a slot on one of the days that week, we have a slot on one of the days that week,",
+			"we have a slot on one of the days that week, we have a slot on one of the days that week, and that is all.",
 		},
 	},
 
@@ -254,8 +270,8 @@ var chunkCases = []chunkCase{
 	},
 	{
 		name: "e-mail addresses and URLs",
-		in:   "Send it to jane.doe@example.com. Or book at example.com/book?ref=call or https://x.y/z. Thanks!",
-		want: []string{"Send it to jane.doe@example.com.", "Or book at example.com/book?ref=call or https://x.y/z.", "Thanks!"},
+		in:   "Send it to jane.doe@example.com. Or book at example.com/book?ref=call or https://x.y/z. Thank you!",
+		want: []string{"Send it to jane.doe@example.com.", "Or book at example.com/book?ref=call or https://x.y/z.", "Thank you!"},
 	},
 	{
 		name: "titles before names",
@@ -275,7 +291,7 @@ var chunkCases = []chunkCase{
 	{
 		name: "No. before a number, and No. as an answer",
 		in:   "No. Your ticket is No. 5 in the queue. It is room no. 12 today.",
-		want: []string{"No.", "Your ticket is No. 5 in the queue.", "It is room no. 12 today."},
+		want: []string{"No. Your ticket is No. 5 in the queue.", "It is room no. 12 today."},
 	},
 	{
 		name: "single initials",
@@ -290,7 +306,7 @@ var chunkCases = []chunkCase{
 	{
 		name: "ellipsis inside a sentence and ending one",
 		in:   "Let me see… yes, Tuesday is free. Hmm... Wednesday too. Well... maybe not.",
-		want: []string{"Let me see… yes,", "Tuesday is free.", "Hmm...", "Wednesday too.", "Well... maybe not."},
+		want: []string{"Let me see… yes,", "Tuesday is free.", "Hmm... Wednesday too.", "Well... maybe not."},
 	},
 	{
 		name: "a lowercase word after a stop does not start a sentence",
@@ -299,30 +315,30 @@ var chunkCases = []chunkCase{
 	},
 	{
 		name: "punctuation alone never makes a line",
-		in:   `Okay. "…" Tuesday then.`,
-		want: []string{"Okay.", `"…" Tuesday then.`},
+		in:   `Okay then. "…" Tuesday then.`,
+		want: []string{"Okay then.", `"…" Tuesday then.`},
 	},
 
 	// Rule 3: cleaning, streamed.
 	{
 		name: "markdown list with bold and italics",
 		in:   "**Sure!** Here are the options:\n\n1. **Tuesday** at 3 p.m.\n2. *Wednesday* at 10 a.m.\n\nWhich one?",
-		want: []string{"Sure!", "Here are the options: Tuesday at 3 p.m. Wednesday at 10 a.m.", "Which one?"},
+		want: []string{"Sure! Here are the options:", "Tuesday at 3 p.m.", "Wednesday at 10 a.m.", "Which one?"},
 	},
 	{
 		name: "headings, quotes and bullets",
 		in:   "## Our hours\n> We open at 9 a.m. sharp.\n- Weekdays: until 5 p.m.\n* Saturdays: until noon.\n+ Sundays: closed.",
-		want: []string{"Our hours We open at 9 a.m. sharp.", "Weekdays: until 5 p.m.", "Saturdays: until noon.", "Sundays: closed."},
+		want: []string{"Our hours.", "We open at 9 a.m. sharp.", "Weekdays: until 5 p.m.", "Saturdays: until noon.", "Sundays: closed."},
 	},
 	{
 		name: "a code fence is dropped whole",
 		in:   "Sure. Here is how:\n```python\nprint('Hello. World!')\nx = {1: 2}\n```\nThat prints a greeting.",
-		want: []string{"Sure.", "Here is how: That prints a greeting."},
+		want: []string{"Sure. Here is how:", "That prints a greeting."},
 	},
 	{
 		name: "a JSON object is dropped whole",
-		in:   `Booked. {"slot": "Tuesday 3:30 p.m.", "notes": "say \"hi\" } ok", "ok": true} See you then.`,
-		want: []string{"Booked.", "See you then."},
+		in:   `You're booked. {"slot": "Tuesday 3:30 p.m.", "notes": "say \"hi\" } ok", "ok": true} See you then.`,
+		want: []string{"You're booked.", "See you then."},
 	},
 	{
 		name: "a JSON array is dropped whole, a bracketed word is not",
@@ -342,7 +358,7 @@ var chunkCases = []chunkCase{
 	{
 		name: "inline code, strike-through and underscores",
 		in:   "Type `yes` to confirm, ~~or~~ not. Your user name is jane_doe and __that__ is _it_. Wait ~5 minutes.",
-		want: []string{"Type yes to confirm,", "or not.", "Your user name is jane_doe and that is it.", "Wait ~5 minutes."},
+		want: []string{"Type yes to confirm,", "or not.", "Your user name is jane_doe and that is it.", "Wait about 5 minutes."},
 	},
 	{
 		name: "newlines and runs of whitespace collapse",
@@ -367,7 +383,7 @@ func TestChunkerLines(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			// The expectation itself loses nothing and adds nothing.
-			assert.Equal(t, noSpace(agent.Clean(tc.in)), noSpace(strings.Join(tc.want, "")), "want holds Clean(in)")
+			assert.Equal(t, noSpace(agent.Shape(tc.cfg, tc.in)), noSpace(strings.Join(tc.want, "")), "want holds Shape(in)")
 			for _, sp := range chunkSplits {
 				got := chunkAll(tc.cfg, sp.split(tc.in))
 				assert.Equal(t, tc.want, got, "split into %s: %q", sp.name, sp.split(tc.in))
@@ -439,11 +455,11 @@ func TestChunkerPushHoldsUntilCertain(t *testing.T) {
 		{
 			name: "a code fence over many deltas never leaks",
 			steps: []chunkStep{
-				{push: "Sure."}, {push: " ``"}, {push: "`json\n{\"a\": "}, {push: "\"Hello. World\"}\n"},
-				{push: "Done. Next"}, {push: "\n``"}, {push: "`"}, {push: " That", want: []string{"Sure."}}, {push: " is it."},
-				{push: " Bye", want: []string{"That is it."}},
+				{push: "Sure thing."}, {push: " ``"}, {push: "`json\n{\"a\": "}, {push: "\"Hello. World\"}\n"},
+				{push: "Done. Next"}, {push: "\n``"}, {push: "`"}, {push: " That", want: []string{"Sure thing."}}, {push: " is it."},
+				{push: " Bye"}, {push: " now", want: []string{"That is it."}},
 			},
-			end: []string{"Bye"},
+			end: []string{"Bye now"},
 		},
 		{
 			name: "a JSON blob over many deltas never leaks",
@@ -464,7 +480,7 @@ func TestChunkerPushHoldsUntilCertain(t *testing.T) {
 		{
 			name: "an emoji split inside its bytes",
 			steps: []chunkStep{
-				{push: "Great \xf0\x9f"}, {push: "\x8e"}, {push: "\x89! Yes", want: []string{"Great!"}}, {push: ", I can help you."},
+				{push: "Great news \xf0\x9f"}, {push: "\x8e"}, {push: "\x89! Yes", want: []string{"Great news!"}}, {push: ", I can help you."},
 			},
 			end: []string{"Yes, I can help you."},
 		},
@@ -497,13 +513,31 @@ func TestChunkerCut(t *testing.T) {
 		{
 			name: "up to the last whole word",
 			push: []string{"Sure", " I", " can", " help"},
-			want: "Sure I can",
-			rest: []string{"help"},
+			want: "Sure I",
+			rest: []string{"can help"},
 		},
 		{
 			name: "a word with a break after it is whole",
 			push: []string{"Let", " me", " look", " at", " the", " calendar", ".", " "},
 			want: "Let me look at the calendar.",
+		},
+		{
+			name: "a sentence with no break after it yet is not whole",
+			push: []string{"Let", " me", " look", " at", " the", " calendar", "."},
+			want: "Let me look at",
+			rest: []string{"the calendar."},
+		},
+		{
+			name: "never a lone word: Of | course",
+			push: []string{"Of", " course"},
+			want: "",
+			rest: []string{"Of course"},
+		},
+		{
+			name: "never leaves a lone word",
+			push: []string{"Of", " course", "."},
+			want: "",
+			rest: []string{"Of course."},
 		},
 		{
 			name: "nothing whole yet",
@@ -519,20 +553,20 @@ func TestChunkerCut(t *testing.T) {
 		},
 		{
 			name: "not between a number and what may be a.m.",
-			push: []string{"Come", " in", " at", " 10", " "},
+			push: []string{"Come", " in", " at", " 10", " pm", " to"},
 			want: "Come in at",
-			rest: []string{"10"},
+			rest: []string{"10 pm to"},
 		},
 		{
 			name: "not inside a phone number",
-			push: []string{"Call", " +1", " (415)", " 555", "-0123", " or"},
+			push: []string{"Call", " +1", " (415)", " 555", "-0123", " or", " text"},
 			want: "Call +1 (415) 555-0123",
-			rest: []string{"or"},
+			rest: []string{"or text"},
 		},
 		{
 			name: "not inside a phone number still coming",
-			push: []string{"Call", " +1", " (415)", " 555"},
-			want: "Call",
+			push: []string{"Please", " call", " +1", " (415)", " 555"},
+			want: "Please call",
 			rest: []string{"+1 (415) 555"},
 		},
 		{
@@ -543,15 +577,15 @@ func TestChunkerCut(t *testing.T) {
 		},
 		{
 			name: "not after an initial",
-			push: []string{"By", " J", ".", " R", ".", " Tol"},
-			want: "By",
+			push: []string{"Written", " by", " J", ".", " R", ".", " Tol"},
+			want: "Written by",
 			rest: []string{"J. R. Tol"},
 		},
 		{
 			name: "a price is one word",
-			push: []string{"It", " costs", " $", "1", ",", "299", ".", "99", " in"},
+			push: []string{"It", " costs", " $", "1", ",", "299", ".", "99", " in", " total"},
 			want: "It costs $1,299.99",
-			rest: []string{"in"},
+			rest: []string{"in total"},
 		},
 		{
 			name: "nothing of a code block",
@@ -576,10 +610,11 @@ func TestChunkerCutEndsFirstLineRule(t *testing.T) {
 	t.Parallel()
 	c := agent.NewChunker(agent.ChunkerConfig{})
 	require.Empty(t, c.Push("Let me see what"))
-	require.Equal(t, "Let me see", c.Cut())
+	require.Equal(t, "Let me", c.Cut())
 	// Later lines end at sentences: this clause has words enough for a first line.
 	assert.Empty(t, c.Push(" we have on Tuesday, and Wednesday too"))
-	assert.Equal(t, []string{"what we have on Tuesday, and Wednesday too."}, c.Push(". Which"))
+	assert.Empty(t, c.Push(". Which"), "a later line waits for two words after it")
+	assert.Equal(t, "see what we have on Tuesday, and Wednesday too.", c.Cut(), "Cut says a finished line first")
 	assert.Equal(t, "", c.Cut(), "a lone incomplete word is not cut")
 	assert.Equal(t, []string{"Which"}, c.End(true))
 }
@@ -593,10 +628,11 @@ func TestChunkerEndIncomplete(t *testing.T) {
 	}{
 		{name: "drops the unfinished sentence", in: "We open at nine. On Saturdays we", want: []string{"We open at nine."}},
 		{name: "keeps a final question", in: "That works. Does Tuesday suit you?", want: []string{"That works.", "Does Tuesday suit you?"}},
-		{name: "keeps a final full stop after a word", in: "Okay. We open at nine.", want: []string{"Okay.", "We open at nine."}},
-		{name: "drops a number that may go on", in: "Okay. The price is $89.", want: []string{"Okay."}},
-		{name: "drops a time that may go on", in: "Okay. We open at 9 a.m.", want: []string{"Okay."}},
-		{name: "drops a title", in: "Okay. Your doctor is Dr.", want: []string{"Okay."}},
+		{name: "keeps a final full stop after a word", in: "Okay then. We open at nine.", want: []string{"Okay then.", "We open at nine."}},
+		{name: "drops a number that may go on", in: "Okay then. The price is $89.", want: []string{"Okay then."}},
+		{name: "drops a time that may go on", in: "Okay then. We open at 9 a.m.", want: []string{"Okay then."}},
+		{name: "drops a title", in: "Okay then. Your doctor is Dr.", want: []string{"Okay then."}},
+		{name: "a held line is complete", in: "Okay then. We open at nine. On Saturdays we", want: []string{"Okay then.", "We open at nine."}},
 		{name: "drops an unclosed code block", in: "Sure. ```python\nprint('Hi. There.')", want: []string{"Sure."}},
 		{name: "drops an answer with no sentence", in: "Sure, let me", want: nil},
 		{name: "keeps a first clause already sent", in: "Well, let me see, we have", want: []string{"Well, let me see,"}},
@@ -643,7 +679,7 @@ func TestChunkerIsReusableAfterEnd(t *testing.T) {
 		got = append(got, c.Push(p)...)
 	}
 	got = append(got, c.End(true)...)
-	assert.Equal(t, []string{"Okay, here is the second one,", "fresh.", "Bye."}, got, "the first-line rule applies again")
+	assert.Equal(t, []string{"Okay, here is the second one,", "fresh. Bye."}, got, "the first-line rule applies again")
 }
 
 func TestClean(t *testing.T) {
@@ -656,15 +692,23 @@ func TestClean(t *testing.T) {
 		{name: "plain text", in: "We open at nine.", want: "We open at nine."},
 		{name: "bold and italics", in: "**Tuesday** and *Wednesday* and __Friday__ and _Sunday_", want: "Tuesday and Wednesday and Friday and Sunday"},
 		{name: "bold inside a word", in: "un**believ**able", want: "unbelievable"},
-		{name: "lone asterisks and math stay", in: "5 * 3 is 5*3", want: "5 * 3 is 5*3"},
+		{name: "lone asterisks between numbers are times", in: "5 * 3 is 5*3, price*", want: "5 times 3 is 5 times 3, price"},
 		{name: "underscores inside words stay", in: "first_name and A_1", want: "first_name and A_1"},
-		{name: "strike-through", in: "~~Monday~~ Tuesday, in ~10 minutes", want: "Monday Tuesday, in ~10 minutes"},
+		{name: "strike-through, and a tilde is about", in: "~~Monday~~ Tuesday, in ~10 minutes, a ~ b", want: "Monday Tuesday, in about 10 minutes, a b"},
 		{name: "inline code", in: "Type `yes` or ``no``.", want: "Type yes or no."},
-		{name: "heading", in: "# Hours\n### Weekdays\n#1 in town", want: "Hours Weekdays #1 in town"},
-		{name: "bullets", in: "- one\n* two\n+ three\n  - nested\n-5 degrees", want: "one two three nested -5 degrees"},
-		{name: "numbered list", in: "1. first\n2) second\n10. tenth\n3.5 hours", want: "first second tenth 3.5 hours"},
-		{name: "quotes", in: "> quoted\n>> nested\n> - listed", want: "quoted nested listed"},
-		{name: "rules", in: "above\n---\n***\nbelow", want: "above below"},
+		{name: "heading", in: "# Hours\n### Weekdays\n#1 in town", want: "Hours. Weekdays. number 1 in town"},
+		{name: "bullets", in: "- one\n* two\n+ three\n  - nested\n-5 degrees", want: "one. two. three. nested. -5 degrees"},
+		{name: "numbered list", in: "1. first\n2) second\n10. tenth\n3.5 hours", want: "first. second. tenth. 3.5 hours"},
+		{name: "quotes", in: "> quoted\n>> nested\n> - listed", want: "quoted nested. listed"},
+		{name: "rules", in: "above\n---\n***\nBelow", want: "above. Below"},
+		{name: "a paragraph before a lower-case word is a space", in: "above\n\nbelow", want: "above below"},
+		{name: "inline list", in: "Options: 1. Basic - $89 2. Deep - $149 3) Window", want: "Options: Basic, $89. Deep, $149. Window"},
+		{name: "not an inline list", in: "Step 1. Go to room 2. Then wait.", want: "Step 1. Go to room 2. Then wait."},
+		{name: "table", in: "| Day | Hours |\n|:---|---:|\n| Mon | 9-5 |\n| Sat | closed |\n\nOk", want: "Day, Hours. Mon, 9-5. Sat, closed. Ok"},
+		{name: "ranges", in: "9 a.m. - 5 p.m., Mon – Fri, 10–15 min, $50-$80, Paris–Lyon, pages 3 — 4", want: "9 a.m. to 5 p.m., Mon to Fri, 10 to 15 min, $50 to $80, Paris to Lyon, pages 3 to 4"},
+		{name: "separators", in: "Basic - $89 and Deep – $149 — or none -- really", want: "Basic, $89 and Deep, $149, or none, really"},
+		{name: "more, less, number", in: "for > 5 years, <3 days, #2, #sale, a > b, ≈ 4", want: "for more than 5 years, less than 3 days, number 2, sale, a b, about 4"},
+		{name: "stray brackets", in: "ok) (fine) done)", want: "ok (fine) done"},
 		{name: "link", in: "See [the hours](https://x.y/h?a=1) now.", want: "See the hours now."},
 		{name: "bracketed text without a target", in: "Say [yes] or [1]", want: "Say yes or 1"},
 		{name: "image", in: "Logo: ![alt text](a.png) done", want: "Logo: done"},
@@ -676,14 +720,15 @@ func TestClean(t *testing.T) {
 		{name: "empty object", in: "Empty {} ok.", want: "Empty ok."},
 		{name: "braces in prose are not a blob", in: "Use {name} here. Open { brace, and more words.", want: "Use name here. Open brace, and more words."},
 		{name: "emoji between words", in: "I❤NY 🎉🎉 ok 👍🏽.", want: "I NY ok."},
-		{name: "flags, keycaps and ZWJ sequences", in: "🇺🇸 1️⃣ 👨‍👩‍👧 #️⃣", want: "1 #"},
+		{name: "flags, keycaps and ZWJ sequences", in: "🇺🇸 1️⃣ 👨‍👩‍👧 #️⃣", want: "1"},
 		{name: "symbols read aloud stay", in: "72°F, 20℃, № 5, €5, $5, 50%", want: "72°F, 20℃, № 5, €5, $5, 50%"},
-		{name: "symbols not read aloud go", in: "Acme™ ©2024 ® → ★ •item", want: "Acme 2024 item"},
+		{name: "symbols not read aloud go, a bullet starts an item", in: "Acme™ ©2024 ® → ★ •item", want: "Acme 2024. item"},
 		{name: "controls and format characters", in: "a\u200db\u00adc\x00d\u200be\ufeff", want: "abcd e"},
 		{name: "invalid UTF-8", in: "ok\xff\xfe done", want: "ok done"},
 		{name: "whitespace", in: "  a\n\n b\t\tc\u00a0\u2003d  ", want: "a b c d"},
+		{name: "a blank line is a phrase break", in: "We open\n\nSee you", want: "We open. See you"},
 		{name: "no space before punctuation left by a dropped emoji", in: "booked 👍. Great 🎉!", want: "booked. Great!"},
-		{name: "not at a line start, markers are text", in: "a - b # c > d 1. e", want: "a - b # c > d 1. e"},
+		{name: "not at a line start, markers are shaped", in: "a - b # c > d 1. e", want: "a, b c d 1. e"},
 		{name: "nothing", in: "", want: ""},
 	}
 	for _, tt := range tests {

@@ -81,6 +81,7 @@ type cleaner struct {
 	// Speech shaping (docs/speech.md).
 	opt     shapeOpts
 	brk     bool // the separator due is a phrase break: a '\n' goes into out
+	soft    bool // that break is a paragraph's: before a lower-case letter it is a space
 	block   bool // the line is a list item, a heading or a table row: its newline is a break
 	nl      int  // newlines since the last rune written: two make a paragraph break
 	table   bool // the line is a table row
@@ -303,7 +304,7 @@ func (cl *cleaner) text(b []byte, final bool) int {
 			next, _ = utf8.DecodeRune(b[j:])
 		}
 		if cl.literal(byte(r), j, next) {
-			if !cl.opt.symbols {
+			if !cl.opt.symbols || r == '_' && !isBreakRune(next) {
 				cl.writeBytes(b[:j])
 			} else if w := cl.symbolWord(byte(r), next); w != "" {
 				cl.writeWord(w)
@@ -350,8 +351,11 @@ func (cl *cleaner) wordStep(ch byte) bool {
 func (cl *cleaner) newline() {
 	cl.space, cl.prev, cl.midLine, cl.checked = true, ' ', false, false
 	if cl.opt.lists {
-		if cl.block || cl.nl > 0 {
-			cl.brk = true
+		switch {
+		case cl.block:
+			cl.breakDue()
+		case cl.nl > 0 && !cl.brk:
+			cl.brk, cl.soft = true, true
 		}
 		if cl.nl > 0 {
 			cl.item = 0 // a new paragraph numbers its list afresh
@@ -363,7 +367,7 @@ func (cl *cleaner) newline() {
 
 // breakDue makes the separator before the next rune a phrase break.
 func (cl *cleaner) breakDue() {
-	cl.space, cl.brk = true, true
+	cl.space, cl.brk, cl.soft = true, true, false
 }
 
 // marker handles a block marker at a line start.
@@ -806,7 +810,7 @@ func (cl *cleaner) sep(r rune) {
 	if !cl.wrote || tightPunct(r) {
 		return
 	}
-	if !brk {
+	if !brk || cl.soft && unicode.IsLower(r) {
 		cl.out = append(cl.out, ' ')
 		return
 	}
