@@ -588,19 +588,24 @@ func (c *Chunker) splitLong(lines []string) []string {
 // compact drops the text of returned lines once it is at least half the buffer, so a Push
 // copies no more than it adds, on average.
 func (c *Chunker) compact() {
-	if c.start == 0 || c.start*2 < len(c.cl.out) {
+	shift := c.start - keepTail
+	if shift <= 0 || c.start*2 < len(c.cl.out) {
 		return
 	}
-	n := copy(c.cl.out, c.cl.out[c.start:])
+	n := copy(c.cl.out, c.cl.out[shift:])
 	c.cl.out = c.cl.out[:n]
-	c.scan -= c.start
+	c.start -= shift
+	c.scan -= shift
 	if c.clause > 0 {
-		c.clause -= c.start
+		c.clause -= shift
 	}
-	c.run.at -= c.start
-	c.run.end -= c.start
-	c.start = 0
+	c.run.at -= shift
+	c.run.end -= shift
 }
+
+// keepTail is how much of the text already returned compact keeps: the shaper reads the last
+// word it wrote (a number? a time? a day?) to shape what follows it.
+const keepTail = 32
 
 // cutAt reports whether the pending line may end at at, where a space is (or is due); the
 // word before it is read no further back than lo.
