@@ -125,7 +125,8 @@ func (c *Chunker) Push(delta string) []string {
 
 // Cut returns a finished phrase held back, if any; otherwise the pending text up to a whole
 // word, keeping the rest pending; "" when there is no such place. A word is whole once a
-// break follows it. Cut never returns a lone word nor leaves one: the phrase it returns holds
+// break follows it, and a sentence once it ends in a mark that surely ends it ("course.",
+// not "at 3." nor "Dr."). Cut never returns a lone word nor leaves one: the phrase it returns holds
 // at least two words, and at least two words (the last may be partial) stay pending, so
 // that "Of" is never said apart from "course." Cut never ends a line inside a number group,
 // a time or a phone number ("+1 (415) 555-0123", "3:30 p.m.", "10 a.m."), nor after a title
@@ -141,8 +142,8 @@ func (c *Chunker) Cut() string {
 	b := c.cl.out
 	lo := max(c.start, len(b)-cutWindow)
 	at, after := -1, 0
-	if c.cl.space && c.start < len(b) && c.closesSentence(trimLine(b[c.start:])) && countWords(b[c.start:]) >= minPhraseWords {
-		at = len(b) // a sentence the model paused after: it leaves nothing half said
+	if c.start < len(b) && c.closesSentence(trimLine(b[c.start:])) && countWords(b[c.start:]) >= minPhraseWords {
+		at = len(b) // a finished sentence (not "at 3." nor "Dr."): it leaves nothing half said
 	}
 	inWord := false
 	for i := len(b) - 1; at < 0 && i > lo; i-- {

@@ -522,10 +522,9 @@ func TestChunkerCut(t *testing.T) {
 			want: "Let me look at the calendar.",
 		},
 		{
-			name: "a sentence with no break after it yet is not whole",
+			name: "a finished sentence is whole before its break",
 			push: []string{"Let", " me", " look", " at", " the", " calendar", "."},
-			want: "Let me look at",
-			rest: []string{"the calendar."},
+			want: "Let me look at the calendar.",
 		},
 		{
 			name: "never a lone word: Of | course",
@@ -535,9 +534,15 @@ func TestChunkerCut(t *testing.T) {
 		},
 		{
 			name: "never leaves a lone word",
-			push: []string{"Of", " course", "."},
+			push: []string{"Well", " of", " course"},
 			want: "",
-			rest: []string{"Of course."},
+			rest: []string{"Well of course"},
+		},
+		{
+			name: "not a number that may go on",
+			push: []string{"We", " open", " at", " 3", "."},
+			want: "",
+			rest: []string{"We open at 3."},
 		},
 		{
 			name: "nothing whole yet",
