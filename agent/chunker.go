@@ -411,6 +411,18 @@ run:
 	switch {
 	case never(f, w):
 		return j, markNone, true // Dr. Patel, Dec. 3rd, 5 min. later
+	case f&abbrStreet != 0:
+		if isDigitRune(next) || next == '#' {
+			return j, markNone, true // Reforma Av. 25
+		}
+		nw, ok := nextWord(b, j+1, final)
+		if !ok {
+			return 0, 0, false
+		}
+		if streetNext[strings.ToLower(string(nw))] {
+			return j, markNone, true // Market St. Suite 4, Oak Ave. NW
+		}
+		return j, markTerm, true // 12 Oak Ave. See you!
 	case f&(abbrDay|abbrMonth) != 0:
 		if isDigitRune(next) {
 			return j, markNone, true // Dec. 3rd
@@ -466,8 +478,8 @@ func (c *Chunker) dateComma(b []byte, i, j int, final bool) (end, bound int, ok 
 	if len(w) == 0 {
 		return j, markClause, true
 	}
-	if isDigitRune(lastAlnum(w)) && isDigitRune(next) {
-		return j, markNone, true // Dec. 3, 2024
+	if isDigitRune(firstAlnum(w)) && isDigitRune(next) {
+		return j, markNone, true // Dec. 3, 2024; February 14th, 2025
 	}
 	if abbrevIn(c.langs, w)&abbrDay == 0 {
 		return j, markClause, true

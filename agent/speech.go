@@ -13,18 +13,27 @@ import (
 
 // Abbreviation flags, by the lower-case word before the final full stop.
 const (
-	abbrNever  = 1 << iota // its full stop never ends a phrase: Dr. Ave. approx. 5 min.
+	abbrNever  = 1 << iota // its full stop never ends a phrase: Dr. Prof. approx. vs.
 	abbrCapNev             // never ends a phrase when written with a capital
 	abbrNumber             // "No." before a number
 	abbrClock              // a.m., p.m.
 	abbrDay                // a weekday: its full stop goes on before a date ("Tue. Dec. 3"), as a.m./p.m. do before it; its comma too ("Tue., Dec. 3rd")
 	abbrMonth              // a month: its full stop goes on before a number ("Dec. 3rd"); it follows a weekday's comma, or a German "3."
 	abbrZone               // a time zone: after a.m./p.m. it goes on
+	abbrStreet             // a street type: its full stop goes on before a number, a suite or a compass point
 )
+
+// streetNext are the words after a street type's full stop that keep the address whole.
+var streetNext = map[string]bool{
+	"suite": true, "ste": true, "apt": true, "unit": true, "floor": true, "fl": true, "bldg": true,
+	"n": true, "s": true, "e": true, "w": true, "nw": true, "ne": true, "sw": true, "se": true,
+}
 
 // language is one declared speech language.
 type language struct {
 	abbrevs map[string]int
+	// suffixes are word endings that make an abbreviation: German "Hauptstr."
+	suffixes []string
 	// ordinalDots: "3. Dezember" is a date, not a sentence end.
 	ordinalDots bool
 	// Words spoken for symbols: "~2" → about 2, "9–5" → 9 to 5, "#3" → number 3, "2 * 3" →
@@ -59,8 +68,7 @@ var speechLanguages = map[string]*language{
 		dot:      "dot", at: "at", slash: "slash", dash: "dash", underscore: "underscore",
 	}, func(m map[string]int) {
 		abbr(m, abbrNever, "dr mr mrs ms mx prof rev hon capt lt sgt st mt gen col maj sr jr vs approx e.g i.e cf viz")
-		abbr(m, abbrNever, "min mins hr hrs sec secs ft sq lb lbs oz qt gal mi yd yds yr yrs wk wks mo mos")
-		abbr(m, abbrNever, "ave blvd rd ln hwy pkwy ste apt bldg ter cir hts jct")
+		abbr(m, abbrStreet, "ave blvd rd ln hwy pkwy ter cir hts jct pl sq ct")
 		abbr(m, abbrMonth, "jan feb apr jun jul aug sep sept oct nov dec")
 		abbr(m, abbrMonth, "mar")
 		abbr(m, abbrMonth, "january february march april may june july august september october november december")
@@ -77,7 +85,8 @@ var speechLanguages = map[string]*language{
 		next:     "Después",
 		dot:      "punto", at: "arroba", slash: "barra", dash: "guion", underscore: "guion bajo",
 	}, func(m map[string]int) {
-		abbr(m, abbrNever, "sr sra srta dr dra lic ing ud uds av avda pza núm pág aprox tel dpto depto prov")
+		abbr(m, abbrNever, "sr sra srta dr dra lic ing ud uds núm pág aprox tel dpto depto prov")
+		abbr(m, abbrNever, "av avda pza c") // before the name: Av. Reforma
 		abbr(m, abbrMonth, "ene feb abr jun jul ago sept oct nov dic")
 		abbr(m, abbrMonth, "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre")
 		abbr(m, abbrDay, "lun mié jue vie sáb dom")
@@ -86,12 +95,14 @@ var speechLanguages = map[string]*language{
 	}),
 	"de": newLanguage(language{
 		ordinalDots: true,
+		suffixes:    []string{"str"},
 		about:       "etwa", to: "bis", number: "Nummer", times: "mal", more: "mehr als", less: "weniger als",
 		ordinals: []string{"Erstens", "Zweitens", "Drittens", "Viertens", "Fünftens", "Sechstens", "Siebtens", "Achtens", "Neuntens", "Zehntens"},
 		next:     "Dann",
 		dot:      "Punkt", at: "at", slash: "Schrägstrich", dash: "Bindestrich", underscore: "Unterstrich",
 	}, func(m map[string]int) {
-		abbr(m, abbrNever, "hr fr dr prof str nr tel bzw usw ca inkl zzgl evtl ggf vgl z.b d.h u.a s.o min std")
+		abbr(m, abbrNever, "hr fr dr prof nr tel bzw usw ca inkl zzgl evtl ggf vgl z.b d.h u.a s.o")
+		abbr(m, abbrStreet, "str")
 		abbr(m, abbrMonth, "jan feb mär apr jun jul aug sept okt nov dez")
 		abbr(m, abbrMonth, "januar februar märz april mai juni juli august september oktober november dezember")
 		abbr(m, abbrDay, "mo di mi do sa")
@@ -104,7 +115,8 @@ var speechLanguages = map[string]*language{
 		next:     "Ensuite",
 		dot:      "point", at: "arobase", slash: "slash", dash: "tiret", underscore: "tiret bas",
 	}, func(m map[string]int) {
-		abbr(m, abbrNever, "mme mlle mm dr pr av bd env tél p.ex")
+		abbr(m, abbrNever, "mme mlle mm dr pr env tél p.ex")
+		abbr(m, abbrNever, "av bd") // before the name: av. Foch
 		abbr(m, abbrMonth, "janv févr avr juil sept oct nov déc")
 		abbr(m, abbrMonth, "janvier février mars avril mai juin juillet août septembre octobre novembre décembre")
 		abbr(m, abbrDay, "lun jeu ven sam dim")
@@ -159,6 +171,11 @@ func abbrevIn(langs []*language, w []byte) int {
 	flags := 0
 	for _, lang := range langs {
 		flags |= lang.abbrevs[string(l)]
+		for _, suf := range lang.suffixes {
+			if len(l) > len(suf)+2 && string(l[len(l)-len(suf):]) == suf {
+				flags |= lang.abbrevs[suf]
+			}
+		}
 	}
 	return flags
 }
