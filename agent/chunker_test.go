@@ -798,23 +798,32 @@ func FuzzChunker(f *testing.F) {
 	f.Add(answer400, uint64(7), uint8(5))
 	f.Add("at 3.\xf0\x9f\x8e\x89 30 p.m. **x** [a](b) ``` {", uint64(1), uint8(1))
 	f.Fuzz(func(t *testing.T, in string, seed uint64, cutEvery uint8) {
-		clean := agent.Clean(in)
-		require.Equal(t, strings.TrimSpace(clean), clean, "Clean trims")
-		require.NotContains(t, clean, "  ", "Clean collapses spaces")
+		// The speech settings come from the seed: every combination is fuzzed.
+		cfg := agent.ChunkerConfig{
+			Ordinals: seed&1 != 0, SpellLinks: seed&2 != 0, NoLists: seed&4 != 0, NoSymbols: seed&8 != 0,
+			Languages: [][]string{nil, {"es"}, {"de", "en"}, {"fr"}}[seed>>4&3],
+		}
+		clean := agent.Shape(cfg, in)
+		require.Equal(t, strings.TrimSpace(clean), clean, "Shape trims")
+		require.NotContains(t, clean, "  ", "Shape collapses spaces")
+		require.NotContains(t, clean, "\n", "Shape has no phrase marks")
 
-		whole := chunkAll(agent.ChunkerConfig{}, []string{in})
+		whole := chunkAll(cfg, []string{in})
 		for _, l := range whole {
 			require.NotEmpty(t, l)
 			require.Equal(t, strings.TrimSpace(l), l, "line %q has spaces at an end", l)
 		}
-		require.Equal(t, noSpace(clean), noSpace(strings.Join(whole, "")), "lines hold Clean(in)")
-		require.Equal(t, whole, chunkAll(agent.ChunkerConfig{}, bytesOf(in)), "bytes")
-		require.Equal(t, whole, chunkAll(agent.ChunkerConfig{}, runesOf(in)), "runes")
+		checkPhrases(t, cfg, whole)
+		require.Equal(t, noSpace(clean), noSpace(strings.Join(whole, "")), "lines hold Shape(in)")
+		require.Equal(t, whole, chunkAll(cfg, bytesOf(in)), "bytes")
+		require.Equal(t, whole, chunkAll(cfg, runesOf(in)), "runes")
 		pieces := randomPieces(in, seed)
-		require.Equal(t, whole, chunkAll(agent.ChunkerConfig{}, pieces), "pieces %q", pieces)
+		require.Equal(t, whole, chunkAll(cfg, pieces), "pieces %q", pieces)
 
 		// With cuts.
-		c := agent.NewChunker(agent.ChunkerConfig{FirstMinWords: int(seed % 5), MaxPhrase: int(seed % 97)})
+		cutCfg := cfg
+		cutCfg.FirstMinWords, cutCfg.MaxPhrase = int(seed%5), int(seed%97)
+		c := agent.NewChunker(cutCfg)
 		var lines []string
 		for i, p := range pieces {
 			lines = append(lines, c.Push(p)...)
@@ -829,10 +838,10 @@ func FuzzChunker(f *testing.F) {
 			require.NotEmpty(t, l)
 			require.Equal(t, strings.TrimSpace(l), l, "line %q has spaces at an end", l)
 		}
-		require.Equal(t, noSpace(clean), noSpace(strings.Join(lines, "")), "lines with cuts hold Clean(in)")
+		require.Equal(t, noSpace(clean), noSpace(strings.Join(lines, "")), "lines with cuts hold Shape(in)")
 
 		// A broken stream says a prefix of the answer.
-		c = agent.NewChunker(agent.ChunkerConfig{})
+		c = agent.NewChunker(cfg)
 		lines = lines[:0]
 		for _, p := range pieces {
 			lines = append(lines, c.Push(p)...)

@@ -479,10 +479,15 @@ func (cl *cleaner) link(b []byte, final bool) (int, bool) {
 	}
 	cl.seen = 0
 	w := b[:k]
-	if k == maxLink || bytes.IndexAny(w, ".@:") < 0 {
+	if k == maxLink || bytes.IndexAny(w, ".@:") < 0 || !utf8.Valid(w) || bytes.ContainsRune(w, utf8.RuneError) {
 		return 0, true
 	}
 	core := bytes.TrimRightFunc(w, func(r rune) bool { return strings.ContainsRune(".,;:!?)]\"'”’»*_", r) })
+	if bytes.ContainsFunc(core, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(".@/-_:?#=&%+~", r)
+	}) {
+		return 0, true // not an address: "a🎉.com", "**x.com**"
+	}
 	email, url := linkKind(string(core))
 	if !email && !url {
 		return 0, true
