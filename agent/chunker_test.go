@@ -851,3 +851,37 @@ func FuzzChunker(f *testing.F) {
 		require.True(t, utf8.ValidString(strings.Join(lines, "")))
 	})
 }
+
+// answerMarkdown is an answer in the chat style the shaper reshapes most: a list, a table,
+// emphasis, ranges, symbols.
+const answerMarkdown = "**Sure!** Here are our options:\n\n1. **Basic cleaning** - $89.99\n2. Deep cleaning – $149.50 (takes ~2 hours)\n3. Whitening - $250\n\n" +
+	"| Day | Hours |\n|---|---|\n| Mon–Fri | 9 a.m. - 5 p.m. |\n| Sat. | 10–2 |\n\n" +
+	"Your first visit could be on Tue., Dec. 3rd at 3:30 p.m. with Dr. Patel. Which option would you like?"
+
+// BenchmarkShaper streams a markdown answer of about 400 characters through a new Chunker,
+// token by token as a model sends it: the shaper's cost on the turn's hot path, with the
+// default settings and with every option on.
+func BenchmarkShaper(b *testing.B) {
+	toks := modelTokens(answerMarkdown)
+	for _, bc := range []struct {
+		name string
+		cfg  agent.ChunkerConfig
+	}{
+		{"default", agent.ChunkerConfig{}},
+		{"all options", agent.ChunkerConfig{Ordinals: true, SpellLinks: true, Languages: []string{"en", "es"}}},
+		{"shaper off", agent.ChunkerConfig{NoLists: true, NoSymbols: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportMetric(float64(len(toks)), "tokens")
+			b.SetBytes(int64(len(answerMarkdown)))
+			b.ReportAllocs()
+			for b.Loop() {
+				c := agent.NewChunker(bc.cfg)
+				for _, t := range toks {
+					c.Push(t)
+				}
+				c.End(true)
+			}
+		})
+	}
+}
