@@ -39,7 +39,7 @@ func wavSeconds(t *testing.T, path string) time.Duration {
 				n = len(body)
 			}
 			// The samples must not all be silence.
-			require.NotEqual(t, 0, bytes.Count(body[:n], []byte{0}) - n, "%s is silent", path)
+			require.NotEqual(t, 0, bytes.Count(body[:n], []byte{0})-n, "%s is silent", path)
 			return time.Duration(float64(n) / float64(rate*channels*bits/8) * float64(time.Second))
 		}
 		p += 8 + int(size) + int(size&1)
