@@ -796,6 +796,10 @@ func FuzzChunker(f *testing.F) {
 		f.Add(tc.in, uint64(i), uint8(3))
 	}
 	f.Add(answer400, uint64(7), uint8(5))
+	f.Add(answerMarkdown, uint64(3), uint8(2))
+	for i, sc := range loadCorpus(f) {
+		f.Add(sc.In, uint64(i)*7, uint8(i%5))
+	}
 	f.Add("at 3.\xf0\x9f\x8e\x89 30 p.m. **x** [a](b) ``` {", uint64(1), uint8(1))
 	f.Fuzz(func(t *testing.T, in string, seed uint64, cutEvery uint8) {
 		// The speech settings come from the seed: every combination is fuzzed.
@@ -884,4 +888,39 @@ func BenchmarkShaper(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzShaperKeepsWords streams prose (letters, spaces, newlines and the marks ". , ! ? '")
+// through the shaper and chunker under the speech settings that add no words of their own
+// (spelled links and ordinals do, and a dash between days becomes "to"): whatever it
+// reshapes, it loses, repeats and reorders no letter; the phrases hold exactly the letters
+// of the answer.
+func FuzzShaperKeepsWords(f *testing.F) {
+	f.Add([]byte("Sure. We have Tuesday open, and Wednesday too! Is that ok?"), uint64(0))
+	f.Add([]byte("Mon. Tue.\n\nOne\nTwo three\nDr. Lee, e.g. no. O'Neil!"), uint64(5))
+	const alphabet = "abcdefghijklmnopqrstuvwxyzADEMNOST     \n.,!?'"
+	f.Fuzz(func(t *testing.T, raw []byte, seed uint64) {
+		in := make([]byte, len(raw))
+		for i, b := range raw {
+			if strings.IndexByte(alphabet, b) < 0 {
+				b = alphabet[int(b)%len(alphabet)] // the seeds read as written
+			}
+			in[i] = b
+		}
+		cfg := agent.ChunkerConfig{
+			NoLists: seed&4 != 0, NoSymbols: seed&8 != 0,
+			Languages: [][]string{nil, {"es"}, {"de", "en"}, {"fr"}}[seed>>4&3],
+		}
+		letters := func(s string) string {
+			return strings.Map(func(r rune) rune {
+				if unicode.IsLetter(r) {
+					return r
+				}
+				return -1
+			}, s)
+		}
+		lines := chunkAll(cfg, randomPieces(string(in), seed))
+		require.Equal(t, letters(string(in)), letters(strings.Join(lines, " ")), "lines %q", lines)
+		checkPhrases(t, cfg, lines)
+	})
 }
