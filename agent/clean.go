@@ -613,7 +613,11 @@ func (cl *cleaner) dash(r rune, n int, b []byte, final bool) (int, bool, bool) {
 	spaced := cl.prev == ' ' || cl.prev == 0
 	j := n
 	if r == '-' {
-		j = cl.run(b, '-')
+		// Not cl.run: peekAfter below keeps its own place in seen. A run is measured again
+		// on each attempt, so it is capped: a longer one is several separators.
+		for j < len(b) && b[j] == '-' && j < maxDashes {
+			j++
+		}
 		if j == len(b) && !final {
 			return 0, false, true
 		}
@@ -648,6 +652,9 @@ func (cl *cleaner) dash(r rune, n int, b []byte, final bool) (int, bool, bool) {
 	cl.space, cl.prev = true, ' '
 	return j, true, true
 }
+
+// maxDashes caps a run of dashes read as one separator.
+const maxDashes = 16
 
 // rangeBefore reports whether the text written ends in what a range starts with: a number, a
 // time or a day.
