@@ -411,6 +411,8 @@ run:
 	switch {
 	case never(f, w):
 		return j, markNone, true // Dr. Patel, Dec. 3rd, 5 min. later
+	case f&abbrUnit != 0 && isDigitRune(next):
+		return j, markNone, true // 5 ft. 2 in.
 	case f&abbrStreet != 0:
 		if isDigitRune(next) || next == '#' {
 			return j, markNone, true // Reforma Av. 25

@@ -21,6 +21,7 @@ const (
 	abbrMonth              // a month: its full stop goes on before a number ("Dec. 3rd"); it follows a weekday's comma, or a German "3."
 	abbrZone               // a time zone: after a.m./p.m. it goes on
 	abbrStreet             // a street type: its full stop goes on before a number, a suite or a compass point
+	abbrUnit               // a unit: its full stop goes on before a number ("5 ft. 2 in.")
 )
 
 // streetNext are the words after a street type's full stop that keep the address whole.
@@ -69,6 +70,7 @@ var speechLanguages = map[string]*language{
 	}, func(m map[string]int) {
 		abbr(m, abbrNever, "dr mr mrs ms mx prof rev hon capt lt sgt st mt gen col maj sr jr vs approx e.g i.e cf viz")
 		abbr(m, abbrStreet, "ave blvd rd ln hwy pkwy ter cir hts jct pl sq ct")
+		abbr(m, abbrUnit, "min mins hr hrs sec secs ft in lb lbs oz qt gal mi yd yds yr yrs wk wks mo mos")
 		abbr(m, abbrMonth, "jan feb apr jun jul aug sep sept oct nov dec")
 		abbr(m, abbrMonth, "mar")
 		abbr(m, abbrMonth, "january february march april may june july august september october november december")
@@ -86,6 +88,7 @@ var speechLanguages = map[string]*language{
 		dot:      "punto", at: "arroba", slash: "barra", dash: "guion", underscore: "guion bajo",
 	}, func(m map[string]int) {
 		abbr(m, abbrNever, "sr sra srta dr dra lic ing ud uds núm pág aprox tel dpto depto prov")
+		abbr(m, abbrUnit, "min seg hrs")
 		abbr(m, abbrNever, "av avda pza c") // before the name: Av. Reforma
 		abbr(m, abbrMonth, "ene feb abr jun jul ago sept oct nov dic")
 		abbr(m, abbrMonth, "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre")
@@ -102,6 +105,7 @@ var speechLanguages = map[string]*language{
 		dot:      "Punkt", at: "at", slash: "Schrägstrich", dash: "Bindestrich", underscore: "Unterstrich",
 	}, func(m map[string]int) {
 		abbr(m, abbrNever, "hr fr dr prof nr tel bzw usw ca inkl zzgl evtl ggf vgl z.b d.h u.a s.o")
+		abbr(m, abbrUnit, "min std sek")
 		abbr(m, abbrStreet, "str")
 		abbr(m, abbrMonth, "jan feb mär apr jun jul aug sept okt nov dez")
 		abbr(m, abbrMonth, "januar februar märz april mai juni juli august september oktober november dezember")
