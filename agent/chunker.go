@@ -142,20 +142,26 @@ func (c *Chunker) Cut() string {
 	b := c.cl.out
 	lo := max(c.start, len(b)-cutWindow)
 	at, after := -1, 0
-	if c.start < len(b) && c.closesSentence(trimLine(b[c.start:])) && countWords(b[c.start:]) >= minPhraseWords {
+	if c.start < len(b) && c.closesSentence(trimLine(b[c.start:])) && hasWords(b[c.start:], minPhraseWords) {
 		at = len(b) // a finished sentence (not "at 3." nor "Dr."): it leaves nothing half said
 	}
 	inWord := false
 	for i := len(b) - 1; at < 0 && i > lo; i-- {
 		if !isSep(b[i]) {
-			if !inWord && isAlnumRune(rune(b[i])) || !inWord && b[i] >= utf8.RuneSelf {
-				inWord = true
-				after++
+			if utf8.RuneStart(b[i]) {
+				r, _ := utf8.DecodeRune(b[i:])
+				switch {
+				case r >= 0x2e80 && isIdeograph(r):
+					after++
+				case !inWord && isAlnumRune(r):
+					inWord = true
+					after++
+				}
 			}
 			continue
 		}
 		inWord = false
-		if after >= minPhraseWords && c.cutAt(b, lo, i) && countWords(b[c.start:i]) >= minPhraseWords {
+		if after >= minPhraseWords && c.cutAt(b, lo, i) && hasWords(b[c.start:i], minPhraseWords) {
 			at = i
 		}
 	}
@@ -168,10 +174,11 @@ func (c *Chunker) Cut() string {
 	return s
 }
 
-// countWords counts the tokens with a letter or a digit in b.
-func countWords(b []byte) int {
-	n, in, ok := 0, false, false
-	for len(b) > 0 {
+// hasWords reports whether b holds at least n words (tokens with a letter or a digit). It
+// stops at the nth, so a Cut retried on every token pays for the first words only.
+func hasWords(b []byte, n int) bool {
+	k, in, ok := 0, false, false
+	for len(b) > 0 && k < n {
 		r, size := utf8.DecodeRune(b)
 		b = b[size:]
 		if r == ' ' || r == '\n' {
@@ -183,12 +190,12 @@ func countWords(b []byte) int {
 		}
 		if !ok && isAlnumRune(r) {
 			ok = true
-			n++
+			k++
 		} else if r >= 0x2e80 && isIdeograph(r) {
-			n++
+			k++
 		}
 	}
-	return n
+	return k >= n
 }
 
 func isSep(ch byte) bool { return ch == ' ' || ch == '\n' }
