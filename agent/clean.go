@@ -21,8 +21,11 @@ import (
 //   - Every run of whitespace, newlines included, becomes one space, with none at either end
 //     and none before . , ; : ! ? or …
 //
-// Emphasis markers with a space on both sides ("5 * 3") and underscores inside a word
-// (first_name) are text, and so are °, № and the degree signs, which a voice reads.
+// Underscores inside a word (first_name) are text, and so are °, № and the degree signs,
+// which a voice reads.
+//
+// Clean also shapes s for speech with the default settings (see Shape and docs/speech.md):
+// list items and headings end phrases, symbols become words ("~2" → "about 2").
 //
 // The Chunker cleans a streamed answer with the same code, so the lines it returns, joined,
 // hold the text of Clean of everything pushed (spaces aside: a full-width stop ends a line
@@ -595,7 +598,7 @@ func (cl *cleaner) pipe(b []byte, final bool) (int, bool, bool) {
 		return 0, false, true
 	}
 	cl.space, cl.prev = true, ' '
-	if bytes.Trim(b[1:k], " \t\r-:") == nil || len(bytes.Trim(b[1:k], " \t\r-:")) == 0 {
+	if len(bytes.Trim(b[1:k], " \t\r-:")) == 0 {
 		return k, true, true // an empty cell, or the rule under the header
 	}
 	if cl.cells {
