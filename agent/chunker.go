@@ -45,8 +45,11 @@ const minPhraseWords = 2
 // or abbreviation.
 //
 // The first line ends at the first clause boundary that closes FirstMinWords words, or at the
-// first sentence end; later lines end at sentence ends, and at a clause boundary only to keep
-// a line under MaxPhrase runes.
+// first sentence end; later lines end at sentence ends, at the phrase breaks the shaper marks
+// (list items, headings, table rows, paragraphs), and at a clause boundary only to keep a
+// line under MaxPhrase runes. No line is a lone word unless the answer is one: a one-word
+// sentence joins the next, and a line after the first is held until two words follow it, so
+// that a lone last word joins it.
 //
 // A sentence end is ". ", "! ", "? ", "… " and their kin, optionally followed by closing
 // quotes or brackets, and then a word that does not start in lower case ("etc. and", "p.m.
@@ -55,8 +58,11 @@ const minPhraseWords = 2
 // abbreviation (Dr. Mr. Mrs. Ms. St. vs. approx. e.g. i.e.), after a single initial (J. R.)
 // or after "No." before a number never ends a sentence. One after a dotted abbreviation (a.m.,
 // p.m., U.S.) ends it only before a capitalised word, and for a.m./p.m. not before a weekday
-// or a time zone ("9 a.m. Monday", "10 a.m. EST"). Full-width stops (。！？) end a sentence
-// without a space.
+// or a time zone ("9 a.m. Monday", "10 a.m. EST"). One after a weekday, a month, a unit or a
+// street type goes on before a number or a date word ("Tue. Dec. 3rd", "6 ft. 2 in.",
+// "Market St. Suite 4"), and the comma inside a date is no clause boundary ("Tue., Dec. 3rd",
+// "March 14, 2025"); the abbreviations are those of the declared Languages. Full-width stops
+// (。！？) end a sentence without a space.
 //
 // Lines depend only on the text, not on how it was split into deltas, unless Cut is called.
 // A Chunker is not safe for concurrent use.
