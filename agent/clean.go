@@ -85,6 +85,9 @@ type cleaner struct {
 	opt     shapeOpts
 	brk     bool // the separator due is a phrase break: a '\n' goes into out
 	soft    bool // that break is a paragraph's: before a lower-case letter it is a space
+	itemBrk bool // that break starts a list item: after a one-word item it is a comma
+	words   int  // words written since the last phrase break
+	inWord  bool // the last rune written is inside a word already counted
 	block   bool // the line is a list item, a heading or a table row: its newline is a break
 	nl      int  // newlines since the last rune written: two make a paragraph break
 	table   bool // the line is a table row
@@ -370,7 +373,13 @@ func (cl *cleaner) newline() {
 
 // breakDue makes the separator before the next rune a phrase break.
 func (cl *cleaner) breakDue() {
-	cl.space, cl.brk, cl.soft = true, true, false
+	cl.space, cl.brk, cl.soft, cl.itemBrk = true, true, false, false
+}
+
+// itemDue makes the separator before the next rune the break before a list item.
+func (cl *cleaner) itemDue() {
+	cl.breakDue()
+	cl.itemBrk = true
 }
 
 // marker handles a block marker at a line start.
@@ -381,7 +390,7 @@ func (cl *cleaner) marker(kind int, m []byte) {
 	switch kind {
 	case markerItem, markerNumber:
 		cl.block = true
-		cl.breakDue()
+		cl.itemDue()
 		if kind == markerNumber {
 			cl.item = 0
 			for _, ch := range m[:len(m)-1] {
@@ -461,7 +470,7 @@ func (cl *cleaner) inlineItem(b []byte, final bool) (int, bool) {
 		return 0, true
 	}
 	cl.item = num
-	cl.breakDue()
+	cl.itemDue()
 	cl.ordinal()
 	return j + 1, true
 }
@@ -514,7 +523,7 @@ func (cl *cleaner) symbol(r rune, n int, b []byte, final bool) (k int, ok, done 
 		}
 		cl.item++
 		cl.block = true
-		cl.breakDue()
+		cl.itemDue()
 		cl.ordinal()
 		return n, true, true
 	case r == '|':
@@ -815,24 +824,39 @@ func (cl *cleaner) writeBytes(p []byte) {
 // sep writes the separator due before the rune r: a space, or a phrase break ('\n') after a
 // full stop when the phrase before it ends without a mark; none before punctuation a dropped
 // emoji left a space before ("booked 👍." is read "booked.").
+//
+// A list item of one word does not end a phrase: the next item follows it after a comma, so
+// "- Monday\n- Wednesday\n- Friday" is said "Monday, Wednesday, Friday."
 func (cl *cleaner) sep(r rune) {
 	cl.nl = 0
-	if !cl.space {
-		return
+	if cl.space {
+		brk, item := cl.brk, cl.itemBrk
+		cl.space, cl.brk, cl.itemBrk = false, false, false
+		m := markOf(lastRune(cl.out))
+		mark := m != markNone && m != markHyphen
+		switch {
+		case !cl.wrote || tightPunct(r):
+		case !brk || cl.soft && unicode.IsLower(r):
+			cl.out = append(cl.out, ' ')
+			cl.inWord = false
+		case item && cl.words == 1:
+			if !mark {
+				cl.out = append(cl.out, ',')
+			}
+			cl.out = append(cl.out, ' ')
+			cl.inWord, cl.words = false, 0
+		default:
+			if !mark {
+				cl.out = append(cl.out, '.')
+			}
+			cl.out = append(cl.out, '\n')
+			cl.inWord, cl.words = false, 0
+		}
 	}
-	brk := cl.brk
-	cl.space, cl.brk = false, false
-	if !cl.wrote || tightPunct(r) {
-		return
+	if !cl.inWord && (isAlnumRune(r) || r >= 0x2e80 && isIdeograph(r)) {
+		cl.words++
+		cl.inWord = r < 0x2e80 || !isIdeograph(r)
 	}
-	if !brk || cl.soft && unicode.IsLower(r) {
-		cl.out = append(cl.out, ' ')
-		return
-	}
-	if m := markOf(lastRune(cl.out)); m != markTerm && m != markClause && m != markWide && m != markWideCl {
-		cl.out = append(cl.out, '.')
-	}
-	cl.out = append(cl.out, '\n')
 }
 
 // tightPunct reports whether r takes no space before it, where a dropped emoji or blob left
