@@ -436,3 +436,35 @@ func TestCallsTheBrainHasNoRecordOfAreLookedUp(t *testing.T) {
 	require.NoError(t, err, "fail open: an API outage never silences a caller")
 	assert.Equal(t, []string{"Hello."}, heard)
 }
+
+// An agent's speech settings shape its answers, and only its own.
+func TestAgentSpeechSettings(t *testing.T) {
+	t.Parallel()
+	const answer = "Dos opciones: 1. Limpieza básica - $89.99 2. Limpieza profunda - $149.50. Escriba a citas@ejemplo.com, por favor."
+	dir := promptDir(t, map[string]string{
+		"default.md": "You are the default agent.",
+		"es.md":      "---\nspeech:\n  languages: [es]\n  ordinals: true\n  spell_links: true\n---\nHablas español.",
+		"raw.md":     "---\nspeech:\n  lists: false\n  symbols: false\n---\nYou speak as written.",
+		"lines.yaml": "line-es:\n  agent: es\nline-raw:\n  agent: raw\n",
+	})
+	h, _ := newAgentOn(t, dir, anyModel(answer))
+	ev := message("c1", "e1", "Hola")
+	ev.LineID = "line-es"
+	assert.Equal(t, []string{
+		"Dos opciones:",
+		"Primero, Limpieza básica, $89.99.",
+		"Segundo, Limpieza profunda, $149.50.",
+		"Escriba a citas arroba ejemplo punto com, por favor.",
+	}, texts(h.respond(t.Context(), ev)))
+
+	ev = message("c2", "e2", "Hi")
+	ev.LineID = "line-raw"
+	assert.Equal(t, []string{
+		"Dos opciones: 1.", "Limpieza básica - $89.99 2.", "Limpieza profunda - $149.50.", "Escriba a citas@ejemplo.com, por favor.",
+	}, texts(h.respond(t.Context(), ev)), "lists and symbols switched off: the old cuts")
+
+	ev = message("c3", "e3", "Hi")
+	assert.Equal(t, []string{
+		"Dos opciones:", "Limpieza básica, $89.99.", "Limpieza profunda, $149.50.", "Escriba a citas@ejemplo.com, por favor.",
+	}, texts(h.respond(t.Context(), ev)), "the default agent: lists and symbols shaped")
+}

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"bytes"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -13,18 +15,41 @@ type ChunkerConfig struct {
 	// "Sure,". A complete sentence qualifies at any length ("One moment."). It is also the
 	// fewest words a clause line split off a long sentence holds. Default 3.
 	FirstMinWords int
-	// MaxPhrase: a sentence longer than this many runes is split at a clause boundary, so no
-	// line is huge. A sentence without one stays whole. Default 200.
+	// MaxPhrase is the breath: a phrase longer than this many runes is split at a clause
+	// boundary, so a voice says each phrase in one breath. A sentence without a clause
+	// boundary stays whole, and a split never leaves a lone word. Default 120 (about seven
+	// seconds of speech).
 	MaxPhrase int
+
+	// The speech shaper (docs/speech.md); zero values shape lists and symbols for English.
+
+	// Languages are the agent's speech languages ("en", "es", "de", "fr"): their abbreviations
+	// never end a phrase, and the first one speaks the shaper's words. Default English.
+	Languages []string
+	// NoLists keeps list items, headings and table rows from becoming phrases of their own.
+	NoLists bool
+	// NoSymbols leaves symbols (~ * # | > < dashes, stray brackets) as the model wrote them.
+	NoSymbols bool
+	// Ordinals introduces each list item with a spoken ordinal: "First, …", "Second, …".
+	Ordinals bool
+	// SpellLinks spells web and e-mail addresses: "example dot com". Each word is then held
+	// until it is whole, which can delay a phrase by one model token.
+	SpellLinks bool
 }
+
+// minPhraseWords is the fewest words a phrase holds, unless the answer has no more.
+const minPhraseWords = 2
 
 // Chunker turns a model's streamed text into speakable lines: cleaned (see Clean), cut only
 // where the cut is certain, never inside a word, number, time, price, phone number, address
 // or abbreviation.
 //
 // The first line ends at the first clause boundary that closes FirstMinWords words, or at the
-// first sentence end; later lines end at sentence ends, and at a clause boundary only to keep
-// a line under MaxPhrase runes.
+// first sentence end; later lines end at sentence ends, at the phrase breaks the shaper marks
+// (list items, headings, table rows, paragraphs), and at a clause boundary only to keep a
+// line under MaxPhrase runes. No line is a lone word unless the answer is one: a one-word
+// sentence joins the next, and a line after the first is held until two words follow it, so
+// that a lone last word joins it.
 //
 // A sentence end is ". ", "! ", "? ", "… " and their kin, optionally followed by closing
 // quotes or brackets, and then a word that does not start in lower case ("etc. and", "p.m.
@@ -33,8 +58,11 @@ type ChunkerConfig struct {
 // abbreviation (Dr. Mr. Mrs. Ms. St. vs. approx. e.g. i.e.), after a single initial (J. R.)
 // or after "No." before a number never ends a sentence. One after a dotted abbreviation (a.m.,
 // p.m., U.S.) ends it only before a capitalised word, and for a.m./p.m. not before a weekday
-// or a time zone ("9 a.m. Monday", "10 a.m. EST"). Full-width stops (。！？) end a sentence
-// without a space.
+// or a time zone ("9 a.m. Monday", "10 a.m. EST"). One after a weekday, a month, a unit or a
+// street type goes on before a number or a date word ("Tue. Dec. 3rd", "6 ft. 2 in.",
+// "Market St. Suite 4"), and the comma inside a date is no clause boundary ("Tue., Dec. 3rd",
+// "March 14, 2025"); the abbreviations are those of the declared Languages. Full-width stops
+// (。！？) end a sentence without a space.
 //
 // Lines depend only on the text, not on how it was split into deltas, unless Cut is called.
 // A Chunker is not safe for concurrent use.
@@ -42,6 +70,12 @@ type Chunker struct {
 	cl        cleaner // holds the cleaned text in cl.out
 	minWords  int
 	maxPhrase int
+	langs     []*language
+	dateDots  bool // a declared language writes "3. Dezember"
+
+	// held is a finished phrase after the first, kept until the text after it holds two
+	// words, so that a last lone word ("… Tuesday." "Thanks!") joins it instead.
+	held string
 
 	start int  // cl.out[start:] is the line in progress
 	scan  int  // cl.out[start:scan] has been judged
@@ -62,6 +96,9 @@ type Chunker struct {
 	}
 }
 
+// DefaultBreath is MaxPhrase's default.
+const DefaultBreath = 120
+
 // NewChunker returns a Chunker for one answer.
 func NewChunker(cfg ChunkerConfig) *Chunker {
 	c := &Chunker{minWords: cfg.FirstMinWords, maxPhrase: cfg.MaxPhrase}
@@ -69,7 +106,12 @@ func NewChunker(cfg ChunkerConfig) *Chunker {
 		c.minWords = 3
 	}
 	if c.maxPhrase <= 0 {
-		c.maxPhrase = 200
+		c.maxPhrase = DefaultBreath
+	}
+	c.cl.opt = cfg.shape()
+	c.langs = c.cl.opt.langs
+	for _, l := range c.langs {
+		c.dateDots = c.dateDots || l.ordinalDots
 	}
 	// One allocation for both buffers: raw holds a few bytes at a time, out one or two lines.
 	buf := make([]byte, 0, 64+256)
@@ -87,34 +129,90 @@ func (c *Chunker) Push(delta string) []string {
 	return lines
 }
 
-// Cut returns the pending text up to its last whole word and keeps the rest pending; "" when
-// nothing whole is there. A word is whole once a break follows it. Cut never ends a line
-// inside a number group, a time or a phone number ("+1 (415) 555-0123", "3:30 p.m.", "10
-// a.m."), nor after a title or an initial ("Dr." | "Smith"). It looks for that word only in
-// the last cutWindow bytes, so that a caller retrying Cut on every token pays a bounded cost.
-// After a Cut, the first-line rule is over.
+// Cut returns a finished phrase held back, if any; otherwise the pending text up to a whole
+// word, keeping the rest pending; "" when there is no such place. A word is whole once a
+// break follows it, and a sentence once it ends in a mark that surely ends it ("course.",
+// not "at 3." nor "Dr."). Cut never returns a lone word nor leaves one: the phrase it returns holds
+// at least two words, and at least two words (the last may be partial) stay pending, so
+// that "Of" is never said apart from "course." Cut never ends a line inside a number group,
+// a time or a phone number ("+1 (415) 555-0123", "3:30 p.m.", "10 a.m."), nor after a title
+// or an initial ("Dr." | "Smith"). It looks for that word only in the last cutWindow bytes,
+// so that a caller retrying Cut on every token pays a bounded cost. After a Cut, the
+// first-line rule is over.
 func (c *Chunker) Cut() string {
+	if c.held != "" {
+		s := c.held
+		c.held = ""
+		return s
+	}
 	b := c.cl.out
 	lo := max(c.start, len(b)-cutWindow)
-	at := -1
-	if c.cl.space && c.start < len(b) && c.cutAt(b, lo, len(b)) {
-		at = len(b) // a break is due: the last word is whole
+	at, after := -1, 0
+	if c.start < len(b) && c.closesSentence(trimLine(b[c.start:])) && hasWords(b[c.start:], minPhraseWords) {
+		at = len(b) // a finished sentence (not "at 3." nor "Dr."): it leaves nothing half said
 	}
+	inWord := false
 	for i := len(b) - 1; at < 0 && i > lo; i-- {
-		if b[i] == ' ' && c.cutAt(b, lo, i) {
+		if !isSep(b[i]) {
+			if utf8.RuneStart(b[i]) {
+				r, _ := utf8.DecodeRune(b[i:])
+				switch {
+				case r >= 0x2e80 && isIdeograph(r):
+					after++
+				case !inWord && isAlnumRune(r):
+					inWord = true
+					after++
+				}
+			}
+			continue
+		}
+		inWord = false
+		if after >= minPhraseWords && c.cutAt(b, lo, i) && hasWords(b[c.start:i], minPhraseWords) {
 			at = i
 		}
 	}
 	if at < 0 {
 		return ""
 	}
-	line := trimLine(b[c.start:at])
-	if !hasWord(line) {
-		return ""
-	}
-	s := string(line)
+	s := lineString(trimLine(b[c.start:at]))
 	c.start, c.scan, c.said = at, at, true
 	c.resetLine()
+	return s
+}
+
+// hasWords reports whether b holds at least n words (tokens with a letter or a digit). It
+// stops at the nth, so a Cut retried on every token pays for the first words only.
+func hasWords(b []byte, n int) bool {
+	k, in, ok := 0, false, false
+	for len(b) > 0 && k < n {
+		r, size := utf8.DecodeRune(b)
+		b = b[size:]
+		if r == ' ' || r == '\n' {
+			in = false
+			continue
+		}
+		if !in {
+			in, ok = true, false
+		}
+		if !ok && isAlnumRune(r) {
+			ok = true
+			k++
+		} else if r >= 0x2e80 && isIdeograph(r) {
+			k++
+		}
+	}
+	return k >= n
+}
+
+func isSep(ch byte) bool { return ch == ' ' || ch == '\n' }
+
+// lineString is a line as spoken: a phrase break inside it (a lone list item joined to the
+// next) is a space.
+func lineString(b []byte) string {
+	s := string(b)
+	if strings.IndexByte(s, '\n') >= 0 {
+		s = strings.ReplaceAll(s, "\n", " ")
+	}
 	return s
 }
 
@@ -123,7 +221,9 @@ const cutWindow = 512
 
 // Pending reports whether pushed text is still held: neither returned in a line nor dropped by
 // cleaning.
-func (c *Chunker) Pending() bool { return c.start < len(c.cl.out) || len(c.cl.raw) > 0 }
+func (c *Chunker) Pending() bool {
+	return c.start < len(c.cl.out) || len(c.cl.raw) > 0 || c.held != ""
+}
 
 // End flushes at the end of the model stream and makes the Chunker ready for a new answer.
 // With complete, the model finished normally and the rest comes back as lines. Otherwise the
@@ -134,11 +234,20 @@ func (c *Chunker) End(complete bool) []string {
 	c.cl.feed(true)
 	lines := c.split(nil, true)
 	rest := trimLine(c.cl.out[c.start:])
-	if len(rest) > 0 && (complete || c.words > 0 && closesSentence(rest)) {
-		lines = append(lines, string(rest))
+	say := len(rest) > 0 && (complete || c.words > 0 && c.closesSentence(rest))
+	if c.held != "" {
+		if say && c.words < minPhraseWords {
+			lines = append(lines, c.held+" "+lineString(rest)) // the lone last word joins
+			say = false
+		} else {
+			lines = append(lines, c.held)
+		}
 	}
-	c.cl = cleaner{raw: c.cl.raw[:0], out: c.cl.out[:0]}
-	c.start, c.scan, c.said = 0, 0, false
+	if say {
+		lines = append(lines, lineString(rest))
+	}
+	c.cl = cleaner{raw: c.cl.raw[:0], out: c.cl.out[:0], opt: c.cl.opt}
+	c.start, c.scan, c.said, c.held = 0, 0, false, ""
 	c.resetLine()
 	c.run.at, c.run.end = 0, 0
 	return lines
@@ -151,9 +260,17 @@ func (c *Chunker) split(lines []string, final bool) []string {
 	b := c.cl.out
 	for c.scan < len(b) {
 		ch := b[c.scan]
-		if ch == ' ' && c.scan == c.start {
+		if isSep(ch) && c.scan == c.start {
 			c.start++ // the break after the last line
 			c.scan++
+			continue
+		}
+		if ch == '\n' {
+			// A phrase break from the shaper: a list item, a heading, a table row, a
+			// paragraph. A lone word goes on into the next phrase.
+			c.count(' ')
+			c.scan++
+			lines = c.emit(lines, c.scan)
 			continue
 		}
 		r, n := rune(ch), 1
@@ -163,6 +280,10 @@ func (c *Chunker) split(lines []string, final bool) []string {
 		if markOf(r) == markNone {
 			c.count(r)
 			c.scan += n
+			if c.held != "" && c.words >= minPhraseWords {
+				lines = append(lines, c.held)
+				c.held = ""
+			}
 			if c.clause > 0 && c.runes > c.maxPhrase {
 				lines = c.splitLong(lines)
 			}
@@ -231,7 +352,7 @@ func (c *Chunker) judge(b []byte, final bool) (end, bound int, ok bool) {
 	i := c.scan
 	if b[i] == '-' {
 		switch {
-		case i == c.start || b[i-1] != ' ':
+		case i == c.start || !isSep(b[i-1]):
 			return i + 1, markNone, true // 555-0123, well-known
 		case i+1 == len(b):
 			return i + 1, markNone, final
@@ -272,6 +393,9 @@ run:
 	case markWideCl:
 		return j, markClause, true
 	}
+	if b[j] == '\n' {
+		return j, markNone, true // the phrase break after it ends the phrase
+	}
 	if b[j] != ' ' {
 		return j, markNone, true // 3.30, e.g, example.com, ?x=1, 3:30, 1,299
 	}
@@ -279,7 +403,7 @@ run:
 		return j, markNone, final // cannot happen: a space comes with the rune after it
 	}
 	if last == markClause {
-		return j, markClause, true
+		return c.dateComma(b, i, j, final)
 	}
 	next, _ := utf8.DecodeRune(b[j+1:])
 	if unicode.IsLower(next) {
@@ -296,33 +420,61 @@ run:
 	if r, n := utf8.DecodeRune(w); n == len(w) && unicode.IsLetter(r) {
 		return j, markNone, true // an initial: J. R. Tolkien
 	}
-	switch abbrevOf(w) {
-	case abbrTitle:
-		return j, markNone, true
-	case abbrNumber:
+	f := abbrevIn(c.langs, w)
+	switch {
+	case never(f, w):
+		return j, markNone, true // Dr. Patel, Dec. 3rd, 5 min. later
+	case f&abbrUnit != 0 && isDigitRune(next):
+		return j, markNone, true // 5 ft. 2 in.
+	case f&abbrStreet != 0:
+		if isDigitRune(next) || next == '#' {
+			return j, markNone, true // Reforma Av. 25
+		}
+		nw, ok := nextWord(b, j+1, final)
+		if !ok {
+			return 0, 0, false
+		}
+		if streetNext[strings.ToLower(string(nw))] {
+			return j, markNone, true // Market St. Suite 4, Oak Ave. NW
+		}
+		return j, markTerm, true // 12 Oak Ave. See you!
+	case f&(abbrDay|abbrMonth) != 0:
+		if isDigitRune(next) {
+			return j, markNone, true // Dec. 3rd
+		}
+		nw, ok := nextWord(b, j+1, final)
+		if !ok {
+			return 0, 0, false
+		}
+		if abbrevIn(c.langs, nw)&(abbrDay|abbrMonth) != 0 {
+			return j, markNone, true // Tue. Dec. 3
+		}
+		return j, markTerm, true // Mon–Fri. Call us
+	case f&abbrNumber != 0:
 		if isDigitRune(next) || next == '#' {
 			return j, markNone, true // No. 5
 		}
 		return j, markTerm, true // No. We are closed.
-	case abbrClock:
+	case f&abbrClock != 0:
 		if !isCapital(next) {
 			return j, markNone, true // 10 a.m. (Eastern)
 		}
-		k := j + 1
-		for k < len(b) && k-j <= maxDayZone {
-			r, n := utf8.DecodeRune(b[k:])
-			if !unicode.IsLetter(r) {
-				break
-			}
-			k += n
-		}
-		if k == len(b) && !final {
+		nw, ok := nextWord(b, j+1, final)
+		if !ok {
 			return 0, 0, false // is it "Mon" or "Money"?
 		}
-		if abbrevOf(b[j+1:k]) == abbrDayZone {
+		if abbrevIn(c.langs, nw)&(abbrDay|abbrZone) != 0 {
 			return j, markNone, true // 9 a.m. Monday, 10 a.m. EST
 		}
 		return j, markTerm, true
+	case c.dateDots && len(w) <= 2 && isDigitRune(rune(w[0])) && isDigitRune(lastAlnum(w)) && isCapital(next):
+		nw, ok := nextWord(b, j+1, final)
+		if !ok {
+			return 0, 0, false
+		}
+		if abbrevIn(c.langs, nw)&abbrMonth != 0 {
+			return j, markNone, true // am 3. Dezember
+		}
 	}
 	if dotted(w) && !isCapital(next) {
 		return j, markNone, true // U.S. 5
@@ -330,10 +482,57 @@ run:
 	return j, markTerm, true
 }
 
+// dateComma judges a comma (or other clause mark) run ending at j: inside a date it is no
+// boundary ("Tue., Dec. 3rd", "Tuesday, December 3", "Dec. 3, 2024").
+func (c *Chunker) dateComma(b []byte, i, j int, final bool) (end, bound int, ok bool) {
+	if b[j-1] != ',' {
+		return j, markClause, true
+	}
+	w := bytes.TrimRight(wordBefore(b, c.start, i), ".")
+	next, _ := utf8.DecodeRune(b[j+1:])
+	if len(w) == 0 {
+		return j, markClause, true
+	}
+	if isDigitRune(firstAlnum(w)) && isDigitRune(next) {
+		return j, markNone, true // Dec. 3, 2024; February 14th, 2025
+	}
+	if abbrevIn(c.langs, w)&abbrDay == 0 {
+		return j, markClause, true
+	}
+	if isDigitRune(next) {
+		return j, markNone, true // Tuesday, 3 December
+	}
+	nw, ok := nextWord(b, j+1, final)
+	if !ok {
+		return 0, 0, false
+	}
+	if abbrevIn(c.langs, bytes.TrimRight(nw, "."))&abbrMonth != 0 {
+		return j, markNone, true // Tue., Dec. 3rd
+	}
+	return j, markClause, true
+}
+
+// nextWord returns the letters from k on, with a full stop after them; ok is false when the
+// text may still add to them.
+func nextWord(b []byte, k int, final bool) ([]byte, bool) {
+	e := k
+	for e < len(b) && e-k <= maxDayZone {
+		r, n := utf8.DecodeRune(b[e:])
+		if !unicode.IsLetter(r) && r != '.' {
+			break
+		}
+		e += n
+	}
+	if e == len(b) && !final {
+		return nil, false
+	}
+	return bytes.TrimRight(b[k:e], "."), true
+}
+
 // count adds the rune at scan to the line's tallies.
 func (c *Chunker) count(r rune) {
 	c.runes++
-	if r == ' ' {
+	if r == ' ' || r == '\n' {
 		c.inTok = false
 		return
 	}
@@ -343,25 +542,48 @@ func (c *Chunker) count(r rune) {
 	if !c.tokOK && isAlnumRune(r) {
 		c.tokOK = true
 		c.words++
+	} else if r >= 0x2e80 && isIdeograph(r) {
+		c.words++ // scripts without spaces: a character is a word
 	}
 }
 
-// maxDayZone is the length of the longest weekday or time zone name, "wednesday".
-const maxDayZone = 9
+// isIdeograph reports whether r is written without spaces between words (Chinese, Japanese).
+func isIdeograph(r rune) bool {
+	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana)
+}
+
+// maxDayZone is the length in bytes of the longest weekday, month or time zone name looked
+// for after a time or a date's comma, "miércoles" and "septiembre" with a full stop.
+const maxDayZone = 12
 
 func (c *Chunker) resetLine() {
 	c.words, c.runes, c.inTok, c.tokOK = 0, 0, false, false
 	c.clause, c.clauseWords, c.clauseRunes = 0, 0, 0
 }
 
-// emit ends the line at end, unless it has no word yet (a lone "…" joins the next line).
+// emit ends the line at end, unless it has fewer than two words yet (a lone "Sure!" or "…"
+// joins the next line).
 func (c *Chunker) emit(lines []string, end int) []string {
-	if c.words == 0 {
+	if c.words < minPhraseWords {
 		return lines
 	}
-	lines = append(lines, string(trimLine(c.cl.out[c.start:end])))
-	c.start, c.said = end, true
+	lines = c.put(lines, lineString(trimLine(c.cl.out[c.start:end])))
+	c.start = end
 	c.resetLine()
+	return lines
+}
+
+// put adds a finished phrase: the first goes at once, a later one is held until the text
+// after it holds two words (see held).
+func (c *Chunker) put(lines []string, s string) []string {
+	if !c.said {
+		c.said = true
+		return append(lines, s)
+	}
+	if c.held != "" {
+		lines = append(lines, c.held)
+	}
+	c.held = s
 	return lines
 }
 
@@ -380,7 +602,10 @@ func (c *Chunker) atClause(lines []string, end int) []string {
 
 // splitLong ends a sentence grown past MaxPhrase at its last clause boundary.
 func (c *Chunker) splitLong(lines []string) []string {
-	lines = append(lines, string(trimLine(c.cl.out[c.start:c.clause])))
+	if c.words-c.clauseWords < minPhraseWords {
+		return lines // wait for a second word after the clause: the split leaves no lone word
+	}
+	lines = c.put(lines, lineString(trimLine(c.cl.out[c.start:c.clause])))
 	c.start = c.clause
 	c.words -= c.clauseWords
 	c.runes -= c.clauseRunes
@@ -391,19 +616,24 @@ func (c *Chunker) splitLong(lines []string) []string {
 // compact drops the text of returned lines once it is at least half the buffer, so a Push
 // copies no more than it adds, on average.
 func (c *Chunker) compact() {
-	if c.start == 0 || c.start*2 < len(c.cl.out) {
+	shift := c.start - keepTail
+	if shift <= 0 || c.start*2 < len(c.cl.out) {
 		return
 	}
-	n := copy(c.cl.out, c.cl.out[c.start:])
+	n := copy(c.cl.out, c.cl.out[shift:])
 	c.cl.out = c.cl.out[:n]
-	c.scan -= c.start
+	c.start -= shift
+	c.scan -= shift
 	if c.clause > 0 {
-		c.clause -= c.start
+		c.clause -= shift
 	}
-	c.run.at -= c.start
-	c.run.end -= c.start
-	c.start = 0
+	c.run.at -= shift
+	c.run.end -= shift
 }
+
+// keepTail is how much of the text already returned compact keeps: the shaper reads the last
+// word it wrote (a number? a time? a day?) to shape what follows it.
+const keepTail = 32
 
 // cutAt reports whether the pending line may end at at, where a space is (or is due); the
 // word before it is read no further back than lo.
@@ -413,7 +643,7 @@ func (c *Chunker) cutAt(b []byte, lo, at int) bool {
 		return false
 	}
 	e := at
-	for e < len(b) && (e == at || b[e] != ' ') {
+	for e < len(b) && (e == at || !isSep(b[e])) {
 		e++
 	}
 	var w2 []byte
@@ -426,13 +656,12 @@ func (c *Chunker) cutAt(b []byte, lo, at int) bool {
 		if r, n := utf8.DecodeRune(core); n == len(core) && unicode.IsLetter(r) {
 			return false // J. | R.
 		}
-		switch abbrevOf(core) {
-		case abbrTitle:
+		f := abbrevIn(c.langs, core)
+		if never(f, core) {
 			return false // Dr. | Smith
-		case abbrNumber:
-			if len(w2) == 0 || isDigitRune(firstAlnum(w2)) {
-				return false // No. | 5
-			}
+		}
+		if f&abbrNumber != 0 && (len(w2) == 0 || isDigitRune(firstAlnum(w2))) {
+			return false // No. | 5
 		}
 	}
 	if !isDigitRune(lastAlnum(w1)) {
@@ -463,7 +692,7 @@ func (c *Chunker) cutAt(b []byte, lo, at int) bool {
 
 // closesSentence reports whether a line left at the end of a broken stream ends a sentence
 // for sure.
-func closesSentence(line []byte) bool {
+func (c *Chunker) closesSentence(line []byte) bool {
 	k := len(line)
 	for k > 0 {
 		r, n := utf8.DecodeLastRune(line[:k])
@@ -493,8 +722,7 @@ func closesSentence(line []byte) bool {
 			return false // at 3. | 30
 		}
 	}
-	switch abbrevOf(w) {
-	case abbrTitle, abbrClock:
+	if f := abbrevIn(c.langs, w); never(f, w) || f&abbrClock != 0 {
 		return false
 	}
 	return !dotted(w)
@@ -503,7 +731,7 @@ func closesSentence(line []byte) bool {
 // wordBefore returns the word that ends at i, without opening quotes or brackets.
 func wordBefore(b []byte, start, i int) []byte {
 	k := i
-	for k > start && b[k-1] != ' ' {
+	for k > start && !isSep(b[k-1]) {
 		k--
 	}
 	w := b[k:i]
@@ -517,47 +745,6 @@ func wordBefore(b []byte, start, i int) []byte {
 		break
 	}
 	return w
-}
-
-// Abbreviation kinds, by the lower-case word before the final full stop.
-const (
-	abbrNone    = iota
-	abbrTitle   // never ends a sentence
-	abbrNumber  // "No." before a number
-	abbrClock   // a.m., p.m.
-	abbrDayZone // a weekday or a time zone, after a.m./p.m.
-)
-
-var abbrevs = map[string]int{
-	"dr": abbrTitle, "mr": abbrTitle, "mrs": abbrTitle, "ms": abbrTitle, "mx": abbrTitle,
-	"prof": abbrTitle, "rev": abbrTitle, "hon": abbrTitle, "capt": abbrTitle, "lt": abbrTitle,
-	"sgt": abbrTitle, "st": abbrTitle, "mt": abbrTitle, "vs": abbrTitle, "approx": abbrTitle,
-	"e.g": abbrTitle, "i.e": abbrTitle, "cf": abbrTitle, "viz": abbrTitle,
-	"no":  abbrNumber,
-	"a.m": abbrClock, "p.m": abbrClock,
-	"monday": abbrDayZone, "tuesday": abbrDayZone, "wednesday": abbrDayZone,
-	"thursday": abbrDayZone, "friday": abbrDayZone, "saturday": abbrDayZone, "sunday": abbrDayZone,
-	"mon": abbrDayZone, "tue": abbrDayZone, "tues": abbrDayZone, "wed": abbrDayZone,
-	"thu": abbrDayZone, "thur": abbrDayZone, "thurs": abbrDayZone, "fri": abbrDayZone,
-	"sat": abbrDayZone, "sun": abbrDayZone,
-	"et": abbrDayZone, "ct": abbrDayZone, "pt": abbrDayZone, // "mt" is Mt., a title
-	"est": abbrDayZone, "edt": abbrDayZone, "cst": abbrDayZone, "cdt": abbrDayZone,
-	"mst": abbrDayZone, "mdt": abbrDayZone, "pst": abbrDayZone, "pdt": abbrDayZone,
-	"gmt": abbrDayZone, "utc": abbrDayZone, "bst": abbrDayZone, "cet": abbrDayZone,
-}
-
-func abbrevOf(w []byte) int {
-	var buf [12]byte
-	if len(w) > len(buf) {
-		return abbrNone
-	}
-	for i, ch := range w {
-		if ch >= 'A' && ch <= 'Z' {
-			ch += 'a' - 'A'
-		}
-		buf[i] = ch
-	}
-	return abbrevs[string(buf[:len(w)])]
 }
 
 // dotted reports whether w is letters with inner full stops: U.S, a.m, example.com.
@@ -606,10 +793,10 @@ func hasWord(b []byte) bool { return firstAlnum(b) != 0 }
 
 // trimLine drops the spaces around a line; the cleaned text has no other whitespace.
 func trimLine(b []byte) []byte {
-	for len(b) > 0 && b[0] == ' ' {
+	for len(b) > 0 && isSep(b[0]) {
 		b = b[1:]
 	}
-	for len(b) > 0 && b[len(b)-1] == ' ' {
+	for len(b) > 0 && isSep(b[len(b)-1]) {
 		b = b[:len(b)-1]
 	}
 	return b

@@ -147,14 +147,20 @@ var chunkCases = []chunkCase{
 		want: []string{"Let me check that;", "the next one is at noon.", "Shall I book it?"},
 	},
 	{
-		name: "first line at a spaced dash",
-		in:   "Tuesday at noon — that works for us. Great.",
-		want: []string{"Tuesday at noon —", "that works for us.", "Great."},
+		name: "first line at a spaced dash, spoken as a comma",
+		in:   "Tuesday at noon — that works for us. Great, see you.",
+		want: []string{"Tuesday at noon,", "that works for us.", "Great, see you."},
 	},
 	{
 		name: "first line at a spaced hyphen but not inside a word",
+		cfg:  agent.ChunkerConfig{NoSymbols: true},
 		in:   "Our well-known clinic - open since 1990 - is on Main Street.",
 		want: []string{"Our well-known clinic -", "open since 1990 - is on Main Street."},
+	},
+	{
+		name: "a separator hyphen becomes a comma",
+		in:   "Our well-known clinic - open since 1990 - is on Main Street.",
+		want: []string{"Our well-known clinic,", "open since 1990, is on Main Street."},
 	},
 	{
 		name: "a short opening clause waits for more words",
@@ -162,15 +168,25 @@ var chunkCases = []chunkCase{
 		want: []string{"Sure, no problem.", "See you then."},
 	},
 	{
-		name: "a complete sentence goes out first at any length",
-		in:   "Yes. We have Tuesday open.",
-		want: []string{"Yes.", "We have Tuesday open."},
+		name: "a complete sentence of two words goes out first",
+		in:   "Of course. We have Tuesday open.",
+		want: []string{"Of course.", "We have Tuesday open."},
+	},
+	{
+		name: "a one-word sentence joins the next",
+		in:   "Yes. We have Tuesday open. Great! See you.",
+		want: []string{"Yes. We have Tuesday open.", "Great! See you."},
+	},
+	{
+		name: "an answer of one word is said",
+		in:   "Yes.",
+		want: []string{"Yes."},
 	},
 	{
 		name: "FirstMinWords is configurable",
-		cfg:  agent.ChunkerConfig{FirstMinWords: 1},
-		in:   "Sure, we have Tuesday open.",
-		want: []string{"Sure,", "we have Tuesday open."},
+		cfg:  agent.ChunkerConfig{FirstMinWords: 2},
+		in:   "Sure thing, we have Tuesday open.",
+		want: []string{"Sure thing,", "we have Tuesday open."},
 	},
 	{
 		name: "later lines end at sentences, not clauses",
@@ -179,18 +195,18 @@ var chunkCases = []chunkCase{
 	},
 	{
 		name: "exclamation and question marks end sentences",
-		in:   "Great! What time works? I'm free all day.",
-		want: []string{"Great!", "What time works?", "I'm free all day."},
+		in:   "Great news! What time works? I'm free all day.",
+		want: []string{"Great news!", "What time works?", "I'm free all day."},
 	},
 	{
 		name: "mixed marks and closing quotes stay with the sentence",
-		in:   `You said "Tuesday?!" Then Tuesday it is. She said "fine." (Really.) Done.`,
-		want: []string{`You said "Tuesday?!"`, "Then Tuesday it is.", `She said "fine."`, "(Really.)", "Done."},
+		in:   `You said "Tuesday?!" Then Tuesday it is. She said "fine." (Really, truly.) All done.`,
+		want: []string{`You said "Tuesday?!"`, "Then Tuesday it is.", `She said "fine."`, "(Really, truly.)", "All done."},
 	},
 	{
 		name: "unicode sentence marks",
-		in:   "¿Qué hora le va bien? ¡Perfecto! Hasta el martes‼ Bis dann⁉ Gut.",
-		want: []string{"¿Qué hora le va bien?", "¡Perfecto!", "Hasta el martes‼", "Bis dann⁉", "Gut."},
+		in:   "¿Qué hora le va bien? ¡Muy bien! Hasta el martes‼ Bis dann⁉ Sehr gut.",
+		want: []string{"¿Qué hora le va bien?", "¡Muy bien!", "Hasta el martes‼", "Bis dann⁉", "Sehr gut."},
 	},
 	{
 		name: "full-width stops need no space",
@@ -200,24 +216,24 @@ var chunkCases = []chunkCase{
 	{
 		name: "a sentence over MaxPhrase splits at its last clause",
 		cfg:  agent.ChunkerConfig{MaxPhrase: 40},
-		in:   "Okay. We have openings on Monday morning, Tuesday afternoon, Wednesday evening, and Thursday at noon. Which one?",
-		want: []string{"Okay.", "We have openings on Monday morning,", "Tuesday afternoon, Wednesday evening,", "and Thursday at noon.", "Which one?"},
+		in:   "Okay then. We have openings on Monday morning, Tuesday afternoon, Wednesday evening, and Thursday at noon. Which one?",
+		want: []string{"Okay then.", "We have openings on Monday morning,", "Tuesday afternoon, Wednesday evening,", "and Thursday at noon.", "Which one?"},
 	},
 	{
 		name: "a long sentence without a clause stays whole",
 		cfg:  agent.ChunkerConfig{MaxPhrase: 20},
-		in:   "Okay. We have openings on Monday morning and Tuesday afternoon. Which one?",
-		want: []string{"Okay.", "We have openings on Monday morning and Tuesday afternoon.", "Which one?"},
+		in:   "Okay then. We have openings on Monday morning and Tuesday afternoon. Which one?",
+		want: []string{"Okay then.", "We have openings on Monday morning and Tuesday afternoon.", "Which one?"},
 	},
 	{
-		name: "default MaxPhrase splits a rambling sentence",
-		in: "Okay. We have a slot on one of the days that week, " +
+		name: "the default breath splits a rambling sentence",
+		in: "Okay then. We have a slot on one of the days that week, " +
 			strings.Repeat("we have a slot on one of the days that week, ", 5) + "and that is all.",
 		want: []string{
-			"Okay.",
-			"We have a slot on one of the days that week, " +
-				strings.TrimSuffix(strings.Repeat("we have a slot on one of the days that week, ", 3), " "),
-			strings.Repeat("we have a slot on one of the days that week, ", 2) + "and that is all.",
+			"Okay then.",
+			"We have a slot on one of the days that week, we have a slot on one of the days that week,",
+			"we have a slot on one of the days that week, we have a slot on one of the days that week,",
+			"we have a slot on one of the days that week, we have a slot on one of the days that week, and that is all.",
 		},
 	},
 
@@ -254,8 +270,8 @@ var chunkCases = []chunkCase{
 	},
 	{
 		name: "e-mail addresses and URLs",
-		in:   "Send it to jane.doe@example.com. Or book at example.com/book?ref=call or https://x.y/z. Thanks!",
-		want: []string{"Send it to jane.doe@example.com.", "Or book at example.com/book?ref=call or https://x.y/z.", "Thanks!"},
+		in:   "Send it to jane.doe@example.com. Or book at example.com/book?ref=call or https://x.y/z. Thank you!",
+		want: []string{"Send it to jane.doe@example.com.", "Or book at example.com/book?ref=call or https://x.y/z.", "Thank you!"},
 	},
 	{
 		name: "titles before names",
@@ -275,7 +291,7 @@ var chunkCases = []chunkCase{
 	{
 		name: "No. before a number, and No. as an answer",
 		in:   "No. Your ticket is No. 5 in the queue. It is room no. 12 today.",
-		want: []string{"No.", "Your ticket is No. 5 in the queue.", "It is room no. 12 today."},
+		want: []string{"No. Your ticket is No. 5 in the queue.", "It is room no. 12 today."},
 	},
 	{
 		name: "single initials",
@@ -290,7 +306,7 @@ var chunkCases = []chunkCase{
 	{
 		name: "ellipsis inside a sentence and ending one",
 		in:   "Let me see… yes, Tuesday is free. Hmm... Wednesday too. Well... maybe not.",
-		want: []string{"Let me see… yes,", "Tuesday is free.", "Hmm...", "Wednesday too.", "Well... maybe not."},
+		want: []string{"Let me see… yes,", "Tuesday is free.", "Hmm... Wednesday too.", "Well... maybe not."},
 	},
 	{
 		name: "a lowercase word after a stop does not start a sentence",
@@ -299,30 +315,30 @@ var chunkCases = []chunkCase{
 	},
 	{
 		name: "punctuation alone never makes a line",
-		in:   `Okay. "…" Tuesday then.`,
-		want: []string{"Okay.", `"…" Tuesday then.`},
+		in:   `Okay then. "…" Tuesday then.`,
+		want: []string{"Okay then.", `"…" Tuesday then.`},
 	},
 
 	// Rule 3: cleaning, streamed.
 	{
 		name: "markdown list with bold and italics",
 		in:   "**Sure!** Here are the options:\n\n1. **Tuesday** at 3 p.m.\n2. *Wednesday* at 10 a.m.\n\nWhich one?",
-		want: []string{"Sure!", "Here are the options: Tuesday at 3 p.m. Wednesday at 10 a.m.", "Which one?"},
+		want: []string{"Sure! Here are the options:", "Tuesday at 3 p.m.", "Wednesday at 10 a.m.", "Which one?"},
 	},
 	{
 		name: "headings, quotes and bullets",
 		in:   "## Our hours\n> We open at 9 a.m. sharp.\n- Weekdays: until 5 p.m.\n* Saturdays: until noon.\n+ Sundays: closed.",
-		want: []string{"Our hours We open at 9 a.m. sharp.", "Weekdays: until 5 p.m.", "Saturdays: until noon.", "Sundays: closed."},
+		want: []string{"Our hours.", "We open at 9 a.m. sharp.", "Weekdays: until 5 p.m.", "Saturdays: until noon.", "Sundays: closed."},
 	},
 	{
 		name: "a code fence is dropped whole",
 		in:   "Sure. Here is how:\n```python\nprint('Hello. World!')\nx = {1: 2}\n```\nThat prints a greeting.",
-		want: []string{"Sure.", "Here is how: That prints a greeting."},
+		want: []string{"Sure. Here is how:", "That prints a greeting."},
 	},
 	{
 		name: "a JSON object is dropped whole",
-		in:   `Booked. {"slot": "Tuesday 3:30 p.m.", "notes": "say \"hi\" } ok", "ok": true} See you then.`,
-		want: []string{"Booked.", "See you then."},
+		in:   `You're booked. {"slot": "Tuesday 3:30 p.m.", "notes": "say \"hi\" } ok", "ok": true} See you then.`,
+		want: []string{"You're booked.", "See you then."},
 	},
 	{
 		name: "a JSON array is dropped whole, a bracketed word is not",
@@ -342,7 +358,7 @@ var chunkCases = []chunkCase{
 	{
 		name: "inline code, strike-through and underscores",
 		in:   "Type `yes` to confirm, ~~or~~ not. Your user name is jane_doe and __that__ is _it_. Wait ~5 minutes.",
-		want: []string{"Type yes to confirm,", "or not.", "Your user name is jane_doe and that is it.", "Wait ~5 minutes."},
+		want: []string{"Type yes to confirm,", "or not.", "Your user name is jane_doe and that is it.", "Wait about 5 minutes."},
 	},
 	{
 		name: "newlines and runs of whitespace collapse",
@@ -367,7 +383,7 @@ func TestChunkerLines(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			// The expectation itself loses nothing and adds nothing.
-			assert.Equal(t, noSpace(agent.Clean(tc.in)), noSpace(strings.Join(tc.want, "")), "want holds Clean(in)")
+			assert.Equal(t, noSpace(agent.Shape(tc.cfg, tc.in)), noSpace(strings.Join(tc.want, "")), "want holds Shape(in)")
 			for _, sp := range chunkSplits {
 				got := chunkAll(tc.cfg, sp.split(tc.in))
 				assert.Equal(t, tc.want, got, "split into %s: %q", sp.name, sp.split(tc.in))
@@ -439,11 +455,11 @@ func TestChunkerPushHoldsUntilCertain(t *testing.T) {
 		{
 			name: "a code fence over many deltas never leaks",
 			steps: []chunkStep{
-				{push: "Sure."}, {push: " ``"}, {push: "`json\n{\"a\": "}, {push: "\"Hello. World\"}\n"},
-				{push: "Done. Next"}, {push: "\n``"}, {push: "`"}, {push: " That", want: []string{"Sure."}}, {push: " is it."},
-				{push: " Bye", want: []string{"That is it."}},
+				{push: "Sure thing."}, {push: " ``"}, {push: "`json\n{\"a\": "}, {push: "\"Hello. World\"}\n"},
+				{push: "Done. Next"}, {push: "\n``"}, {push: "`"}, {push: " That", want: []string{"Sure thing."}}, {push: " is it."},
+				{push: " Bye"}, {push: " now", want: []string{"That is it."}},
 			},
-			end: []string{"Bye"},
+			end: []string{"Bye now"},
 		},
 		{
 			name: "a JSON blob over many deltas never leaks",
@@ -464,7 +480,7 @@ func TestChunkerPushHoldsUntilCertain(t *testing.T) {
 		{
 			name: "an emoji split inside its bytes",
 			steps: []chunkStep{
-				{push: "Great \xf0\x9f"}, {push: "\x8e"}, {push: "\x89! Yes", want: []string{"Great!"}}, {push: ", I can help you."},
+				{push: "Great news \xf0\x9f"}, {push: "\x8e"}, {push: "\x89! Yes", want: []string{"Great news!"}}, {push: ", I can help you."},
 			},
 			end: []string{"Yes, I can help you."},
 		},
@@ -497,13 +513,36 @@ func TestChunkerCut(t *testing.T) {
 		{
 			name: "up to the last whole word",
 			push: []string{"Sure", " I", " can", " help"},
-			want: "Sure I can",
-			rest: []string{"help"},
+			want: "Sure I",
+			rest: []string{"can help"},
 		},
 		{
 			name: "a word with a break after it is whole",
 			push: []string{"Let", " me", " look", " at", " the", " calendar", ".", " "},
 			want: "Let me look at the calendar.",
+		},
+		{
+			name: "a finished sentence is whole before its break",
+			push: []string{"Let", " me", " look", " at", " the", " calendar", "."},
+			want: "Let me look at the calendar.",
+		},
+		{
+			name: "never a lone word: Of | course",
+			push: []string{"Of", " course"},
+			want: "",
+			rest: []string{"Of course"},
+		},
+		{
+			name: "never leaves a lone word",
+			push: []string{"Well", " of", " course"},
+			want: "",
+			rest: []string{"Well of course"},
+		},
+		{
+			name: "not a number that may go on",
+			push: []string{"We", " open", " at", " 3", "."},
+			want: "",
+			rest: []string{"We open at 3."},
 		},
 		{
 			name: "nothing whole yet",
@@ -519,20 +558,20 @@ func TestChunkerCut(t *testing.T) {
 		},
 		{
 			name: "not between a number and what may be a.m.",
-			push: []string{"Come", " in", " at", " 10", " "},
+			push: []string{"Come", " in", " at", " 10", " pm", " to"},
 			want: "Come in at",
-			rest: []string{"10"},
+			rest: []string{"10 pm to"},
 		},
 		{
 			name: "not inside a phone number",
-			push: []string{"Call", " +1", " (415)", " 555", "-0123", " or"},
+			push: []string{"Call", " +1", " (415)", " 555", "-0123", " or", " text"},
 			want: "Call +1 (415) 555-0123",
-			rest: []string{"or"},
+			rest: []string{"or text"},
 		},
 		{
 			name: "not inside a phone number still coming",
-			push: []string{"Call", " +1", " (415)", " 555"},
-			want: "Call",
+			push: []string{"Please", " call", " +1", " (415)", " 555"},
+			want: "Please call",
 			rest: []string{"+1 (415) 555"},
 		},
 		{
@@ -543,15 +582,15 @@ func TestChunkerCut(t *testing.T) {
 		},
 		{
 			name: "not after an initial",
-			push: []string{"By", " J", ".", " R", ".", " Tol"},
-			want: "By",
+			push: []string{"Written", " by", " J", ".", " R", ".", " Tol"},
+			want: "Written by",
 			rest: []string{"J. R. Tol"},
 		},
 		{
 			name: "a price is one word",
-			push: []string{"It", " costs", " $", "1", ",", "299", ".", "99", " in"},
+			push: []string{"It", " costs", " $", "1", ",", "299", ".", "99", " in", " total"},
 			want: "It costs $1,299.99",
-			rest: []string{"in"},
+			rest: []string{"in total"},
 		},
 		{
 			name: "nothing of a code block",
@@ -576,10 +615,11 @@ func TestChunkerCutEndsFirstLineRule(t *testing.T) {
 	t.Parallel()
 	c := agent.NewChunker(agent.ChunkerConfig{})
 	require.Empty(t, c.Push("Let me see what"))
-	require.Equal(t, "Let me see", c.Cut())
+	require.Equal(t, "Let me", c.Cut())
 	// Later lines end at sentences: this clause has words enough for a first line.
 	assert.Empty(t, c.Push(" we have on Tuesday, and Wednesday too"))
-	assert.Equal(t, []string{"what we have on Tuesday, and Wednesday too."}, c.Push(". Which"))
+	assert.Empty(t, c.Push(". Which"), "a later line waits for two words after it")
+	assert.Equal(t, "see what we have on Tuesday, and Wednesday too.", c.Cut(), "Cut says a finished line first")
 	assert.Equal(t, "", c.Cut(), "a lone incomplete word is not cut")
 	assert.Equal(t, []string{"Which"}, c.End(true))
 }
@@ -593,10 +633,11 @@ func TestChunkerEndIncomplete(t *testing.T) {
 	}{
 		{name: "drops the unfinished sentence", in: "We open at nine. On Saturdays we", want: []string{"We open at nine."}},
 		{name: "keeps a final question", in: "That works. Does Tuesday suit you?", want: []string{"That works.", "Does Tuesday suit you?"}},
-		{name: "keeps a final full stop after a word", in: "Okay. We open at nine.", want: []string{"Okay.", "We open at nine."}},
-		{name: "drops a number that may go on", in: "Okay. The price is $89.", want: []string{"Okay."}},
-		{name: "drops a time that may go on", in: "Okay. We open at 9 a.m.", want: []string{"Okay."}},
-		{name: "drops a title", in: "Okay. Your doctor is Dr.", want: []string{"Okay."}},
+		{name: "keeps a final full stop after a word", in: "Okay then. We open at nine.", want: []string{"Okay then.", "We open at nine."}},
+		{name: "drops a number that may go on", in: "Okay then. The price is $89.", want: []string{"Okay then."}},
+		{name: "drops a time that may go on", in: "Okay then. We open at 9 a.m.", want: []string{"Okay then."}},
+		{name: "drops a title", in: "Okay then. Your doctor is Dr.", want: []string{"Okay then."}},
+		{name: "a held line is complete", in: "Okay then. We open at nine. On Saturdays we", want: []string{"Okay then.", "We open at nine."}},
 		{name: "drops an unclosed code block", in: "Sure. ```python\nprint('Hi. There.')", want: []string{"Sure."}},
 		{name: "drops an answer with no sentence", in: "Sure, let me", want: nil},
 		{name: "keeps a first clause already sent", in: "Well, let me see, we have", want: []string{"Well, let me see,"}},
@@ -643,7 +684,7 @@ func TestChunkerIsReusableAfterEnd(t *testing.T) {
 		got = append(got, c.Push(p)...)
 	}
 	got = append(got, c.End(true)...)
-	assert.Equal(t, []string{"Okay, here is the second one,", "fresh.", "Bye."}, got, "the first-line rule applies again")
+	assert.Equal(t, []string{"Okay, here is the second one,", "fresh. Bye."}, got, "the first-line rule applies again")
 }
 
 func TestClean(t *testing.T) {
@@ -656,15 +697,23 @@ func TestClean(t *testing.T) {
 		{name: "plain text", in: "We open at nine.", want: "We open at nine."},
 		{name: "bold and italics", in: "**Tuesday** and *Wednesday* and __Friday__ and _Sunday_", want: "Tuesday and Wednesday and Friday and Sunday"},
 		{name: "bold inside a word", in: "un**believ**able", want: "unbelievable"},
-		{name: "lone asterisks and math stay", in: "5 * 3 is 5*3", want: "5 * 3 is 5*3"},
+		{name: "lone asterisks between numbers are times", in: "5 * 3 is 5*3, price*", want: "5 times 3 is 5 times 3, price"},
 		{name: "underscores inside words stay", in: "first_name and A_1", want: "first_name and A_1"},
-		{name: "strike-through", in: "~~Monday~~ Tuesday, in ~10 minutes", want: "Monday Tuesday, in ~10 minutes"},
+		{name: "strike-through, and a tilde is about", in: "~~Monday~~ Tuesday, in ~10 minutes, a ~ b", want: "Monday Tuesday, in about 10 minutes, a b"},
 		{name: "inline code", in: "Type `yes` or ``no``.", want: "Type yes or no."},
-		{name: "heading", in: "# Hours\n### Weekdays\n#1 in town", want: "Hours Weekdays #1 in town"},
-		{name: "bullets", in: "- one\n* two\n+ three\n  - nested\n-5 degrees", want: "one two three nested -5 degrees"},
-		{name: "numbered list", in: "1. first\n2) second\n10. tenth\n3.5 hours", want: "first second tenth 3.5 hours"},
-		{name: "quotes", in: "> quoted\n>> nested\n> - listed", want: "quoted nested listed"},
-		{name: "rules", in: "above\n---\n***\nbelow", want: "above below"},
+		{name: "heading", in: "# Hours\n### Weekdays\n#1 in town", want: "Hours. Weekdays. number 1 in town"},
+		{name: "bullets", in: "- one\n* two\n+ three\n  - nested\n-5 degrees", want: "one, two, three, nested. -5 degrees"},
+		{name: "numbered list", in: "1. first\n2) second\n10. tenth\n3.5 hours", want: "first, second, tenth. 3.5 hours"},
+		{name: "quotes", in: "> quoted\n>> nested\n> - listed", want: "quoted nested. listed"},
+		{name: "rules", in: "above\n---\n***\nBelow", want: "above. Below"},
+		{name: "a paragraph before a lower-case word is a space", in: "above\n\nbelow", want: "above below"},
+		{name: "inline list", in: "Options: 1. Basic - $89 2. Deep - $149 3) Window", want: "Options: Basic, $89. Deep, $149. Window"},
+		{name: "not an inline list", in: "Step 1. Go to room 2. Then wait.", want: "Step 1. Go to room 2. Then wait."},
+		{name: "table", in: "| Day | Hours |\n|:---|---:|\n| Mon | 9-5 |\n| Sat | closed |\n\nOk", want: "Day, Hours. Mon, 9-5. Sat, closed. Ok"},
+		{name: "ranges", in: "9 a.m. - 5 p.m., Mon – Fri, 10–15 min, $50-$80, Paris–Lyon, pages 3 — 4", want: "9 a.m. to 5 p.m., Mon to Fri, 10 to 15 min, $50 to $80, Paris to Lyon, pages 3 to 4"},
+		{name: "separators", in: "Basic - $89 and Deep – $149 — or none -- really", want: "Basic, $89 and Deep, $149, or none, really"},
+		{name: "more, less, number", in: "for > 5 years, <3 days, #2, #sale, a > b, ≈ 4", want: "for more than 5 years, less than 3 days, number 2, sale, a b, about 4"},
+		{name: "stray brackets", in: "ok) (fine) done)", want: "ok (fine) done"},
 		{name: "link", in: "See [the hours](https://x.y/h?a=1) now.", want: "See the hours now."},
 		{name: "bracketed text without a target", in: "Say [yes] or [1]", want: "Say yes or 1"},
 		{name: "image", in: "Logo: ![alt text](a.png) done", want: "Logo: done"},
@@ -676,14 +725,15 @@ func TestClean(t *testing.T) {
 		{name: "empty object", in: "Empty {} ok.", want: "Empty ok."},
 		{name: "braces in prose are not a blob", in: "Use {name} here. Open { brace, and more words.", want: "Use name here. Open brace, and more words."},
 		{name: "emoji between words", in: "I❤NY 🎉🎉 ok 👍🏽.", want: "I NY ok."},
-		{name: "flags, keycaps and ZWJ sequences", in: "🇺🇸 1️⃣ 👨‍👩‍👧 #️⃣", want: "1 #"},
+		{name: "flags, keycaps and ZWJ sequences", in: "🇺🇸 1️⃣ 👨‍👩‍👧 #️⃣", want: "1"},
 		{name: "symbols read aloud stay", in: "72°F, 20℃, № 5, €5, $5, 50%", want: "72°F, 20℃, № 5, €5, $5, 50%"},
-		{name: "symbols not read aloud go", in: "Acme™ ©2024 ® → ★ •item", want: "Acme 2024 item"},
+		{name: "symbols not read aloud go, a bullet starts an item", in: "Acme™ ©2024 ® → ★ •item", want: "Acme 2024. item"},
 		{name: "controls and format characters", in: "a\u200db\u00adc\x00d\u200be\ufeff", want: "abcd e"},
 		{name: "invalid UTF-8", in: "ok\xff\xfe done", want: "ok done"},
 		{name: "whitespace", in: "  a\n\n b\t\tc\u00a0\u2003d  ", want: "a b c d"},
+		{name: "a blank line is a phrase break", in: "We open\n\nSee you", want: "We open. See you"},
 		{name: "no space before punctuation left by a dropped emoji", in: "booked 👍. Great 🎉!", want: "booked. Great!"},
-		{name: "not at a line start, markers are text", in: "a - b # c > d 1. e", want: "a - b # c > d 1. e"},
+		{name: "not at a line start, markers are shaped", in: "a - b # c > d 1. e", want: "a, b c d 1. e"},
 		{name: "nothing", in: "", want: ""},
 	}
 	for _, tt := range tests {
@@ -746,25 +796,38 @@ func FuzzChunker(f *testing.F) {
 		f.Add(tc.in, uint64(i), uint8(3))
 	}
 	f.Add(answer400, uint64(7), uint8(5))
+	f.Add(answerMarkdown, uint64(3), uint8(2))
+	for i, sc := range loadCorpus(f) {
+		f.Add(sc.In, uint64(i)*7, uint8(i%5))
+	}
 	f.Add("at 3.\xf0\x9f\x8e\x89 30 p.m. **x** [a](b) ``` {", uint64(1), uint8(1))
 	f.Fuzz(func(t *testing.T, in string, seed uint64, cutEvery uint8) {
-		clean := agent.Clean(in)
-		require.Equal(t, strings.TrimSpace(clean), clean, "Clean trims")
-		require.NotContains(t, clean, "  ", "Clean collapses spaces")
+		// The speech settings come from the seed: every combination is fuzzed.
+		cfg := agent.ChunkerConfig{
+			Ordinals: seed&1 != 0, SpellLinks: seed&2 != 0, NoLists: seed&4 != 0, NoSymbols: seed&8 != 0,
+			Languages: [][]string{nil, {"es"}, {"de", "en"}, {"fr"}}[seed>>4&3],
+		}
+		clean := agent.Shape(cfg, in)
+		require.Equal(t, strings.TrimSpace(clean), clean, "Shape trims")
+		require.NotContains(t, clean, "  ", "Shape collapses spaces")
+		require.NotContains(t, clean, "\n", "Shape has no phrase marks")
 
-		whole := chunkAll(agent.ChunkerConfig{}, []string{in})
+		whole := chunkAll(cfg, []string{in})
 		for _, l := range whole {
 			require.NotEmpty(t, l)
 			require.Equal(t, strings.TrimSpace(l), l, "line %q has spaces at an end", l)
 		}
-		require.Equal(t, noSpace(clean), noSpace(strings.Join(whole, "")), "lines hold Clean(in)")
-		require.Equal(t, whole, chunkAll(agent.ChunkerConfig{}, bytesOf(in)), "bytes")
-		require.Equal(t, whole, chunkAll(agent.ChunkerConfig{}, runesOf(in)), "runes")
+		checkPhrases(t, cfg, whole)
+		require.Equal(t, noSpace(clean), noSpace(strings.Join(whole, "")), "lines hold Shape(in)")
+		require.Equal(t, whole, chunkAll(cfg, bytesOf(in)), "bytes")
+		require.Equal(t, whole, chunkAll(cfg, runesOf(in)), "runes")
 		pieces := randomPieces(in, seed)
-		require.Equal(t, whole, chunkAll(agent.ChunkerConfig{}, pieces), "pieces %q", pieces)
+		require.Equal(t, whole, chunkAll(cfg, pieces), "pieces %q", pieces)
 
 		// With cuts.
-		c := agent.NewChunker(agent.ChunkerConfig{FirstMinWords: int(seed % 5), MaxPhrase: int(seed % 97)})
+		cutCfg := cfg
+		cutCfg.FirstMinWords, cutCfg.MaxPhrase = int(seed%5), int(seed%97)
+		c := agent.NewChunker(cutCfg)
 		var lines []string
 		for i, p := range pieces {
 			lines = append(lines, c.Push(p)...)
@@ -779,10 +842,10 @@ func FuzzChunker(f *testing.F) {
 			require.NotEmpty(t, l)
 			require.Equal(t, strings.TrimSpace(l), l, "line %q has spaces at an end", l)
 		}
-		require.Equal(t, noSpace(clean), noSpace(strings.Join(lines, "")), "lines with cuts hold Clean(in)")
+		require.Equal(t, noSpace(clean), noSpace(strings.Join(lines, "")), "lines with cuts hold Shape(in)")
 
 		// A broken stream says a prefix of the answer.
-		c = agent.NewChunker(agent.ChunkerConfig{})
+		c = agent.NewChunker(cfg)
 		lines = lines[:0]
 		for _, p := range pieces {
 			lines = append(lines, c.Push(p)...)
@@ -790,5 +853,74 @@ func FuzzChunker(f *testing.F) {
 		lines = append(lines, c.End(false)...)
 		require.True(t, strings.HasPrefix(noSpace(clean), noSpace(strings.Join(lines, ""))), "End(false) says a prefix")
 		require.True(t, utf8.ValidString(strings.Join(lines, "")))
+	})
+}
+
+// answerMarkdown is an answer in the chat style the shaper reshapes most: a list, a table,
+// emphasis, ranges, symbols.
+const answerMarkdown = "**Sure!** Here are our options:\n\n1. **Basic cleaning** - $89.99\n2. Deep cleaning – $149.50 (takes ~2 hours)\n3. Whitening - $250\n\n" +
+	"| Day | Hours |\n|---|---|\n| Mon–Fri | 9 a.m. - 5 p.m. |\n| Sat. | 10–2 |\n\n" +
+	"Your first visit could be on Tue., Dec. 3rd at 3:30 p.m. with Dr. Patel. Which option would you like?"
+
+// BenchmarkShaper streams a markdown answer of about 400 characters through a new Chunker,
+// token by token as a model sends it: the shaper's cost on the turn's hot path, with the
+// default settings and with every option on.
+func BenchmarkShaper(b *testing.B) {
+	toks := modelTokens(answerMarkdown)
+	for _, bc := range []struct {
+		name string
+		cfg  agent.ChunkerConfig
+	}{
+		{"default", agent.ChunkerConfig{}},
+		{"all options", agent.ChunkerConfig{Ordinals: true, SpellLinks: true, Languages: []string{"en", "es"}}},
+		{"shaper off", agent.ChunkerConfig{NoLists: true, NoSymbols: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportMetric(float64(len(toks)), "tokens")
+			b.SetBytes(int64(len(answerMarkdown)))
+			b.ReportAllocs()
+			for b.Loop() {
+				c := agent.NewChunker(bc.cfg)
+				for _, t := range toks {
+					c.Push(t)
+				}
+				c.End(true)
+			}
+		})
+	}
+}
+
+// FuzzShaperKeepsWords streams prose (letters, spaces, newlines and the marks ". , ! ? '")
+// through the shaper and chunker under the speech settings that add no words of their own
+// (spelled links and ordinals do, and a dash between days becomes "to"): whatever it
+// reshapes, it loses, repeats and reorders no letter; the phrases hold exactly the letters
+// of the answer.
+func FuzzShaperKeepsWords(f *testing.F) {
+	f.Add([]byte("Sure. We have Tuesday open, and Wednesday too! Is that ok?"), uint64(0))
+	f.Add([]byte("Mon. Tue.\n\nOne\nTwo three\nDr. Lee, e.g. no. O'Neil!"), uint64(5))
+	const alphabet = "abcdefghijklmnopqrstuvwxyzADEMNOST     \n.,!?'"
+	f.Fuzz(func(t *testing.T, raw []byte, seed uint64) {
+		in := make([]byte, len(raw))
+		for i, b := range raw {
+			if strings.IndexByte(alphabet, b) < 0 {
+				b = alphabet[int(b)%len(alphabet)] // the seeds read as written
+			}
+			in[i] = b
+		}
+		cfg := agent.ChunkerConfig{
+			NoLists: seed&4 != 0, NoSymbols: seed&8 != 0,
+			Languages: [][]string{nil, {"es"}, {"de", "en"}, {"fr"}}[seed>>4&3],
+		}
+		letters := func(s string) string {
+			return strings.Map(func(r rune) rune {
+				if unicode.IsLetter(r) {
+					return r
+				}
+				return -1
+			}, s)
+		}
+		lines := chunkAll(cfg, randomPieces(string(in), seed))
+		require.Equal(t, letters(string(in)), letters(strings.Join(lines, " ")), "lines %q", lines)
+		checkPhrases(t, cfg, lines)
 	})
 }

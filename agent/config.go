@@ -184,6 +184,17 @@ func (c Config) forAgent(s prompts.Settings) Config {
 	if s.StallLine != "" {
 		c.StallLine = s.StallLine
 	}
+	sp := s.Speech
+	if len(sp.Languages) > 0 {
+		c.Chunker.Languages = sp.Languages
+	}
+	c.Chunker.NoLists = c.Chunker.NoLists || sp.NoLists
+	c.Chunker.NoSymbols = c.Chunker.NoSymbols || sp.NoSymbols
+	c.Chunker.Ordinals = c.Chunker.Ordinals || sp.Ordinals
+	c.Chunker.SpellLinks = c.Chunker.SpellLinks || sp.SpellLinks
+	if sp.Breath > 0 {
+		c.Chunker.MaxPhrase = sp.Breath
+	}
 	return c
 }
 

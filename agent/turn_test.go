@@ -470,3 +470,24 @@ func TestFirstLineCutWhileModelPauses(t *testing.T) {
 		assert.Equal(t, agent.OutcomeAnswered, h.lastStats().Outcome)
 	})
 }
+
+// A model streaming at 400 ms per token used to have its first line cut by the first-line
+// deadline (FirstCut) after its first word: the caller heard "Of", and "course." 200 ms later
+// (issue 10). A first line is never a lone word: the deadline waits for a second word, and a
+// finished sentence goes out as soon as it is finished.
+func TestFirstCutNeverSpeaksALoneWord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const text = "Of course. I can book you in for Tuesday. Thanks!"
+		llm := newScripted(map[string][]step{"primary": say(text, 300*time.Millisecond, 400*time.Millisecond)})
+		h := newHarness(t, agent.Config{}, llm, false)
+		got := h.respond(t.Context(), message("c1", "e1", "Can you book me in?"))
+		require.NotEmpty(t, got)
+		assert.Equal(t, []string{"Of course.", "I can book you in for Tuesday. Thanks!"}, texts(got))
+		// " course." arrives at 300 + 400 ms; the deadline, 600 ms after the first token,
+		// says the finished sentence.
+		assert.Equal(t, 900*time.Millisecond, got[0].at)
+		for _, l := range got {
+			assert.Greater(t, len(strings.Fields(l.text)), 1, "lone word %q", l.text)
+		}
+	})
+}

@@ -32,7 +32,29 @@ type Settings struct {
 	Vars           map[string]string // default template variables; a line's vars override them
 	Tools          []Tool
 	EndCall        bool // the agent may end calls: the model is offered the built-in end_call tool
+	Speech         Speech
 }
+
+// Speech is how an agent's answers are shaped for its voice (docs/speech.md); the zero value
+// is the default: lists and symbols shaped, English, no ordinals, links left as written.
+type Speech struct {
+	Languages  []string // codes from SpeechLanguages; the first speaks
+	NoLists    bool     // lists: false
+	NoSymbols  bool     // symbols: false
+	Ordinals   bool
+	SpellLinks bool
+	Breath     int // runes; 0 = the brain's default
+}
+
+// SpeechLanguages are the codes speech.languages accepts.
+var SpeechLanguages = []string{"de", "en", "es", "fr"}
+
+// Breath limits: a phrase shorter than a few words would chop every sentence; one longer than
+// Saperly's line would never be split.
+const (
+	MinBreath = 40
+	MaxBreath = 400
+)
 
 // EndCallTool is the name of the built-in tool offered to agents with end_call: true. No tool
 // in a front matter may take it.
@@ -148,6 +170,16 @@ type frontMatter struct {
 	Vars           map[string]string `yaml:"vars"`
 	Tools          []toolSpec        `yaml:"tools"`
 	EndCall        bool              `yaml:"end_call"`
+	Speech         speechSpec        `yaml:"speech"`
+}
+
+type speechSpec struct {
+	Languages  []string `yaml:"languages"`
+	Lists      *bool    `yaml:"lists"`
+	Symbols    *bool    `yaml:"symbols"`
+	Ordinals   bool     `yaml:"ordinals"`
+	SpellLinks bool     `yaml:"spell_links"`
+	Breath     int      `yaml:"breath"`
 }
 
 type toolSpec struct {
@@ -163,6 +195,7 @@ type toolSpec struct {
 var (
 	frontMatterKeys = yamlKeys(frontMatter{})
 	toolKeys        = yamlKeys(toolSpec{})
+	speechKeys      = yamlKeys(speechSpec{})
 
 	// identRe is what a template can reach as .Vars.<name>.
 	identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -254,6 +287,14 @@ func (a *Agent) parseSettings(path, fm string) []*FileError {
 			}
 		}
 	}
+	if sp := valueOf(root, "speech"); sp != nil {
+		if sp.Kind != yaml.MappingNode {
+			errs = append(errs, fileErr(path, sp.Line+offset, "speech: must be key: value settings (languages, lists, symbols, ordinals, spell_links, breath)"))
+		} else {
+			_, kerrs := checkKeys(path, sp, speechKeys, "speech key", offset)
+			errs = append(errs, kerrs...)
+		}
+	}
 	var fmv frontMatter
 	if err := root.Decode(&fmv); err != nil {
 		errs = append(errs, decodeErrors(path, err, offset)...)
@@ -288,12 +329,46 @@ func (a *Agent) parseSettings(path, fm string) []*FileError {
 			errs = append(errs, fileErr(path, lineOfItem(root, "holding_phrases", i, offset), "holding_phrases: entry %d is empty", i+1))
 		}
 	}
+	s.Speech, errs = parseSpeech(path, root, fmv.Speech, offset, errs)
 	errs = append(errs, checkVarNames(path, valueOf(root, "vars"), offset)...)
 	tools, terrs := parseTools(path, valueOf(root, "tools"), fmv.Tools, offset)
 	errs = append(errs, terrs...)
 	s.Tools = tools
 	a.Settings = s
 	return errs
+}
+
+// parseSpeech checks the speech settings.
+func parseSpeech(path string, root *yaml.Node, sp speechSpec, offset int, errs []*FileError) (Speech, []*FileError) {
+	s := Speech{Ordinals: sp.Ordinals, SpellLinks: sp.SpellLinks, Breath: sp.Breath}
+	s.NoLists = sp.Lists != nil && !*sp.Lists
+	s.NoSymbols = sp.Symbols != nil && !*sp.Symbols
+	node := valueOf(root, "speech")
+	at := func(key string) int {
+		if node != nil {
+			if l, ok := keyLines(node, offset)[key]; ok {
+				return l
+			}
+			return node.Line + offset
+		}
+		return 0
+	}
+	for i, l := range sp.Languages {
+		code := strings.ToLower(strings.TrimSpace(l))
+		if !slices.Contains(SpeechLanguages, code) {
+			line := at("languages")
+			if n := valueOf(node, "languages"); n != nil && i < len(n.Content) {
+				line = n.Content[i].Line + offset
+			}
+			errs = append(errs, fileErr(path, line, "speech.languages: %q is not a known language (known: %s)", l, strings.Join(SpeechLanguages, ", ")))
+			continue
+		}
+		s.Languages = append(s.Languages, code)
+	}
+	if s.Breath != 0 && (s.Breath < MinBreath || s.Breath > MaxBreath) {
+		errs = append(errs, fileErr(path, at("breath"), "speech.breath %d: must be between %d and %d characters (or left out for the default)", s.Breath, MinBreath, MaxBreath))
+	}
+	return s, errs
 }
 
 // loadLocation accepts IANA names only: "Local" would make a prompt depend on the host.

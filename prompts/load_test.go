@@ -216,6 +216,41 @@ Welcome to {{.Vars.shop}} on floor {{.Vars.floor}}.
 			wantErrs: []string{`bad.md:3: unknown front matter key "greeting" (known: model, temperature,`},
 		},
 		{
+			name: "speech settings",
+			files: map[string]string{
+				"default.md": plainDefault,
+				"es.md":      "---\nspeech:\n  languages: [es, EN]\n  lists: false\n  symbols: false\n  ordinals: true\n  spell_links: true\n  breath: 90\n---\nHola.\n",
+			},
+			check: func(t *testing.T, lib *prompts.Library) {
+				a, ok := lib.Agent("es")
+				require.True(t, ok)
+				assert.Equal(t, prompts.Speech{
+					Languages: []string{"es", "en"}, NoLists: true, NoSymbols: true, Ordinals: true, SpellLinks: true, Breath: 90,
+				}, a.Settings.Speech)
+				assert.Equal(t, prompts.Speech{}, lib.Default().Settings.Speech, "left out: the defaults")
+			},
+		},
+		{
+			name:  "bad speech settings",
+			files: map[string]string{"bad.md": "---\nspeech:\n  languages:\n    - en\n    - klingon\n  breath: 10\n  voice: loud\n---\nHi.\n"},
+			wantErrs: []string{
+				`bad.md:7: unknown speech key "voice" (known: languages, lists, symbols, ordinals, spell_links, breath)`,
+			},
+		},
+		{
+			name:  "bad speech values",
+			files: map[string]string{"bad.md": "---\nspeech:\n  languages:\n    - en\n    - klingon\n  breath: 10\n---\nHi.\n"},
+			wantErrs: []string{
+				`bad.md:5: speech.languages: "klingon" is not a known language (known: de, en, es, fr)`,
+				`bad.md:6: speech.breath 10: must be between 40 and 400 characters`,
+			},
+		},
+		{
+			name:     "speech is a mapping",
+			files:    map[string]string{"bad.md": "---\nspeech: yes\n---\nHi.\n"},
+			wantErrs: []string{`bad.md:2: speech: must be key: value settings`},
+		},
+		{
 			name:     "wrong type",
 			files:    map[string]string{"bad.md": "---\ntemperature: warm\n---\nHi.\n"},
 			wantErrs: []string{"bad.md:2: cannot unmarshal !!str `warm` into float32"},

@@ -24,6 +24,7 @@ const (
 
 const usage = `Usage:
   callsim say [flags] "what the caller says" ["what they say next" ...]
+  callsim say --voice DIR "what the caller says"   (hear it: one WAV per line, espeak-ng)
   callsim event --kind KIND [flags]
   callsim api [--addr 127.0.0.1:8091] [--key KEY]
   callsim play [--url U] [--secret S | --lines lines.yaml] [--junit FILE] [--time-scale X] SCRIPT|DIR ...
@@ -148,6 +149,8 @@ func say(ctx context.Context, args []string, getenv func(string) string, stdout,
 	c.register(fs, getenv)
 	end := fs.Bool("end", false, "send call_ended after the last answer")
 	bargeIn := fs.Int("barge-in", -1, "talk over each answer after `N` lines: hang up, then send interrupted with what was heard")
+	voiceDir := fs.String("voice", "", "speak each line with espeak-ng into a WAV file of its own in `DIR` (DIR/01-01.wav, …, DIR/phrases.txt)")
+	voiceName := fs.String("espeak-voice", "en-us", "the espeak-ng `voice` for --voice (espeak-ng --voices lists them)")
 	texts, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -155,6 +158,12 @@ func say(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(texts) == 0 {
 		fs.Usage()
 		return usagef("say: nothing to say")
+	}
+	var vo *voice
+	if *voiceDir != "" {
+		if vo, err = newVoice(*voiceDir, *voiceName); err != nil {
+			return err
+		}
 	}
 	client := c.client(getenv)
 
@@ -180,6 +189,13 @@ func say(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		if err := check("message", res, err); err != nil {
 			return err
+		}
+		if vo != nil {
+			paths, err := vo.speak(ctx, answerLines(res))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "voice: %s in %s\n", plural(len(paths), "WAV file"), *voiceDir)
 		}
 		if res.Cut {
 			heard := res.Text()
@@ -290,17 +306,22 @@ func check(kind string, res *saperly.Result, err error) error {
 // printAnswer prints what the caller hears, one line per spoken line with its arrival time,
 // and a summary.
 func printAnswer(w io.Writer, res *saperly.Result) {
-	lines := res.Lines
-	if !isNDJSON(res.ContentType) {
-		// A plain JSON answer is one line, spoken when the whole body has arrived.
-		if text := spoken(res.Body); text != "" {
-			lines = []saperly.Line{{Text: text, At: res.Elapsed}}
-		}
-	}
+	lines := answerLines(res)
 	for _, l := range lines {
 		fmt.Fprintf(w, "+%5dms  %s\n", l.At.Milliseconds(), l.Text)
 	}
 	fmt.Fprintln(w, summary(lines, res.Elapsed))
+}
+
+// answerLines are the lines the caller hears of an answer.
+func answerLines(res *saperly.Result) []saperly.Line {
+	if !isNDJSON(res.ContentType) {
+		// A plain JSON answer is one line, spoken when the whole body has arrived.
+		if text := spoken(res.Body); text != "" {
+			return []saperly.Line{{Text: text, At: res.Elapsed}}
+		}
+	}
+	return res.Lines
 }
 
 func summary(lines []saperly.Line, total time.Duration) string {
