@@ -190,6 +190,18 @@ type TurnStats struct {
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"
 	Budget              string
 	Outcome             string
+
+	// For recording (OnTurn): the delivery answered, which of the turn's lines (0-based) were
+	// holding phrases, and the tool calls made, in order. Nil when there were none.
+	DeliveryID string
+	HoldLines  []int
+	Tools      []ToolUse
+}
+
+// ToolUse is one tool call of a turn, as the model asked for it.
+type ToolUse struct {
+	Name string
+	Args string // JSON, as the model sent it
 }
 
 // Turn outcomes.

@@ -149,6 +149,9 @@ func (t *turn) run(ctx context.Context) error {
 	if t.rec != nil {
 		t.rec.close()
 	}
+	for _, e := range t.tools {
+		t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs})
+	}
 	t.commit(ctx)
 	return err
 }
@@ -525,6 +528,7 @@ func (t *turn) hold() {
 	}
 	t.holdUses[best]++
 	t.stats.Holds++
+	t.stats.HoldLines = append(t.stats.HoldLines, len(t.spoken)-1)
 	t.holdsSinceLine++
 	if t.modelLines == 0 {
 		t.heldFirst = true

@@ -59,6 +59,21 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	warnLineSecrets(lib.Current(), getenv, log)
 
+	rec, stopRecorder, err := startRecorder(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopRecorder() // after the drain below: the last deliveries are captured first
+	var onDelivery func(agent.DeliveryRecord)
+	if rec != nil {
+		onDelivery = rec.OnDelivery
+		if prev := cfg.Agent.OnTurn; prev != nil {
+			cfg.Agent.OnTurn = func(s agent.TurnStats) { prev(s); rec.OnTurn(s) }
+		} else {
+			cfg.Agent.OnTurn = rec.OnTurn
+		}
+	}
+
 	primary, fallback := models(cfg, log)
 	cfg.Agent.Getenv = getenv // tool headers name the variables that hold their values
 	ag := agent.New(cfg.Agent, agent.Deps{
@@ -72,9 +87,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	global := cfg.secrets(transport.DevSecret)
 	srv := transport.New(transport.Config{
-		Secrets: func(lineID string) []string { return lineSecrets(lib.Current(), lineID, global, getenv) },
-		Ready:   store.Ping,
-		LogText: cfg.LogText,
+		Secrets:    func(lineID string) []string { return lineSecrets(lib.Current(), lineID, global, getenv) },
+		Ready:      store.Ping,
+		LogText:    cfg.LogText,
+		OnDelivery: onDelivery,
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
