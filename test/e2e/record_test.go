@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/callbrain/callbrain/test/mockllm"
+	"github.com/callbrain/callbrain/test/saperly"
+)
+
+// replicaOf starts a second brain on a's Redis and model, answering a's line with a's
+// secret: a replica behind the same load balancer.
+func replicaOf(t *testing.T, a *brain, model string, env map[string]string) *brain {
+	t.Helper()
+	e := map[string]string{"SAPERLY_WEBHOOK_SECRET": a.Secret}
+	for k, v := range env {
+		e[k] = v
+	}
+	b := startBrain(t, brainConfig{Redis: sharedRedisURL(t), Model: model, Env: e})
+	b.Secret, b.Line = a.Secret, a.Line
+	b.client = &saperly.Client{URL: b.URL, Secret: a.Secret}
+	return b
+}
+
+// waitScripts waits until the directories hold at least one script, and returns every script
+// they hold, by file name.
+func waitScripts(t *testing.T, dirs ...string) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		found := map[string]string{}
+		for _, dir := range dirs {
+			names, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+			require.NoError(t, err)
+			for _, n := range names {
+				data, err := os.ReadFile(n)
+				require.NoError(t, err)
+				found[n] = string(data)
+			}
+		}
+		if len(found) > 0 {
+			return found
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recorded script in %v within 30s", dirs)
+		}
+		time.Sleep(poll)
+	}
+}
+
+// recorded is the part of a recorded script the test reads.
+type recorded struct {
+	Name     string `yaml:"name"`
+	LineID   string `yaml:"line_id"`
+	From     string `yaml:"from"`
+	To       string `yaml:"to"`
+	Recorded struct {
+		Agent         string `yaml:"agent"`
+		PromptVersion string `yaml:"prompt_version"`
+	} `yaml:"recorded"`
+	Turns []map[string]any `yaml:"turns"`
+}
+
+// TestRecordingAcrossReplicas: with BRAIN_RECORD on two brains sharing Redis, a call that
+// starts on A, is answered by A and B in turn (a barge-in, a retry replayed by the other
+// replica) and ends on B is written once, as one script holding every event and answer in
+// order. Without BRAIN_RECORD_TEXT the caller's words and numbers are not in it; with it, the
+// words are.
+func TestRecordingAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	for _, text := range []bool{false, true} {
+		name := "text off"
+		if text {
+			name = "text on"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			recordAcrossReplicas(t, text)
+		})
+	}
+}
+
+func recordAcrossReplicas(t *testing.T, keepText bool) {
+	m := startMock(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	env := func(dir string) map[string]string {
+		e := map[string]string{"BRAIN_RECORD": "dir:" + dir}
+		if keepText {
+			e["BRAIN_RECORD_TEXT"] = "1"
+		}
+		return e
+	}
+	a := startBrain(t, brainConfig{Redis: sharedRedisURL(t), Model: m.URL + "/v1", Env: env(dirA)})
+	b := replicaOf(t, a, m.URL+"/v1", env(dirB))
+	onA := newCall(a)
+	onB := &call{b: b, ID: onA.ID}
+
+	const (
+		from   = "+14155550123"
+		to     = "+18005550199"
+		said1  = "Hi, I'd like to book a cleaning."
+		said2  = "Do you have anything on Friday?"
+		said3  = "Friday at nine then."
+		reply1 = "Sure, I can help with that. When would you like to come in?"
+		reply3 = "Done, you're booked for Friday at nine."
+	)
+	start := onA.event("call_started")
+	start["from_number"], start["to_number"], start["direction"] = from, to, "inbound"
+	onA.ack(t, start)
+
+	m.script(t, mockllm.Behavior{Reply: reply1})
+	_, res1 := onA.say(t, said1)
+
+	// On B, talked over after the first line; Saperly reports what was heard on A.
+	m.script(t, mockllm.Behavior{Reply: bargeInReply, TokenDelay: 150 * time.Millisecond})
+	ev2 := onB.message(said2)
+	res2, err := onB.send(t, ev2, saperly.WithCloseAfter(1))
+	require.NoError(t, err)
+	require.True(t, res2.Cut)
+	require.Len(t, res2.Lines, 1)
+	heard := strings.Join(strings.Fields(res2.Lines[0].Text)[:2], " ")
+	in := onA.event("interrupted")
+	in["partial_response_text"] = heard
+	onA.ack(t, in)
+	b.turnLine(t, ev2["event_id"].(string)) // the cut turn is closed before the caller speaks again
+
+	// On B, answered; Saperly retries it on A, which replays B's answer.
+	m.script(t, mockllm.Behavior{Reply: reply3})
+	ev3, res3 := onB.say(t, said3)
+	retry, err := onA.send(t, ev3, saperly.WithAttempt(2))
+	checkSpoken(t, retry, err)
+	assert.Equal(t, texts(res3), texts(retry))
+
+	end := onB.event("call_ended")
+	end["status"] = "completed"
+	onB.ack(t, end)
+
+	scripts := waitScripts(t, dirA, dirB)
+	require.Len(t, scripts, 1, "one script for the call, whichever replica wrote it")
+	var file, raw string
+	for f, s := range scripts {
+		file, raw = f, s
+	}
+	assert.Contains(t, filepath.Base(file), onA.ID)
+	var sc recorded
+	require.NoError(t, yaml.Unmarshal([]byte(raw), &sc), raw)
+
+	var kinds []string
+	for _, turn := range sc.Turns {
+		for _, k := range []string{"start", "say", "hangup", "status", "send", "sms"} {
+			if _, ok := turn[k]; ok {
+				kinds = append(kinds, k)
+			}
+		}
+	}
+	require.Equal(t, []string{"start", "say", "say", "say", "hangup"}, kinds, raw)
+	assert.Equal(t, a.Line, sc.LineID)
+	assert.Equal(t, "+15550000001", sc.From)
+	assert.Equal(t, "+15550000002", sc.To)
+	assert.NotEmpty(t, sc.Recorded.PromptVersion)
+	assert.NotContains(t, raw, from)
+	assert.NotContains(t, raw, to)
+
+	say2, say3 := sc.Turns[2], sc.Turns[3]
+	bargeIn, _ := say2["barge_in"].(map[string]any)
+	require.NotNil(t, bargeIn, "the barge-in on B, reported on A: %s", raw)
+	assert.Equal(t, 1, bargeIn["after_lines"])
+	retryOf3, _ := say3["retry"].(map[string]any)
+	require.NotNil(t, retryOf3, "the retry on A of the message answered on B: %s", raw)
+	assert.Equal(t, "after", retryOf3["when"])
+
+	answerText := func(turn map[string]any) []string {
+		ans, _ := turn["answer"].(map[string]any)
+		lines, _ := ans["lines"].([]any)
+		var out []string
+		for _, l := range lines {
+			lm, _ := l.(map[string]any)
+			s, _ := lm["text"].(string)
+			out = append(out, s)
+		}
+		return out
+	}
+	if keepText {
+		assert.Equal(t, said1, sc.Turns[1]["say"])
+		assert.Equal(t, said2, say2["say"])
+		assert.Equal(t, said3, say3["say"])
+		assert.Equal(t, heard, bargeIn["heard"])
+		assert.Equal(t, texts(res1), answerText(sc.Turns[1]))
+		assert.Equal(t, texts(res3), answerText(say3), "the answer B gave, not A's replay")
+		return
+	}
+	for _, personal := range []string{said1, said2, said3, "cleaning", "Friday", heard, "booked"} {
+		assert.NotContains(t, raw, personal)
+	}
+	assert.Equal(t, "<utterance 1, 32 chars>", sc.Turns[1]["say"])
+	assert.Len(t, answerText(sc.Turns[1]), len(res1.Lines), "the answer's shape is kept")
+}
