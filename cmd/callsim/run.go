@@ -26,6 +26,7 @@ const usage = `Usage:
   callsim say [flags] "what the caller says" ["what they say next" ...]
   callsim event --kind KIND [flags]
   callsim api [--addr 127.0.0.1:8091] [--key KEY]
+  callsim record pull [--redis URL] [--since ID|TIME|AGE] [--out DIR]
 
 callsim plays Saperly against a running brain. Every delivery is signed as Saperly signs it
 (PROTOCOL §1.2); every spoken line is printed with its arrival time since the event was sent:
@@ -41,6 +42,8 @@ starts a new call (call_started) and prints its id, so a later say --call ID con
 
 api serves a stand-in for Saperly's REST API (hang-ups, SMS sends) and prints each request, so
 an agent's end_call can be tried locally: point the brain's SAPERLY_API_BASE at the URL it prints.
+
+record pull fetches the call scripts a deployment recorded (BRAIN_RECORD) from its Redis.
 
 event sends any other event: call_started, interrupted, call_ended, sms_received, test,
 call_incoming and call_outgoing (these two go to the status callback URL), or any other kind.
@@ -71,6 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return event(ctx, args[1:], getenv, stdout, stderr)
 	case "api":
 		return api(ctx, args[1:], stdout, stderr)
+	case "record":
+		return record(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
