@@ -21,8 +21,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/callbrain/callbrain/transport"
@@ -71,6 +73,10 @@ type Result struct {
 	DeliveryID string
 	// Elapsed is when the answer ended (or was cut), since the request was sent.
 	Elapsed time.Duration
+	// Sent is when the request, body included, had been written, since it was sent: the
+	// end of the POST, from which a caller's wait for the first line is measured (0 when the
+	// request was never written).
+	Sent time.Duration
 	// Cut reports that the client closed the connection after WithCloseAfter lines.
 	Cut bool
 }
@@ -159,6 +165,15 @@ func (c *Client) Send(ctx context.Context, path string, body any, opts ...Option
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var start time.Time
+	var sent atomic.Int64 // written by the transport's goroutine
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				sent.Store(int64(time.Since(start)))
+			}
+		},
+	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.URL, "/")+path, bytes.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
@@ -184,13 +199,13 @@ func (c *Client) Send(ctx context.Context, path string, body any, opts ...Option
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	start := time.Now()
+	start = time.Now()
 	res, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("post %s: %w", path, err)
 	}
 	defer res.Body.Close()
-	r := &Result{Status: res.StatusCode, ContentType: res.Header.Get("Content-Type"), DeliveryID: d.id}
+	r := &Result{Status: res.StatusCode, ContentType: res.Header.Get("Content-Type"), DeliveryID: d.id, Sent: time.Duration(sent.Load())}
 	if mt, _, _ := mime.ParseMediaType(r.ContentType); mt != "application/x-ndjson" {
 		r.Body, err = io.ReadAll(io.LimitReader(res.Body, maxBody))
 		r.Elapsed = time.Since(start)

@@ -271,6 +271,9 @@ func TestReadsNDJSONWithArrivalTimes(t *testing.T) {
 		}
 	}
 	assert.GreaterOrEqual(t, res.Elapsed, res.Lines[2].At)
+	// The POST was written before any line of the answer could arrive.
+	assert.Positive(t, res.Sent)
+	assert.Less(t, res.Sent, res.Lines[0].At)
 }
 
 func TestPlainAnswers(t *testing.T) {
