@@ -24,8 +24,9 @@ type recScript struct {
 	Turns     []recTurn
 
 	callID  string
-	ended   bool // call_ended was received
-	dropped int  // captures lost to a full queue: the script may miss some of the call
+	ended   bool     // call_ended was received
+	dropped int      // captures lost to a full queue: the script may miss some of the call
+	notes   []string // what the format could not express, for the file's head comment
 }
 
 // recTurn is one turn: Kind is "start", "say", "status", "sms", "send" or "hangup".
@@ -204,7 +205,80 @@ func assembleScript(callID string, caps []capture) (*recScript, bool) {
 	for n, s := range sayList {
 		answer(sc, s, turns, n+1)
 	}
+	sc.fit()
 	return sc, true
+}
+
+// maxScriptDuration is the longest duration a script may hold (docs/scripts.md).
+const maxScriptDuration = time.Hour
+
+// fit makes the script one the format accepts, noting what it had to change: a say turn has
+// at most one of barge_in, retry and duplicate; start comes first (after status callbacks)
+// and hangup last; no duration is over an hour; a say has words.
+func (sc *recScript) fit() {
+	for i := range sc.Turns {
+		t := &sc.Turns[i]
+		if t.Kind != "say" {
+			continue
+		}
+		if t.BargeIn != nil && (t.Retry != nil || t.Duplicate) || t.Retry != nil && t.Duplicate {
+			var dropped []string
+			if t.BargeIn != nil && t.Retry != nil {
+				dropped = append(dropped, "a retry")
+				t.Retry = nil
+			}
+			if t.Duplicate {
+				dropped = append(dropped, "a duplicate delivery")
+				t.Duplicate = false
+			}
+			sc.notes = append(sc.notes, fmt.Sprintf("turn %d also had %s, which a turn with a barge-in or retry cannot express.",
+				i+1, strings.Join(dropped, " and ")))
+		}
+		if strings.TrimSpace(t.Text) == "" {
+			t.Text = "<no words>"
+		}
+		clamp := func(d *time.Duration) { *d = min(*d, maxScriptDuration) }
+		clamp(&t.Think)
+		if b := t.BargeIn; b != nil {
+			clamp(&b.After)
+			clamp(&b.Late)
+		}
+		if r := t.Retry; r != nil {
+			clamp(&r.After)
+		}
+		if a := t.Answer; a != nil {
+			for j := range a.Lines {
+				clamp(&a.Lines[j].At)
+			}
+		}
+	}
+	for i := range sc.Turns {
+		sc.Turns[i].Think = min(sc.Turns[i].Think, maxScriptDuration)
+	}
+	// start after the leading status callbacks, hangup last: events that arrived out of that
+	// order (a status callback after call_ended) are moved, and the file says so.
+	first := 0
+	for first < len(sc.Turns) && sc.Turns[first].Kind == "status" {
+		first++
+	}
+	for i := first + 1; i < len(sc.Turns); i++ {
+		if sc.Turns[i].Kind == "start" {
+			t := sc.Turns[i]
+			copy(sc.Turns[first+1:i+1], sc.Turns[first:i])
+			sc.Turns[first] = t
+			sc.notes = append(sc.notes, "call_started arrived after other events: moved first.")
+			break
+		}
+	}
+	for i := 0; i < len(sc.Turns)-1; i++ {
+		if sc.Turns[i].Kind == "hangup" {
+			t := sc.Turns[i]
+			copy(sc.Turns[i:], sc.Turns[i+1:])
+			sc.Turns[len(sc.Turns)-1] = t
+			sc.notes = append(sc.notes, "events arrived after call_ended: moved before it.")
+			break
+		}
+	}
 }
 
 // interruptTarget is the answer an interrupted event is about: the latest cut answer not yet

@@ -95,8 +95,8 @@ func fullCall(c callRig) (a, b []any) {
 	retry5 := c.delivery(EventMessage, "e5", "d5b", 10200, 11000, lineAt{"Goodbye!", 100})
 	retry5.Event.Text, retry5.Event.Delivery.Attempt = "Never mind, bye.", 2
 	turn5b := TurnStats{CallID: c.callID, EventID: "e5", DeliveryID: "d5b", Replayed: true, Outcome: OutcomeReplayed}
-	dup5 := c.delivery(EventMessage, "e5", "d5", 11100, 11101)
-	dup5.Status, dup5.Outcome = 409, "rejected"
+	dup1 := c.delivery(EventMessage, "e1", "d1", 11100, 11101) // Saperly sent say1's delivery twice
+	dup1.Status, dup1.Outcome = 409, "rejected"
 	in4 := c.delivery(EventInterrupted, "e-in4", "d-in4", 10500, 10501) // about say4, after say5 was sent
 	in4.Event.PartialText = "Your order"
 
@@ -108,7 +108,7 @@ func fullCall(c callRig) (a, b []any) {
 	endRetry := c.delivery(EventCallEnded, "e-end", "d-end2", 12100, 12101)
 
 	a = []any{start, turn1, say1, turn3, say3, turn4, say4, turn5, say5, status, end}
-	b = []any{turn2, say2, in2, turn3b, retry3, in4, turn5b, retry5, dup5, endRetry}
+	b = []any{turn2, say2, in2, turn3b, retry3, in4, turn5b, retry5, dup1, endRetry}
 	return a, b
 }
 
@@ -182,6 +182,7 @@ func TestAssembleScript(t *testing.T) {
 	assert.Equal(t, []toolCap{{Name: "order_status", Args: `{"order":"12345"}`}}, say1.Answer.Tools)
 	assert.Nil(t, say1.BargeIn)
 	assert.Nil(t, say1.Retry)
+	assert.True(t, say1.Duplicate, "the refused duplicate delivery, whenever it came")
 
 	say2 := sc.Turns[2]
 	require.NotNil(t, say2.BargeIn, "cut, then interrupted: a barge-in")
@@ -202,7 +203,8 @@ func TestAssembleScript(t *testing.T) {
 
 	say5 := sc.Turns[5]
 	assert.Equal(t, recRetry{When: "streaming", After: 200 * time.Millisecond}, *say5.Retry)
-	assert.True(t, say5.Duplicate)
+	assert.False(t, say5.Duplicate)
+	assert.Empty(t, sc.notes, "everything was expressible")
 	assert.True(t, say5.Answer.EndedCall)
 	assert.Equal(t, 400*time.Millisecond, say5.Think, "from say4's end, not from the late interrupted event")
 
@@ -255,6 +257,40 @@ func TestAssembleScriptEdges(t *testing.T) {
 				require.Len(t, sc.Turns, 1)
 				assert.Equal(t, &recBargeIn{After: 700 * time.Millisecond}, sc.Turns[0].BargeIn)
 				assert.False(t, sc.ended)
+			},
+		},
+		{
+			name: "what the format cannot express is moved or left out, and noted",
+			reports: func() []any {
+				say := c.delivery(EventMessage, "e1", "d1", 100, 300)
+				say.Event.Text = "hi"
+				retry := c.delivery(EventMessage, "e1", "d1b", 400, 500)
+				dup := c.delivery(EventMessage, "e1", "d1", 600, 601)
+				dup.Status = 409
+				end := c.delivery(EventCallEnded, "e2", "d2", 700, 701)
+				status := c.delivery(EventCallIncoming, "e3", "d3", 800, 801)
+				status.Event.Delivery.Callback = true
+				late := c.delivery(EventCallStarted, "e4", "d4", 900, 901) // call_started last of all
+				return []any{say, retry, dup, end, status, late}
+			}(),
+			check: func(t *testing.T, sc *recScript) {
+				var kinds []string
+				for _, tr := range sc.Turns {
+					kinds = append(kinds, tr.Kind)
+				}
+				assert.Equal(t, []string{"start", "say", "status", "hangup"}, kinds)
+				assert.NotNil(t, sc.Turns[1].Retry)
+				assert.False(t, sc.Turns[1].Duplicate, "at most one of barge_in, retry and duplicate")
+				assert.Len(t, sc.notes, 3)
+			},
+		},
+		{
+			name: "a message without words still makes a say turn",
+			reports: func() []any {
+				return []any{c.delivery(EventMessage, "e1", "d1", 0, 100)}
+			}(),
+			check: func(t *testing.T, sc *recScript) {
+				assert.Equal(t, "<no words>", sc.Turns[0].Text)
 			},
 		},
 		{

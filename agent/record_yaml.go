@@ -63,6 +63,7 @@ func (sc *recScript) comment() string {
 	if sc.dropped > 0 {
 		lines = append(lines, fmt.Sprintf("Incomplete: %d captures were dropped (the recording queue was full).", sc.dropped))
 	}
+	lines = append(lines, sc.notes...)
 	return strings.Join(lines, "\n")
 }
 
