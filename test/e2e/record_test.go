@@ -9,8 +9,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callbrain/callbrain/session"
+	"github.com/callbrain/callbrain/test/callscript"
 	"github.com/callbrain/callbrain/test/mockllm"
 	"github.com/callbrain/callbrain/test/saperly"
 )
@@ -55,19 +58,6 @@ func waitScripts(t *testing.T, dirs ...string) map[string]string {
 	}
 }
 
-// recorded is the part of a recorded script the test reads.
-type recorded struct {
-	Name     string `yaml:"name"`
-	LineID   string `yaml:"line_id"`
-	From     string `yaml:"from"`
-	To       string `yaml:"to"`
-	Recorded struct {
-		Agent         string `yaml:"agent"`
-		PromptVersion string `yaml:"prompt_version"`
-	} `yaml:"recorded"`
-	Turns []map[string]any `yaml:"turns"`
-}
-
 // TestRecordingAcrossReplicas: with BRAIN_RECORD on two brains sharing Redis, a call that
 // starts on A, is answered by A and B in turn (a barge-in, a retry replayed by the other
 // replica) and ends on B is written once, as one script holding every event and answer in
@@ -91,7 +81,7 @@ func recordAcrossReplicas(t *testing.T, keepText bool) {
 	m := startMock(t)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	env := func(dir string) map[string]string {
-		e := map[string]string{"BRAIN_RECORD": "dir:" + dir}
+		e := map[string]string{"BRAIN_RECORD": "dir:" + dir + ",redis"}
 		if keepText {
 			e["BRAIN_RECORD_TEXT"] = "1"
 		}
@@ -149,56 +139,80 @@ func recordAcrossReplicas(t *testing.T, keepText bool) {
 		file, raw = f, s
 	}
 	assert.Contains(t, filepath.Base(file), onA.ID)
-	var sc recorded
-	require.NoError(t, yaml.Unmarshal([]byte(raw), &sc), raw)
+	sc, err := callscript.Parse(file, []byte(raw))
+	require.NoError(t, err, raw)
 
-	var kinds []string
-	for _, turn := range sc.Turns {
-		for _, k := range []string{"start", "say", "hangup", "status", "send", "sms"} {
-			if _, ok := turn[k]; ok {
-				kinds = append(kinds, k)
-			}
+	// The same script, once, in the recordings stream that callsim record pull reads.
+	opts, err := redis.ParseURL(sharedRedisURL(t))
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	recs, err := session.NewRedisStore(rdb, session.Options{}).Recordings(t.Context(), "", 10000)
+	require.NoError(t, err)
+	var streamed []string
+	for _, r := range recs {
+		if r.CallID == onA.ID {
+			streamed = append(streamed, string(r.Script))
 		}
 	}
-	require.Equal(t, []string{"start", "say", "say", "say", "hangup"}, kinds, raw)
+	assert.Equal(t, []string{raw}, streamed)
+
+	var kinds []callscript.Kind
+	for _, turn := range sc.Turns {
+		kinds = append(kinds, turn.Kind)
+	}
+	require.Equal(t, []callscript.Kind{callscript.KindStart, callscript.KindSay, callscript.KindSay,
+		callscript.KindSay, callscript.KindHangup}, kinds, raw)
 	assert.Equal(t, a.Line, sc.LineID)
 	assert.Equal(t, "+15550000001", sc.From)
 	assert.Equal(t, "+15550000002", sc.To)
+	require.NotNil(t, sc.Recorded)
 	assert.NotEmpty(t, sc.Recorded.PromptVersion)
 	assert.NotContains(t, raw, from)
 	assert.NotContains(t, raw, to)
 
-	say2, say3 := sc.Turns[2], sc.Turns[3]
-	bargeIn, _ := say2["barge_in"].(map[string]any)
-	require.NotNil(t, bargeIn, "the barge-in on B, reported on A: %s", raw)
-	assert.Equal(t, 1, bargeIn["after_lines"])
-	retryOf3, _ := say3["retry"].(map[string]any)
-	require.NotNil(t, retryOf3, "the retry on A of the message answered on B: %s", raw)
-	assert.Equal(t, "after", retryOf3["when"])
+	say1, say2, say3 := sc.Turns[1], sc.Turns[2], sc.Turns[3]
+	require.NotNil(t, say2.BargeIn, "the barge-in on B, reported on A: %s", raw)
+	assert.Equal(t, 1, say2.BargeIn.AfterLines)
+	require.NotNil(t, say3.Retry, "the retry on A of the message answered on B: %s", raw)
+	assert.Equal(t, callscript.RetryAfterAnswer, say3.Retry.When)
+	require.NotNil(t, say1.Answer)
+	require.NotNil(t, say3.Answer)
+	assert.Len(t, say1.Answer.Lines, len(res1.Lines), "the answer's shape is kept")
+	assert.Equal(t, "completed", sc.Turns[4].Fields["status"])
 
-	answerText := func(turn map[string]any) []string {
-		ans, _ := turn["answer"].(map[string]any)
-		lines, _ := ans["lines"].([]any)
+	answerText := func(a *callscript.Answer) []string {
 		var out []string
-		for _, l := range lines {
-			lm, _ := l.(map[string]any)
-			s, _ := lm["text"].(string)
-			out = append(out, s)
+		for _, l := range a.Lines {
+			out = append(out, l.Text)
 		}
 		return out
 	}
-	if keepText {
-		assert.Equal(t, said1, sc.Turns[1]["say"])
-		assert.Equal(t, said2, say2["say"])
-		assert.Equal(t, said3, say3["say"])
-		assert.Equal(t, heard, bargeIn["heard"])
-		assert.Equal(t, texts(res1), answerText(sc.Turns[1]))
-		assert.Equal(t, texts(res3), answerText(say3), "the answer B gave, not A's replay")
+	if !keepText {
+		for _, personal := range []string{said1, said2, said3, "cleaning", "Friday", heard, "booked"} {
+			assert.NotContains(t, raw, personal)
+		}
+		assert.Equal(t, "<utterance 1, 32 chars>", say1.Text)
 		return
 	}
-	for _, personal := range []string{said1, said2, said3, "cleaning", "Friday", heard, "booked"} {
-		assert.NotContains(t, raw, personal)
+	assert.Equal(t, said1, say1.Text)
+	assert.Equal(t, said2, say2.Text)
+	assert.Equal(t, said3, say3.Text)
+	require.NotNil(t, say2.BargeIn.Heard)
+	assert.Equal(t, heard, *say2.BargeIn.Heard)
+	assert.Equal(t, texts(res1), answerText(say1.Answer))
+	assert.Equal(t, texts(res3), answerText(say3.Answer), "the answer B gave, not A's replay")
+
+	// The recording plays back: the same call, against the same brains.
+	m.script(t, mockllm.Behavior{Reply: reply1},
+		mockllm.Behavior{Reply: bargeInReply, TokenDelay: 150 * time.Millisecond},
+		mockllm.Behavior{Reply: reply3})
+	runner := &callscript.Runner{URL: a.URL, Secret: a.Secret, TimeScale: 1, Holds: holdingPhrases}
+	played := runner.Play(t.Context(), sc)
+	require.NoError(t, played.Err)
+	for _, tr := range played.Turns {
+		for _, c := range tr.Checks {
+			assert.True(t, c.OK, "turn %d: %+v", tr.Index+1, c)
+		}
 	}
-	assert.Equal(t, "<utterance 1, 32 chars>", sc.Turns[1]["say"])
-	assert.Len(t, answerText(sc.Turns[1]), len(res1.Lines), "the answer's shape is kept")
 }
