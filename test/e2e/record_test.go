@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/callbrain/callbrain/session"
 	"github.com/callbrain/callbrain/test/callscript"
