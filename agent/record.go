@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -186,6 +187,9 @@ type toolCap struct {
 
 // OnDelivery queues a delivery's record (transport.Config.OnDelivery). It never blocks.
 func (r *Recorder) OnDelivery(d DeliveryRecord) {
+	if d.Status == http.StatusForbidden {
+		return // about a call of another line: not this call's to record (wrong_line)
+	}
 	ev := d.Event
 	c := capture{
 		Type: capDelivery, CallID: ev.CallID,
@@ -208,6 +212,9 @@ func (r *Recorder) OnDelivery(d DeliveryRecord) {
 
 // OnTurn queues a turn's figures (Config.OnTurn). It never blocks.
 func (r *Recorder) OnTurn(s TurnStats) {
+	if s.Outcome == OutcomeRejected {
+		return // refused as another line's call
+	}
 	c := capture{
 		Type: capTurn, CallID: s.CallID, EventID: s.EventID, DeliveryID: s.DeliveryID,
 		Turn: s.Turn, Agent: s.Agent, PromptVersion: s.PromptVersion, Holds: s.HoldLines,

@@ -132,7 +132,7 @@ func stored(t *testing.T, keepText bool, reports []any) []capture {
 	feed(r, reports)
 	w := &recordWorker{r: r, ended: map[string]time.Time{}, holds: map[string][]int{}}
 	var out []capture
-	for range len(reports) {
+	for len(r.queue) > 0 {
 		c := <-r.queue
 		w.redact(&c)
 		raw, err := json.Marshal(c)
@@ -241,6 +241,14 @@ func TestAssembleScriptEdges(t *testing.T) {
 		reports []any
 		check   func(t *testing.T, sc *recScript)
 	}{
+		{
+			name: "a delivery refused as another line's call is not this call's",
+			reports: func() []any {
+				d := c.delivery(EventMessage, "e1", "d1", 0, 1)
+				d.Status = 403
+				return []any{TurnStats{CallID: c.callID, DeliveryID: "d1", Outcome: OutcomeRejected}, d}
+			}(),
+		},
 		{
 			name:    "turn stats alone make no script",
 			reports: []any{TurnStats{CallID: c.callID, DeliveryID: "d1"}},

@@ -21,6 +21,7 @@ type MemoryRecordings struct {
 	stream []Recording
 	lastMS uint64
 	seq    uint64
+	takes  int
 }
 
 // NewMemoryRecordings returns an empty MemoryRecordings; opts.Retention bounds how long
@@ -109,9 +110,11 @@ func (m *MemoryRecordings) TakeCaptures(_ context.Context, callID string) ([][]b
 		return nil, false, nil
 	}
 	m.done[callID] = now.Add(m.opts.Retention)
-	for id, exp := range m.done { // bounded by the calls of one retention period
-		if !now.Before(exp) {
-			delete(m.done, id)
+	if m.takes++; m.takes%pruneEvery == 0 { // claims live one retention: sweep now and then
+		for id, exp := range m.done {
+			if !now.Before(exp) {
+				delete(m.done, id)
+			}
 		}
 	}
 	if !l.exp.IsZero() && !now.Before(l.exp) {
