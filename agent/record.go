@@ -152,7 +152,9 @@ type capture struct {
 	Duration   float64 `json:"duration,omitempty"`
 	Lines      []line  `json:"lines,omitempty"`
 
-	// A turn (capTurn): the agent's side of a message delivery.
+	// A turn (capTurn): the agent's side of a message delivery; on a delivery's capture when
+	// both were stored as one (HasTurn).
+	HasTurn       bool      `json:"has_turn,omitempty"`
 	Turn          int       `json:"turn,omitempty"`
 	Agent         string    `json:"agent,omitempty"`
 	PromptVersion string    `json:"prompt_version,omitempty"`
@@ -250,7 +252,7 @@ const maxBatch = 256
 // scripts of the calls that ended here, bounded by StoreTimeout each, and returns. Run it
 // once, after the server has drained (so the last deliveries are in the queue).
 func (r *Recorder) Run(ctx context.Context) {
-	w := &recordWorker{r: r, ended: make(map[string]time.Time), holds: make(map[string][]int)}
+	w := newRecordWorker(r)
 	sweep := time.NewTicker(r.cfg.SweepEvery)
 	defer sweep.Stop()
 	settle := time.NewTimer(time.Hour)
@@ -269,10 +271,11 @@ func (r *Recorder) Run(ctx context.Context) {
 					break more
 				}
 			}
-			w.write(ctx, batch)
+			w.write(ctx, batch, false)
 		case now := <-settle.C:
 			w.assembleDue(ctx, now)
 		case <-sweep.C:
+			w.write(ctx, nil, false) // turns whose delivery never came
 			w.sweep(ctx)
 		case <-ctx.Done():
 			w.drain(context.WithoutCancel(ctx))
@@ -286,11 +289,24 @@ type recordWorker struct {
 	r *Recorder
 	// ended holds the calls whose call_ended this replica saw: when to assemble them.
 	ended map[string]time.Time
-	// holds maps a delivery id to its turn's holding-phrase lines, from the turn's capture
-	// to the delivery's, which follows it in the queue: held lines are kept verbatim even
-	// without Text (they are the operator's phrases, not the caller's data).
-	holds map[string][]int
+	// turns holds a turn's capture, by delivery id, until its delivery's arrives (it follows
+	// in the queue: the agent reports before the transport), so that both are stored as one
+	// and the delivery's holding phrases are known when its text is redacted.
+	turns map[string]pendingTurn
 }
+
+type pendingTurn struct {
+	c  capture
+	at time.Time
+}
+
+func newRecordWorker(r *Recorder) *recordWorker {
+	return &recordWorker{r: r, ended: make(map[string]time.Time), turns: make(map[string]pendingTurn)}
+}
+
+// turnWait is how long a turn's capture waits for its delivery's before it is stored alone
+// (the delivery's was dropped, or never came).
+const turnWait = 5 * time.Second
 
 func (w *recordWorker) nextDue(now time.Time) time.Duration {
 	next := time.Hour
@@ -301,7 +317,8 @@ func (w *recordWorker) nextDue(now time.Time) time.Duration {
 }
 
 // write stores a batch of captures in one round trip.
-func (w *recordWorker) write(ctx context.Context, batch []capture) {
+// With final, turns still waiting for their delivery are stored alone (at shutdown).
+func (w *recordWorker) write(ctx context.Context, batch []capture, final bool) {
 	r := w.r
 	caps := make([]session.Capture, 0, len(batch)+1)
 	r.mu.Lock()
@@ -318,17 +335,38 @@ func (w *recordWorker) write(ctx context.Context, batch []capture) {
 		r.log.Warn("recording queue full: captures dropped", zap.Int("calls", len(lost)),
 			zap.Int64("dropped_total", r.dropped.Load()))
 	}
-	for _, c := range batch {
+	now := time.Now()
+	encode := func(c capture) {
 		w.redact(&c)
 		data, err := json.Marshal(c)
 		if err != nil {
 			r.log.Error("capture not encoded", zap.String("call_id", c.CallID), zap.Error(err))
-			continue
+			return
 		}
 		caps = append(caps, session.Capture{CallID: c.CallID, Data: data})
-		if c.Type == capDelivery && c.Kind == EventCallEnded && !c.Status {
-			w.ended[c.CallID] = time.Now().Add(r.cfg.Settle)
+	}
+	for _, c := range batch {
+		if c.Type == capTurn && c.DeliveryID != "" && len(w.turns) < maxHeld {
+			w.turns[c.DeliveryID] = pendingTurn{c: c, at: now}
+			continue
 		}
+		if p, ok := w.turns[c.DeliveryID]; ok && c.Type == capDelivery {
+			delete(w.turns, c.DeliveryID)
+			c.withTurn(p.c)
+		}
+		encode(c)
+		if c.Type == capDelivery && c.Kind == EventCallEnded && !c.Status {
+			w.ended[c.CallID] = now.Add(r.cfg.Settle)
+		}
+	}
+	for id, p := range w.turns {
+		if final || now.Sub(p.at) >= turnWait {
+			delete(w.turns, id)
+			encode(p.c)
+		}
+	}
+	if len(caps) == 0 {
+		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	defer cancel()
@@ -338,19 +376,19 @@ func (w *recordWorker) write(ctx context.Context, batch []capture) {
 	}
 }
 
-// maxHeld bounds the turns whose holds wait for their delivery's capture.
+// maxHeld bounds the turns waiting for their delivery's capture.
 const maxHeld = 4096
 
-// redact replaces personal text by its length unless Text is on.
+// withTurn adds the agent's side of a delivery (a turn's capture) to the delivery's capture.
+func (c *capture) withTurn(t capture) {
+	c.HasTurn = true
+	c.Turn, c.Agent, c.PromptVersion, c.Holds = t.Turn, t.Agent, t.PromptVersion, t.Holds
+	c.Tools, c.Replayed, c.HangUp, c.TurnOutcome = t.Tools, t.Replayed, t.HangUp, t.TurnOutcome
+}
+
+// redact replaces personal text by its length unless Text is on. A delivery's lines that
+// were holding phrases stay: they are the operator's words, not the caller's.
 func (w *recordWorker) redact(c *capture) {
-	if c.Type == capTurn && len(c.Holds) > 0 && c.DeliveryID != "" && len(w.holds) < maxHeld {
-		w.holds[c.DeliveryID] = c.Holds
-	}
-	var held []int
-	if c.Type == capDelivery {
-		held = w.holds[c.DeliveryID]
-		delete(w.holds, c.DeliveryID)
-	}
 	if w.r.cfg.Text {
 		return
 	}
@@ -362,7 +400,7 @@ func (w *recordWorker) redact(c *capture) {
 	hide(&c.Text)
 	hide(&c.Heard)
 	for i := range c.Lines {
-		if !contains(held, i) {
+		if !contains(c.Holds, i) {
 			hide(&c.Lines[i].Text)
 		}
 	}
@@ -422,10 +460,10 @@ func (w *recordWorker) drain(ctx context.Context) {
 				break fill
 			}
 		}
+		w.write(ctx, batch, len(batch) == 0)
 		if len(batch) == 0 {
 			break
 		}
-		w.write(ctx, batch)
 	}
 	for id := range w.ended {
 		w.r.assemble(ctx, id)

@@ -65,13 +65,13 @@ func BenchmarkRecordHooksQueueFull(b *testing.B) {
 // redacting and encoding the turn's two captures and appending them to the store.
 func BenchmarkRecordWorker(b *testing.B) {
 	r := NewRecorder(RecordConfig{}, session.NewMemoryRecordings(session.Options{}), nil)
-	w := &recordWorker{r: r, ended: map[string]time.Time{}, holds: map[string][]int{}}
+	w := newRecordWorker(r)
 	c := newCallRig()
 	c.t0 = time.Now()
 	stats, del := benchTurn(c, 1)
-	ts := capture{Type: capTurn, CallID: c.callID, EventID: stats.EventID, DeliveryID: stats.DeliveryID, Holds: stats.HoldLines}
+	r.OnTurn(stats)
 	r.OnDelivery(del)
-	dc := <-r.queue
+	ts, dc := <-r.queue, <-r.queue
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -79,7 +79,7 @@ func BenchmarkRecordWorker(b *testing.B) {
 		// Ten turns a call, as the store holds them.
 		ts.CallID = fmt.Sprint("call-", i/10)
 		dc.CallID = ts.CallID
-		w.write(ctx, []capture{ts, dc})
+		w.write(ctx, []capture{ts, dc}, false)
 	}
 }
 

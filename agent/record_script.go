@@ -87,6 +87,9 @@ func assembleScript(callID string, caps []capture) (*recScript, bool) {
 		switch c.Type {
 		case capDelivery:
 			dels = append(dels, c)
+			if c.HasTurn {
+				turns[c.DeliveryID] = c
+			}
 		case capTurn:
 			if c.DeliveryID != "" {
 				turns[c.DeliveryID] = c

@@ -130,16 +130,23 @@ func stored(t *testing.T, keepText bool, reports []any) []capture {
 	t.Helper()
 	r := NewRecorder(RecordConfig{Text: keepText, Queue: len(reports)}, nil, nil)
 	feed(r, reports)
-	w := &recordWorker{r: r, ended: map[string]time.Time{}, holds: map[string][]int{}}
-	var out []capture
+	store := session.NewMemoryRecordings(session.Options{})
+	r.store = store
+	w := newRecordWorker(r)
+	var batch []capture
 	for len(r.queue) > 0 {
-		c := <-r.queue
-		w.redact(&c)
-		raw, err := json.Marshal(c)
+		batch = append(batch, <-r.queue)
+	}
+	w.write(t.Context(), batch, true)
+	var out []capture
+	for _, id := range []string{"call-1"} {
+		items, _, err := store.TakeCaptures(t.Context(), id)
 		require.NoError(t, err)
-		var back capture
-		require.NoError(t, json.Unmarshal(raw, &back))
-		out = append(out, back)
+		for _, raw := range items {
+			var back capture
+			require.NoError(t, json.Unmarshal(raw, &back))
+			out = append(out, back)
+		}
 	}
 	return out
 }

@@ -43,23 +43,33 @@ type Recording struct {
 }
 
 // AppendCaptures adds captures to their calls' lists, in order, refreshes each list's expiry
-// to the retention and marks the calls as having captures now: one pipeline, 1 round trip.
+// to the retention and marks the calls as having captures now: one pipeline of RPUSH and
+// PEXPIRE per call and one ZADD, 1 round trip.
 func (s *RedisStore) AppendCaptures(ctx context.Context, caps ...Capture) error {
 	if len(caps) == 0 {
 		return nil
 	}
-	now := float64(time.Now().UnixMilli())
-	open := s.opts.Prefix + "recopen"
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range caps {
-			if c.CallID == "" {
-				return fmt.Errorf("append capture: %w", errEmptyID)
-			}
-			key := s.key("rec:", c.CallID)
-			p.RPush(ctx, key, c.Data)
-			p.PExpire(ctx, key, s.opts.Retention)
-			p.ZAdd(ctx, open, redis.Z{Score: now, Member: c.CallID})
+	var calls []string
+	items := make(map[string][]any, 1)
+	for _, c := range caps {
+		if c.CallID == "" {
+			return fmt.Errorf("append capture: %w", errEmptyID)
 		}
+		if _, ok := items[c.CallID]; !ok {
+			calls = append(calls, c.CallID)
+		}
+		items[c.CallID] = append(items[c.CallID], c.Data)
+	}
+	now := float64(time.Now().UnixMilli())
+	open := make([]redis.Z, len(calls))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range calls {
+			key := s.key("rec:", id)
+			p.RPush(ctx, key, items[id]...)
+			p.PExpire(ctx, key, s.opts.Retention)
+			open[i] = redis.Z{Score: now, Member: id}
+		}
+		p.ZAdd(ctx, s.opts.Prefix+"recopen", open...)
 		return nil
 	})
 	if err != nil {
