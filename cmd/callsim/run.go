@@ -27,6 +27,7 @@ const usage = `Usage:
   callsim event --kind KIND [flags]
   callsim api [--addr 127.0.0.1:8091] [--key KEY]
   callsim record pull [--redis URL] [--since ID|TIME|AGE] [--out DIR]
+  callsim play [--url U] [--secret S | --lines lines.yaml] [--junit FILE] [--time-scale X] SCRIPT|DIR ...
 
 callsim plays Saperly against a running brain. Every delivery is signed as Saperly signs it
 (PROTOCOL §1.2); every spoken line is printed with its arrival time since the event was sent:
@@ -44,6 +45,11 @@ api serves a stand-in for Saperly's REST API (hang-ups, SMS sends) and prints ea
 an agent's end_call can be tried locally: point the brain's SAPERLY_API_BASE at the URL it prints.
 
 record pull fetches the call scripts a deployment recorded (BRAIN_RECORD) from its Redis.
+play plays call scripts (docs/scripts.md) against the brain: it prints each call as the caller
+hears it, with timings and how each answer differs from the recorded one, checks every
+expectation, and exits 1 when one fails (2 when a script or the command line is wrong).
+--junit FILE writes a JUnit XML report; --api ADDR serves the REST API stand-in to see
+hang-ups (ends_call); --model URL sees tool calls through mockllm's record of its requests.
 
 event sends any other event: call_started, interrupted, call_ended, sms_received, test,
 call_incoming and call_outgoing (these two go to the status callback URL), or any other kind.
@@ -65,7 +71,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usagef("missing command: say, event or api")
+		return usagef("missing command: say, event, play, record or api")
 	}
 	switch args[0] {
 	case "say":
@@ -76,12 +82,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return api(ctx, args[1:], stdout, stderr)
 	case "record":
 		return record(ctx, args[1:], getenv, stdout, stderr)
+	case "play":
+		return play(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q: want say, event or api", args[0])
+		return usagef("unknown command %q: want say, event, play, record or api", args[0])
 	}
 }
 

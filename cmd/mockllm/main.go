@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/callbrain/callbrain/test/callscript"
 	"github.com/callbrain/callbrain/test/mockllm"
 	"github.com/callbrain/callbrain/test/serve"
 )
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&b.CutAfter, "cut-after", 0, "close the connection abruptly once this many tokens are out (0: never)")
 	fs.BoolVar(&b.Hang, "hang", false, "never answer; wait until the client gives up")
 	fs.StringVar(&b.Reply, "reply", "", "answer this `text` instead of the demo receptionist's reply and the tool rules")
+	scripts := fs.String("scripts", "", "answer each utterance with the answer recorded for it in the call scripts in this `dir` (docs/scripts.md), at the recorded pace")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: mockllm [flags]
 
@@ -74,6 +76,12 @@ With tools offered and nothing scripted, it calls them by these rules (the first
   3. end_call is offered and the caller says bye, goodbye or that's all: it says "Thanks for
      calling, goodbye!" and calls end_call;
   4. otherwise the demo reply.
+
+With -scripts DIR, each caller utterance that a script in DIR recorded an answer for is
+answered with that answer (its words without holding phrases, the recorded tool calls first
+when there were any), paced so its lines complete when they were recorded; the answer recorded
+in the same conversation wins over one recorded after other words. An utterance nobody recorded
+gets the default behaviour above, and is named once on stderr.
 
 Control API: POST /mock/script (JSON array of behaviours, queued per request), GET /mock/requests
 (with the tools offered, and tool calls and results in the messages), POST /mock/reset.
@@ -100,12 +108,26 @@ Flags (the default behaviour of every request):
 		return fmt.Errorf("-status %d is not an HTTP status", b.Status)
 	}
 
+	opts := mockllm.Options{Default: b}
+	if *scripts != "" {
+		set, err := callscript.Load(*scripts)
+		if err != nil {
+			return fmt.Errorf("-scripts: %w", err)
+		}
+		replies := callscript.NewReplies(set)
+		if replies.Len() == 0 {
+			return fmt.Errorf("-scripts %s: no script records an answer (answer: under a say turn)", *scripts)
+		}
+		opts.Answer = recorded(replies, stderr)
+		fmt.Fprintf(stderr, "mockllm: %d recorded answers from %s\n", replies.Len(), plural(len(set), "script"))
+	}
+
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *addr, err)
 	}
 	srv := &http.Server{
-		Handler:           mockllm.New(mockllm.Options{Default: b}),
+		Handler:           mockllm.New(opts),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	if _, err := fmt.Fprintf(stdout, "mockllm listening on http://%s/v1\n", ln.Addr()); err != nil {
@@ -114,4 +136,11 @@ Flags (the default behaviour of every request):
 	}
 
 	return serve.Run(ctx, srv, ln, shutdownGrace)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,6 +1,7 @@
 package callscript_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -285,4 +286,27 @@ func clearLines(s *callscript.Script) {
 	for i := range s.Turns {
 		s.Turns[i].Line = 0
 	}
+}
+
+// TestDocsExamples: every whole script in docs/scripts.md (a yaml or json block that starts
+// a script) parses, so the reference cannot drift from the parser.
+func TestDocsExamples(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../docs/scripts.md")
+	require.NoError(t, err)
+	blocks := strings.Split(string(raw), "```")
+	n := 0
+	for i := 1; i < len(blocks); i += 2 {
+		lang, body, _ := strings.Cut(blocks[i], "\n")
+		if lang != "yaml" && lang != "json" {
+			continue
+		}
+		if !strings.HasPrefix(body, "name:") && !strings.HasPrefix(body, "turns:") && !strings.HasPrefix(body, "{") {
+			continue // a fragment of a script
+		}
+		n++
+		_, err := callscript.Parse(fmt.Sprintf("docs/scripts.md block %d", n), []byte(body))
+		assert.NoError(t, err, "%s", body)
+	}
+	assert.GreaterOrEqual(t, n, 3)
 }

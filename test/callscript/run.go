@@ -74,6 +74,9 @@ type Runner struct {
 	// Observer sees what the caller cannot hear: tool calls and hang-ups. nil sees nothing,
 	// and expectations on them fail saying so.
 	Observer Observer
+	// OnTurn, when set, is called as each turn ends (from the goroutine calling Play), for a
+	// live display; a late interrupted may still be on its way. It must not keep t.
+	OnTurn func(callID string, t *TurnResult)
 }
 
 // Observer reports what the brain did for a turn that the caller cannot hear.
@@ -88,6 +91,9 @@ type Query struct {
 	CallID, EventID string
 	// Text is what the caller said.
 	Text string
+	// Sent is when the message was sent, on the wall clock (time.Now, not Runner.Now), so an
+	// observer can tell this turn's traces from earlier ones.
+	Sent time.Time
 	// WantHangup says the script expects a hang-up after this answer: the observer may wait
 	// a moment for it, since the brain hangs up once the goodbye should have been heard.
 	WantHangup bool
@@ -108,11 +114,12 @@ type ErrorKind string
 
 // The kinds of failed delivery.
 const (
-	ErrStatus    ErrorKind = "non-200"          // the brain answered with another status
-	ErrTimeout   ErrorKind = "timeout"          // a budget ran out (Budgets)
-	ErrNDJSON    ErrorKind = "bad-ndjson"       // a line was not a JSON object, or lost its newline
-	ErrReset     ErrorKind = "connection-reset" // the connection broke mid-answer or was refused
-	ErrTransport ErrorKind = "request"          // any other failure to send or read
+	ErrStatus    ErrorKind = "non-200"            // the brain answered with another status
+	ErrTimeout   ErrorKind = "timeout"            // a budget ran out (Budgets)
+	ErrNDJSON    ErrorKind = "bad-ndjson"         // a line was not a JSON object, or lost its newline
+	ErrReset     ErrorKind = "connection-reset"   // the connection broke mid-answer
+	ErrRefused   ErrorKind = "connection-refused" // nothing accepted the connection
+	ErrTransport ErrorKind = "request"            // any other failure to send or read
 )
 
 // DeliveryError is why a delivery failed.
@@ -159,6 +166,18 @@ func (d *Delivery) Text() string {
 		texts[i] = l.Text
 	}
 	return strings.Join(texts, " ")
+}
+
+// Chars returns how many characters the caller heard (Saperly caps a turn at 1800).
+func (d *Delivery) Chars() int {
+	if d == nil {
+		return 0
+	}
+	n := 0
+	for _, l := range d.Lines {
+		n += len([]rune(l.Text))
+	}
+	return n
 }
 
 // FirstLine returns when the first line arrived, since the end of the POST, and false when
@@ -272,6 +291,11 @@ func (r *Runner) Play(ctx context.Context, s *Script) *Result {
 	var late sync.WaitGroup // late interrupted events, which do not hold up the next turn
 	defer func() {
 		late.Wait()
+		for _, tr := range res.Turns {
+			if b := tr.Turn.BargeIn; b != nil && b.Late > 0 && tr.Interrupt != nil {
+				tr.Checks = append(tr.Checks, statusCheck(tr.Interrupt))
+			}
+		}
 		res.Elapsed = p.now().Sub(start)
 	}()
 	for i, t := range s.Turns {
@@ -282,6 +306,9 @@ func (r *Runner) Play(ctx context.Context, s *Script) *Result {
 		tr := &TurnResult{Index: i, Turn: t, At: p.now().Sub(start)}
 		res.Turns = append(res.Turns, tr)
 		p.turn(ctx, tr, &late)
+		if r.OnTurn != nil {
+			r.OnTurn(p.callID, tr)
+		}
 		if err := ctx.Err(); err != nil {
 			res.Err = fmt.Errorf("turn %d: %w", i+1, context.Cause(ctx))
 			return res
@@ -427,6 +454,7 @@ func (c *call) say(ctx context.Context, tr *TurnResult, late *sync.WaitGroup) {
 	t := tr.Turn
 	ev := c.event("message")
 	ev["text"] = t.Text
+	sent := time.Now()
 	switch {
 	case t.BargeIn != nil:
 		c.bargeIn(ctx, tr, ev, late)
@@ -468,7 +496,7 @@ func (c *call) say(ctx context.Context, tr *TurnResult, late *sync.WaitGroup) {
 	}
 	if e := t.Expect; e != nil {
 		var obs *Observation
-		q := Query{CallID: c.callID, EventID: ev["event_id"].(string), Text: t.Text,
+		q := Query{CallID: c.callID, EventID: ev["event_id"].(string), Text: t.Text, Sent: sent,
 			NeedTools: len(e.ToolCalled)+len(e.ToolNotCalled) > 0, NeedHangup: e.EndsCall != nil}
 		var obsErr error
 		if q.NeedTools || q.NeedHangup {
@@ -518,7 +546,7 @@ func (c *call) bargeIn(ctx context.Context, tr *TurnResult, ev saperly.Event, la
 		tr.Checks = append(tr.Checks, statusCheck(tr.Interrupt))
 		return
 	}
-	// Sent later, in the background; its check is added once it is back (Play waits).
+	// Sent later, in the background; Play waits for it and then adds its check.
 	interrupt := &Delivery{Event: "interrupted"}
 	tr.Interrupt = interrupt
 	late.Add(1)
@@ -598,7 +626,9 @@ func classify(err, cause error) *DeliveryError {
 		return &DeliveryError{Kind: ErrTimeout, Msg: cause.Error()}
 	case errors.Is(err, saperly.ErrProtocol):
 		return &DeliveryError{Kind: ErrNDJSON, Msg: msg}
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE),
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &DeliveryError{Kind: ErrRefused, Msg: msg}
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.ErrUnexpectedEOF), strings.Contains(msg, "connection reset"):
 		return &DeliveryError{Kind: ErrReset, Msg: msg}
 	}

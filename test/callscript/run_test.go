@@ -183,6 +183,7 @@ turns:
 	require.True(t, ok)
 	assert.LessOrEqual(t, first, hi.Delivery.Total)
 	assert.Len(t, hi.Delivery.Gaps(), 1)
+	assert.Equal(t, len("One moment.")+len("Hello there, how can I help?"), hi.Delivery.Chars())
 	assert.False(t, hi.Failed(), "checks: %v", hi.Checks)
 
 	huh := res.Turns[3]
@@ -325,6 +326,7 @@ turns:
 	require.NotNil(t, res.Turns[0].Interrupt)
 	assert.Nil(t, res.Turns[0].Interrupt.Err)
 	assert.Equal(t, http.StatusOK, res.Turns[0].Interrupt.Status)
+	assert.Contains(t, res.Turns[0].Checks, callscript.Check{Name: "interrupted answered", OK: true}, "the late delivery is checked too")
 
 	recv := b.received()
 	require.Len(t, recv, 3)
@@ -451,7 +453,7 @@ func TestPlayErrorKinds(t *testing.T) {
 		srv.Close() // nothing listens there any more
 		res := (&callscript.Runner{URL: url}).Play(t.Context(), parse(t, "turns: [{start: {}}]"))
 		require.NotNil(t, res.Turns[0].Delivery.Err)
-		assert.Equal(t, callscript.ErrReset, res.Turns[0].Delivery.Err.Kind)
+		assert.Equal(t, callscript.ErrRefused, res.Turns[0].Delivery.Err.Kind)
 	})
 	t.Run("silent", func(t *testing.T) {
 		t.Parallel()
@@ -513,6 +515,13 @@ func TestPlayConcurrent(t *testing.T) {
 	t.Parallel()
 	_, srv := newBrain(t, func(w http.ResponseWriter, r *http.Request, g got) { speak(w, "You said "+g.str("text")+".") })
 	r := runner(srv)
+	var mu sync.Mutex
+	turns := map[string]int{}
+	r.OnTurn = func(callID string, tr *callscript.TurnResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		turns[callID]++
+	}
 	const calls = 16
 	results := make([]*callscript.Result, calls)
 	var wg sync.WaitGroup
@@ -529,6 +538,12 @@ func TestPlayConcurrent(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("You said call %d.", i), res.Turns[1].Delivery.Text())
 	}
 	assert.Len(t, ids, calls)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, turns, calls)
+	for id, n := range turns {
+		assert.Equal(t, 3, n, "OnTurn saw each turn of call %s", id)
+	}
 }
 
 func TestPlayStopsWithContext(t *testing.T) {

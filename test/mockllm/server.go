@@ -25,6 +25,11 @@ const maxBody = 8 << 20
 type Options struct {
 	// Default is the behaviour of every request that no scripted behaviour claims.
 	Default Behavior
+	// Answer, when set, answers every request that no queued behaviour claims, before
+	// Default: it returns the behaviour for this request, or false to leave it to Default.
+	// mockllm -scripts answers from recorded call scripts this way. It must be safe for
+	// concurrent use.
+	Answer func(Request) (Behavior, bool)
 	// Models are listed by GET /v1/models; nil lists "gpt-4o-mini" (the brain's default
 	// model) and "mockllm". Requests for any model are answered whether listed or not.
 	Models []string
@@ -136,18 +141,32 @@ func (s *Server) Reset() {
 	s.reqs = nil
 }
 
-// take records a request and returns the behaviour that answers it.
+// take records a request and returns the behaviour that answers it: a queued one, else
+// Options.Answer's, else Options.Default.
 func (s *Server) take(rec Request) Behavior {
+	if b, ok := s.dequeue(rec); ok {
+		return b
+	}
+	if s.opts.Answer != nil {
+		if b, ok := s.opts.Answer(rec.clone()); ok {
+			return b
+		}
+	}
+	return s.opts.Default
+}
+
+// dequeue records a request and takes the first queued behaviour that claims it.
+func (s *Server) dequeue(rec Request) (Behavior, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs = append(s.reqs, rec)
 	for i, b := range s.queue {
 		if b.Model == "" || b.Model == rec.Model {
 			s.queue = append(s.queue[:i:i], s.queue[i+1:]...)
-			return b
+			return b, true
 		}
 	}
-	return s.opts.Default
+	return Behavior{}, false
 }
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
