@@ -96,7 +96,7 @@ func BenchmarkRecordAssemble(b *testing.B) {
 		reports = append(reports, s, d)
 	}
 	reports = append(reports, c.delivery(EventCallEnded, "x", "dx", 20000, 20001))
-	caps := stored(&testing.T{}, false, reports)
+	caps := stored(b, false, reports)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {

@@ -126,7 +126,7 @@ func feed(r *Recorder, reports []any) {
 
 // stored returns the captures a recorder would store for reports, redacted as configured,
 // each through JSON as the store keeps it.
-func stored(t *testing.T, keepText bool, reports []any) []capture {
+func stored(t testing.TB, keepText bool, reports []any) []capture {
 	t.Helper()
 	r := NewRecorder(RecordConfig{Text: keepText, Queue: len(reports)}, nil, nil)
 	feed(r, reports)
