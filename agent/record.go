@@ -248,8 +248,11 @@ func (r *Recorder) enqueue(c capture) {
 // maxBatch bounds the captures written in one round trip.
 const maxBatch = 256
 
+// drainTimeout bounds what Run writes on its way out.
+const drainTimeout = 10 * time.Second
+
 // Run writes captures and scripts until ctx ends; then it writes what is queued and the
-// scripts of the calls that ended here, bounded by StoreTimeout each, and returns. Run it
+// scripts of the calls that ended here, within 10 s, and returns. Run it
 // once, after the server has drained (so the last deliveries are in the queue).
 func (r *Recorder) Run(ctx context.Context) {
 	w := newRecordWorker(r)
@@ -278,7 +281,10 @@ func (r *Recorder) Run(ctx context.Context) {
 			w.write(ctx, nil, false) // turns whose delivery never came
 			w.sweep(ctx)
 		case <-ctx.Done():
-			w.drain(context.WithoutCancel(ctx))
+			// Bounded as a whole: a store that is down must not hold up the process's exit.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+			w.drain(dctx)
+			cancel()
 			return
 		}
 	}
