@@ -164,6 +164,13 @@ func (t *turn) loop(ctx context.Context) error {
 		timer.Reset(t.nextWake(time.Now()))
 		select {
 		case p := <-t.pieces:
+			if ctx.Err() != nil {
+				// Saperly closed the connection while this piece was on its way: select picks
+				// among ready cases at random, and nothing more may be said (or counted).
+				t.gone = true
+				t.stats.Outcome = OutcomeCut
+				return context.Cause(ctx)
+			}
 			t.onPiece(p)
 		case entries := <-t.toolDone:
 			t.onToolsDone(entries)
