@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,5 +214,34 @@ func recordAcrossReplicas(t *testing.T, keepText bool) {
 		for _, c := range tr.Checks {
 			assert.True(t, c.OK, "turn %d: %+v", tr.Index+1, c)
 		}
+	}
+}
+
+// TestRecordingIdleCall: a call that never sends call_ended is written by the idle sweep,
+// from Redis, once it has been silent for BRAIN_RECORD_IDLE, and says so.
+func TestRecordingIdleCall(t *testing.T) {
+	t.Parallel()
+	m := startMock(t)
+	dir := t.TempDir()
+	// A database of its own: its sweep, every half second, must not take the calls of other
+	// tests' brains on the shared Redis.
+	u, err := url.Parse(sharedRedisURL(t))
+	require.NoError(t, err)
+	u.Path = "/3"
+	b := startBrain(t, brainConfig{Redis: u.String(), Model: m.URL + "/v1",
+		Env: map[string]string{"BRAIN_RECORD": "dir:" + dir, "BRAIN_RECORD_IDLE": "2s"}})
+	c := newCall(b)
+	c.ack(t, c.event("call_started"))
+	m.script(t, mockllm.Behavior{Reply: "Sure, what day works for you?"})
+	c.say(t, "I'd like to book a cleaning.")
+
+	scripts := waitScripts(t, dir)
+	require.Len(t, scripts, 1)
+	for file, raw := range scripts {
+		assert.Contains(t, raw, "# No call_ended was received: written after the call went idle.")
+		sc, err := callscript.Parse(file, []byte(raw))
+		require.NoError(t, err, raw)
+		require.Len(t, sc.Turns, 2)
+		assert.Equal(t, callscript.KindSay, sc.Turns[1].Kind)
 	}
 }
