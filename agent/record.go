@@ -57,6 +57,9 @@ type RecordConfig struct {
 	Queue int
 	// StoreTimeout bounds each store operation of the recorder; default 2 s.
 	StoreTimeout time.Duration
+	// WriteOpenOnStop writes every call still open when Run stops, ended or not: for a store
+	// that dies with the process (the in-process one), where no other replica would.
+	WriteOpenOnStop bool
 }
 
 func (c RecordConfig) withDefaults() RecordConfig {
@@ -475,6 +478,18 @@ func (w *recordWorker) drain(ctx context.Context) {
 		w.r.assemble(ctx, id)
 	}
 	clear(w.ended)
+	if !w.r.cfg.WriteOpenOnStop {
+		return
+	}
+	for ctx.Err() == nil {
+		ids, err := w.r.store.IdleCaptures(ctx, time.Now().Add(time.Hour), w.r.cfg.SweepLimit)
+		if err != nil || len(ids) == 0 {
+			return
+		}
+		for _, id := range ids {
+			w.r.assemble(ctx, id)
+		}
+	}
 }
 
 // assemble takes a call's captures and, when this replica claims them, writes its script.

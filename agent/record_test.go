@@ -485,6 +485,25 @@ func TestRecorderIdleSweep(t *testing.T) {
 	})
 }
 
+func TestRecorderWritesOpenCallsOnStop(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		g := newRecordRig(t)
+		r := g.replica(t, RecordConfig{WriteOpenOnStop: true})
+		c := newCallRig()
+		c.t0 = time.Now()
+		a, _ := fullCall(c)
+		feed(r, a[:len(a)-1]) // still going: no call_ended
+		synctest.Wait()
+		g.close() // an in-process store dies with the process: written on the way out
+		files := g.files(t)
+		require.Len(t, files, 1)
+		for _, script := range files {
+			assert.Contains(t, script, "# No call_ended was received")
+		}
+	})
+}
+
 func TestRecorderDrainsOnStop(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

@@ -58,7 +58,7 @@ func (sc *recScript) encode() ([]byte, error) {
 func (sc *recScript) comment() string {
 	lines := []string{"Recorded by callbrain from call " + sc.callID + "."}
 	if !sc.ended {
-		lines = append(lines, "No call_ended was received: written after the call went idle.")
+		lines = append(lines, "No call_ended was received: written when the call went idle or the brain stopped.")
 	}
 	if sc.dropped > 0 {
 		lines = append(lines, fmt.Sprintf("Incomplete: %d captures were dropped (the recording queue was full).", sc.dropped))

@@ -86,6 +86,7 @@ func startRecorder(ctx context.Context, cfg config, log *zap.Logger) (*agent.Rec
 	closeStore := func() {}
 	if cfg.RedisURL == "" {
 		store = session.NewMemoryRecordings(opts)
+		rs.Cfg.WriteOpenOnStop = true // the captures die with the process: write every call
 	} else {
 		ro, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
