@@ -32,15 +32,16 @@ func replicaOf(t *testing.T, a *brain, model string, env map[string]string) *bra
 	return b
 }
 
-// waitScripts waits until the directories hold at least one script, and returns every script
-// they hold, by file name.
-func waitScripts(t *testing.T, dirs ...string) map[string]string {
+// waitScripts waits until the directories hold at least one script of the call, and returns
+// every script of it they hold, by file name. (A developer's long-lived Redis may hold calls of
+// earlier, aborted runs, which a brain's idle sweep writes too: they are not this test's.)
+func waitScripts(t *testing.T, callID string, dirs ...string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		found := map[string]string{}
 		for _, dir := range dirs {
-			names, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+			names, err := filepath.Glob(filepath.Join(dir, "*-"+callID+".yaml"))
 			require.NoError(t, err)
 			for _, n := range names {
 				data, err := os.ReadFile(n)
@@ -132,7 +133,7 @@ func recordAcrossReplicas(t *testing.T, keepText bool) {
 	end["status"] = "completed"
 	onB.ack(t, end)
 
-	scripts := waitScripts(t, dirA, dirB)
+	scripts := waitScripts(t, onA.ID, dirA, dirB)
 	require.Len(t, scripts, 1, "one script for the call, whichever replica wrote it")
 	var file, raw string
 	for f, s := range scripts {
@@ -235,7 +236,7 @@ func TestRecordingIdleCall(t *testing.T) {
 	m.script(t, mockllm.Behavior{Reply: "Sure, what day works for you?"})
 	c.say(t, "I'd like to book a cleaning.")
 
-	scripts := waitScripts(t, dir)
+	scripts := waitScripts(t, c.ID, dir)
 	require.Len(t, scripts, 1)
 	for file, raw := range scripts {
 		assert.Contains(t, raw, "# No call_ended was received")
