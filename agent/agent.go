@@ -207,7 +207,8 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	if start.IsZero() {
 		start = time.Now()
 	}
-	stats := TurnStats{CallID: ev.CallID, EventID: ev.ID, LineID: ev.LineID, Verify: ev.Delivery.Verify}
+	stats := TurnStats{CallID: ev.CallID, EventID: ev.ID, LineID: ev.LineID, Verify: ev.Delivery.Verify,
+		DeliveryID: ev.Delivery.ID}
 	log := a.log.With(zap.String("call_id", ev.CallID), zap.String("event_id", ev.ID))
 	defer func() {
 		stats.Total = time.Since(start)

@@ -232,6 +232,18 @@ type TurnStats struct {
 	// UtteranceCut is the length, in characters, of a message cut to Config.MaxUtterance; 0
 	// when it was not cut.
 	UtteranceCut int
+
+	// For recording (OnTurn): the delivery answered, which of the turn's lines (0-based) were
+	// holding phrases, and the tool calls made, in order. Nil when there were none.
+	DeliveryID string
+	HoldLines  []int
+	Tools      []ToolUse
+}
+
+// ToolUse is one tool call of a turn, as the model asked for it.
+type ToolUse struct {
+	Name string
+	Args string // JSON, as the model sent it
 }
 
 // Turn outcomes.

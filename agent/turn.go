@@ -196,6 +196,9 @@ func (t *turn) run(ctx context.Context) error {
 	if t.rec != nil {
 		t.rec.close()
 	}
+	for _, e := range t.tools {
+		t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs})
+	}
 	t.commit(ctx)
 	return err
 }
@@ -212,6 +215,13 @@ func (t *turn) loop(ctx context.Context) error {
 		timer.Reset(t.nextWake(time.Now()))
 		select {
 		case p := <-t.pieces:
+			if ctx.Err() != nil {
+				// Saperly closed the connection while this piece was on its way: select picks
+				// among ready cases at random, and nothing more may be said (or counted).
+				t.gone = true
+				t.stats.Outcome = OutcomeCut
+				return context.Cause(ctx)
+			}
 			t.onPiece(p)
 		case entries := <-t.toolDone:
 			t.onToolsDone(entries)
@@ -586,6 +596,7 @@ func (t *turn) hold() {
 	}
 	t.holdUses[best]++
 	t.stats.Holds++
+	t.stats.HoldLines = append(t.stats.HoldLines, len(t.spoken)-1)
 	t.holdsSinceLine++
 	if t.modelLines == 0 {
 		t.heldFirst = true

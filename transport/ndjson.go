@@ -28,6 +28,8 @@ type ndjson struct {
 	now   func() time.Time
 	first time.Time // when the first line was flushed; zero until then
 	lines int       // lines flushed
+	keep  bool      // keep every line flushed, with its time, in kept (recording)
+	kept  []agent.LineRecord
 }
 
 func newNDJSON(ctx context.Context, res *echo.Response) *ndjson {
@@ -63,8 +65,14 @@ func (w *ndjson) Write(c agent.Chunk) error {
 		return fmt.Errorf("flush chunk: %w", err)
 	}
 	w.lines++
-	if w.first.IsZero() {
-		w.first = w.now()
+	if w.first.IsZero() || w.keep {
+		now := w.now()
+		if w.first.IsZero() {
+			w.first = now
+		}
+		if w.keep {
+			w.kept = append(w.kept, agent.LineRecord{Text: c.Text, At: now})
+		}
 	}
 	return nil
 }

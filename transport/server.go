@@ -86,6 +86,11 @@ type Config struct {
 	FallbackLine string
 	// LogText logs the caller's words (personal data). Off by default: only lengths are logged.
 	LogText bool
+	// OnDelivery, when set, is called with every verified delivery about a call (one with a
+	// call id), after its log line is written: the lines spoken with their flush times
+	// included. It runs on the request's goroutine, so it must hand the record off and
+	// return at once (recording queues it).
+	OnDelivery func(agent.DeliveryRecord)
 }
 
 // OwnerGlobal is the signing scope of the global secrets (SAPERLY_WEBHOOK_SECRET): events
@@ -286,6 +291,7 @@ func (s *Server) deliver(c echo.Context, route string) (err error) {
 			c.Error(err)
 		}
 		s.logDelivery(c, d)
+		s.report(c, d)
 		err = nil
 	}()
 	return s.handle(c, d)
@@ -357,6 +363,11 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		// Fail open: silence on a call is worse than a rare replay slipping through.
 		d.cacheErr = fmt.Errorf("check delivery %s: %w", clip(d.id), err)
 	case !first:
+		if s.cfg.OnDelivery != nil {
+			// Only for the record: a duplicate of what call, if any.
+			d.ev = ev
+			d.ev.Delivery = agent.Delivery{ID: d.id, Attempt: d.attempt, ReceivedAt: d.received, Owner: scope}
+		}
 		return httpError(http.StatusConflict, "duplicate_delivery",
 			fmt.Errorf("delivery %s seen in the last %s", clip(d.id), s.replayTTL))
 	}
@@ -408,6 +419,7 @@ const chunkSpeak = "speak"
 func (s *Server) answer(c echo.Context, d *delivery) {
 	ctx := c.Request().Context()
 	w := newNDJSON(ctx, c.Response())
+	w.keep = s.cfg.OnDelivery != nil
 	d.stream = w
 
 	var mu sync.Mutex // emit may be called from the responder's goroutines; lines never interleave
@@ -568,6 +580,22 @@ func (s *Server) logDelivery(c echo.Context, d *delivery) {
 		level = zapcore.WarnLevel // rejected or degraded
 	}
 	s.log.Log(level, "event", fields...)
+}
+
+// report hands a verified delivery about a call to Config.OnDelivery.
+func (s *Server) report(c echo.Context, d *delivery) {
+	if s.cfg.OnDelivery == nil || d.verify != "ok" || d.ev.CallID == "" {
+		return
+	}
+	status := c.Response().Status
+	if !c.Response().Committed {
+		status = statusClientGone
+	}
+	rec := agent.DeliveryRecord{Event: d.ev, Status: status, Outcome: d.outcome, Done: s.cfg.Now()}
+	if d.stream != nil {
+		rec.Lines = d.stream.kept
+	}
+	s.cfg.OnDelivery(rec)
 }
 
 // appendText logs the caller's words only when the operator switched it on; otherwise their

@@ -37,6 +37,7 @@ type config struct {
 	MaxConns       int
 	DemoDelay      time.Duration
 	Agent          agent.Config
+	Record         recordSettings // BRAIN_RECORD*: see record.go
 }
 
 // demo reports whether no model endpoint was configured, so the offline demo model answers.
@@ -116,6 +117,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case c.DrainTimeout <= a.TurnBudget:
 		return config{}, fmt.Errorf("BRAIN_DRAIN_TIMEOUT=%s: must exceed BRAIN_TURN_BUDGET=%s so turns in progress can finish", c.DrainTimeout, a.TurnBudget)
 	}
+	rec, err := loadRecord(getenv, c)
+	if err != nil {
+		return config{}, err
+	}
+	c.Record = rec
 	if strings.TrimSpace(c.Secret) == "" {
 		if c.SecretNext != "" {
 			return config{}, fmt.Errorf("SAPERLY_WEBHOOK_SECRET_NEXT is set without SAPERLY_WEBHOOK_SECRET")

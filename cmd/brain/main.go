@@ -60,6 +60,21 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	warnLineSecrets(lib.Current(), getenv, log)
 
+	rec, stopRecorder, err := startRecorder(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopRecorder() // after the drain below: the last deliveries are captured first
+	var onDelivery func(agent.DeliveryRecord)
+	if rec != nil {
+		onDelivery = rec.OnDelivery
+		if prev := cfg.Agent.OnTurn; prev != nil {
+			cfg.Agent.OnTurn = func(s agent.TurnStats) { prev(s); rec.OnTurn(s) }
+		} else {
+			cfg.Agent.OnTurn = rec.OnTurn
+		}
+	}
+
 	primary, fallback := models(cfg, log)
 	cfg.Agent.Getenv = getenv // tool headers name the variables that hold their values
 	control, lookup := saperlyAPI(cfg, lib.Current(), log)
@@ -74,11 +89,12 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	global := cfg.secrets(transport.DevSecret)
 	srv := transport.New(transport.Config{
-		Signers:  func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
-		Ready:    store.Ping,
-		LogText:  cfg.LogText,
-		MaxIDLen: cfg.MaxIDLen,
-		MaxConns: cfg.MaxConns,
+		Signers:    func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
+		Ready:      store.Ping,
+		LogText:    cfg.LogText,
+		MaxIDLen:   cfg.MaxIDLen,
+		MaxConns:   cfg.MaxConns,
+		OnDelivery: onDelivery,
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:

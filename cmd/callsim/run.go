@@ -27,6 +27,7 @@ const usage = `Usage:
   callsim say --voice DIR "what the caller says"   (hear it: one WAV per line, espeak-ng)
   callsim event --kind KIND [flags]
   callsim api [--addr 127.0.0.1:8091] [--key KEY]
+  callsim record pull [--redis URL] [--since ID|TIME|AGE] [--out DIR]
   callsim play [--url U] [--secret S | --lines lines.yaml] [--junit FILE] [--time-scale X] SCRIPT|DIR ...
   callsim load [flags] SCRIPT[:WEIGHT]|DIR ...   (callsim load --help; docs/load.md)
 
@@ -45,6 +46,7 @@ starts a new call (call_started) and prints its id, so a later say --call ID con
 api serves a stand-in for Saperly's REST API (hang-ups, SMS sends) and prints each request, so
 an agent's end_call can be tried locally: point the brain's SAPERLY_API_BASE at the URL it prints.
 
+record pull fetches the call scripts a deployment recorded (BRAIN_RECORD) from its Redis.
 play plays call scripts (docs/scripts.md) against the brain: it prints each call as the caller
 hears it, with timings and how each answer differs from the recorded one, checks every
 expectation, and exits 1 when one fails (2 when a script or the command line is wrong).
@@ -71,7 +73,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usagef("missing command: say, event, play, load or api")
+		return usagef("missing command: say, event, play, load, record or api")
 	}
 	switch args[0] {
 	case "say":
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return event(ctx, args[1:], getenv, stdout, stderr)
 	case "api":
 		return api(ctx, args[1:], stdout, stderr)
+	case "record":
+		return record(ctx, args[1:], getenv, stdout, stderr)
 	case "play":
 		return play(ctx, args[1:], getenv, stdout, stderr)
 	case "load":
@@ -89,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q: want say, event, play, load or api", args[0])
+		return usagef("unknown command %q: want say, event, play, load, record or api", args[0])
 	}
 }
 

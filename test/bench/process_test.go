@@ -202,7 +202,8 @@ func freePort(t *testing.T) string {
 // runtime's knobs, so a stray OPENAI_API_KEY or REDIS_URL cannot change what is measured.
 func baseEnv() []string {
 	var env []string
-	for _, k := range []string{"PATH", "HOME", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"} {
+	// BRAIN_RECORD*: measure the brain with recording on (docs/recording.md, "Cost").
+	for _, k := range []string{"PATH", "HOME", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "BRAIN_RECORD", "BRAIN_RECORD_TEXT"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}

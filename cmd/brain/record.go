@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/callbrain/callbrain/agent"
+	"github.com/callbrain/callbrain/session"
+)
+
+// defaultRecordDir is where BRAIN_RECORD=dir (or 1) writes scripts.
+const defaultRecordDir = "./recordings"
+
+// recordSettings is call recording as configured (BRAIN_RECORD*): off unless On.
+type recordSettings struct {
+	On  bool
+	Cfg agent.RecordConfig
+}
+
+// loadRecord reads BRAIN_RECORD, BRAIN_RECORD_TEXT, BRAIN_RECORD_IDLE and
+// BRAIN_RECORD_MAXLEN. BRAIN_RECORD is a comma-separated list of sinks: dir:PATH (or dir, or
+// 1, for ./recordings) and redis (the recordings stream in REDIS_URL's Redis); empty, 0 or
+// off records nothing.
+func loadRecord(getenv func(string) string, c config) (recordSettings, error) {
+	var rs recordSettings
+	p := parser{getenv: getenv}
+	rs.Cfg.Text = p.boolean("BRAIN_RECORD_TEXT")
+	rs.Cfg.Idle = p.duration("BRAIN_RECORD_IDLE", 30*time.Minute)
+	rs.Cfg.StreamMaxLen = int64(p.integer("BRAIN_RECORD_MAXLEN", 10000))
+	if p.err != nil {
+		return rs, p.err
+	}
+	raw := strings.TrimSpace(getenv("BRAIN_RECORD"))
+	switch strings.ToLower(raw) {
+	case "", "0", "off", "false":
+		return rs, nil
+	}
+	for _, sink := range strings.Split(raw, ",") {
+		sink = strings.TrimSpace(sink)
+		kind, arg, _ := strings.Cut(sink, ":")
+		switch {
+		case sink == "1" || sink == "dir" || sink == "on" || sink == "true":
+			rs.Cfg.Dir = defaultRecordDir
+		case kind == "dir" && strings.TrimSpace(arg) != "":
+			rs.Cfg.Dir = strings.TrimSpace(arg)
+		case sink == "redis":
+			if c.RedisURL == "" {
+				return rs, fmt.Errorf("BRAIN_RECORD=%s: the redis sink needs REDIS_URL", raw)
+			}
+			rs.Cfg.Stream = true
+		default:
+			return rs, fmt.Errorf("BRAIN_RECORD=%s: %q is not a sink: want dir:PATH, dir or redis, comma-separated", raw, sink)
+		}
+	}
+	if rs.Cfg.Idle >= c.Retention {
+		return rs, fmt.Errorf("BRAIN_RECORD_IDLE=%s: must be shorter than BRAIN_RETENTION=%s, which keeps the captures", rs.Cfg.Idle, c.Retention)
+	}
+	rs.On = true
+	return rs, nil
+}
+
+// startRecorder starts recording calls when configured: it returns the recorder (nil when
+// off) and a stop function that writes what is queued and must run after the server has
+// drained. With REDIS_URL the captures go to Redis, on a small connection pool of their own,
+// so recording never takes a connection a turn is waiting for.
+func startRecorder(ctx context.Context, cfg config, log *zap.Logger) (*agent.Recorder, func(), error) {
+	rs := cfg.Record
+	if !rs.On {
+		return nil, func() {}, nil
+	}
+	if rs.Cfg.Dir != "" {
+		if err := checkDir(rs.Cfg.Dir); err != nil {
+			return nil, nil, fmt.Errorf("BRAIN_RECORD: %w", err)
+		}
+	}
+	opts := session.Options{Retention: cfg.Retention}
+	var store agent.RecordStore
+	closeStore := func() {}
+	if cfg.RedisURL == "" {
+		store = session.NewMemoryRecordings(opts)
+		rs.Cfg.WriteOpenOnStop = true // the captures die with the process: write every call
+	} else {
+		ro, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, errors.New("REDIS_URL: not a valid redis:// or rediss:// URL")
+		}
+		ro.ContextTimeoutEnabled = true
+		ro.PoolSize = 4
+		ro.DialTimeout = time.Second
+		rdb := redis.NewClient(ro)
+		store = session.NewRedisStore(rdb, opts)
+		closeStore = func() { _ = rdb.Close() }
+	}
+	rec := agent.NewRecorder(rs.Cfg, store, log)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { rec.Run(runCtx) })
+	log.Info("recording calls", zap.String("dir", rs.Cfg.Dir), zap.Bool("stream", rs.Cfg.Stream),
+		zap.Bool("text", rs.Cfg.Text), zap.Duration("idle", rs.Cfg.Idle))
+	return rec, func() {
+		cancel()
+		wg.Wait()
+		closeStore()
+		if n := rec.Dropped(); n > 0 {
+			log.Warn("recording: captures dropped while running", zap.Int64("dropped", n))
+		}
+	}, nil
+}
+
+// checkDir makes dir and checks that scripts can be written in it, so a typo fails at
+// start-up, not at the end of the first call.
+func checkDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("directory %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(name))
+}
