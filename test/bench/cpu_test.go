@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callbrain/callbrain/test/saperly"
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // TestBrainCPU measures the brain's CPU time per turn on the built binary: cmd/brain and
@@ -54,7 +55,7 @@ func TestBrainCPU(t *testing.T) {
 
 			idle0, err := readUsage(br.pid())
 			require.NoError(t, err)
-			require.NoError(t, wait(t.Context(), 2*time.Second))
+			require.NoError(t, serve.Wait(t.Context(), 2*time.Second))
 			idle1, err := readUsage(br.pid())
 			require.NoError(t, err)
 			idle := (idle1.Sched - idle0.Sched) / 2 // per second

@@ -17,6 +17,7 @@ import (
 	"github.com/callbrain/callbrain/session"
 	"github.com/callbrain/callbrain/test/mockllm"
 	"github.com/callbrain/callbrain/test/saperly"
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // The load of the store outage tests (issue 8 §3, at a CI-friendly scale): calls at a time,
@@ -114,7 +115,7 @@ func runOutage(t *testing.T, down func(*testing.T, *redisServer) func(*testing.T
 						close(fifth)
 					}
 					mu.Unlock()
-					pause(ctx, outageThink)
+					_ = serve.Wait(ctx, outageThink) // the scenario ends with ctx
 				}
 				if err := ackRetrying(ctx, b, "call_ended", ids[i]); err != nil {
 					mu.Lock()
@@ -147,7 +148,7 @@ func runOutage(t *testing.T, down func(*testing.T, *redisServer) func(*testing.T
 	probe := newCall(b)
 	res, err := probe.send(t, probe.event("call_ended"))
 	checkError(t, res, err, http.StatusServiceUnavailable, "store_unavailable")
-	pause(ctx, time.Until(downAt.Add(outageFor)))
+	_ = serve.Wait(ctx, time.Until(downAt.Add(outageFor)))
 	up(t)
 	upAt := time.Now()
 	wg.Wait()
@@ -177,7 +178,7 @@ func runOutage(t *testing.T, down func(*testing.T, *redisServer) func(*testing.T
 			t.Errorf("%d turns still missing from the history 30 s after the store came back", missing)
 			break
 		}
-		pause(ctx, 100*time.Millisecond)
+		_ = serve.Wait(ctx, 100*time.Millisecond)
 	}
 
 	t.Logf("histories complete after %s", time.Since(begin).Round(time.Millisecond))
@@ -308,23 +309,9 @@ func ackRetrying(ctx context.Context, b *brain, kind, callID string) error {
 		default:
 			return fmt.Errorf("%s for call %s answered %d: %s", kind, callID, res.Status, res.Body)
 		}
-		pause(ctx, 500*time.Millisecond)
+		_ = serve.Wait(ctx, 500*time.Millisecond)
 	}
 	return fmt.Errorf("%s for call %s never recorded: %s", kind, callID, last)
-}
-
-// pause waits d, or until ctx ends. The load's pacing (a caller's think time, the length of
-// the outage) is part of the scenario; nothing is coordinated by it.
-func pause(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-	}
 }
 
 // TestStoreOutageDrainOnExit: SIGTERM while Redis is paused and turns are kept for it. The

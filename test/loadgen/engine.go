@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/callbrain/callbrain/test/serve"
 )
 
 // Defaults of a Config.
@@ -250,7 +252,7 @@ func (e *Engine) closed(ctx context.Context, start time.Time) StopReason {
 	var wg sync.WaitGroup
 	for w := range e.cfg.Concurrency {
 		wg.Go(func() {
-			if wait(starting, start.Add(e.cfg.Ramp*time.Duration(w)/time.Duration(e.cfg.Concurrency)).Sub(e.cfg.Now())) != nil {
+			if serve.Wait(starting, start.Add(e.cfg.Ramp*time.Duration(w)/time.Duration(e.cfg.Concurrency)).Sub(e.cfg.Now())) != nil {
 				return
 			}
 			for {
@@ -277,7 +279,7 @@ func (e *Engine) open(ctx context.Context, start time.Time) StopReason {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for k := 0; ; k++ {
-		if wait(starting, start.Add(openStart(k, e.cfg.Rate, e.cfg.Ramp)).Sub(e.cfg.Now())) != nil {
+		if serve.Wait(starting, start.Add(openStart(k, e.cfg.Rate, e.cfg.Ramp)).Sub(e.cfg.Now())) != nil {
 			break
 		}
 		n, ok := e.next(starting, start)
@@ -363,18 +365,3 @@ func (e *Engine) callCounted(ctx context.Context, n int) {
 
 // EventMessage is the event kind measured as a turn.
 const EventMessage = "message"
-
-// wait waits d, or until ctx ends (its error then).
-func wait(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

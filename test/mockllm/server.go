@@ -432,7 +432,7 @@ var errCut = errors.New("cut")
 func play(ctx context.Context, b Behavior, n int, emit func(int) error) error {
 	for i := 0; i <= n; i++ {
 		if b.Stall > 0 && i == b.StallAfter {
-			if err := wait(ctx, b.Stall); err != nil {
+			if err := serve.Wait(ctx, b.Stall); err != nil {
 				return err
 			}
 		}
@@ -446,7 +446,7 @@ func play(ctx context.Context, b Behavior, n int, emit func(int) error) error {
 		if i == 0 {
 			d = b.TTFT
 		}
-		if err := wait(ctx, d); err != nil {
+		if err := serve.Wait(ctx, d); err != nil {
 			return err
 		}
 		if err := emit(i); err != nil {
@@ -454,21 +454,6 @@ func play(ctx context.Context, b Behavior, n int, emit func(int) error) error {
 		}
 	}
 	return nil
-}
-
-// wait pauses for d, or less if ctx ends first. It leaves no timer behind.
-func wait(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // abort closes the connection under the response without ending it properly, so the client

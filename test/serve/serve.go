@@ -2,7 +2,8 @@
 // example order desk, the Saperly API stand-in) until their context ends, then shuts them
 // down: requests in flight get a grace period, and whatever still hangs after it (a stalled
 // answer is the point of a stand-in) is cut, so the process always exits promptly. It also
-// writes their JSON answers. It imports none of callbrain's packages.
+// writes their JSON answers, and paces them and the load generator (Wait). It imports none of
+// callbrain's packages.
 package serve
 
 import (
@@ -48,4 +49,21 @@ func JSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(data, '\n')) // a client that left cannot be told
+}
+
+// Wait pauses for d, or less if ctx ends first (its error then), and leaves no timer behind:
+// the pacing of a stand-in or a load generator (a model's token delay, a caller's think time),
+// never a way to coordinate.
+func Wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -48,3 +48,13 @@ func TestRunReportsServeFailure(t *testing.T) {
 	err = serve.Run(t.Context(), &http.Server{ReadHeaderTimeout: time.Second}, ln, time.Second)
 	assert.ErrorContains(t, err, "serve:")
 }
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, serve.Wait(t.Context(), time.Millisecond))
+	require.NoError(t, serve.Wait(t.Context(), 0), "nothing to wait for")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	assert.ErrorIs(t, serve.Wait(ctx, time.Hour), context.Canceled, "an ended context ends the wait at once")
+	assert.ErrorIs(t, serve.Wait(ctx, 0), context.Canceled)
+}
