@@ -63,8 +63,11 @@ type (
 	inToolsDone struct{ entries []session.Entry }
 	// inGone: Saperly closed the connection. sent is how many of the turn's lines reached it
 	// when a write failed (the lines after it were not heard); -1 when the request ended
-	// between two writes.
-	inGone struct{ sent int }
+	// between two writes. failed: the driver stopped on a panic (a bug), not the caller.
+	inGone struct {
+		sent   int
+		failed bool
+	}
 	// inLeaseLost: another delivery took the turn over.
 	inLeaseLost struct{}
 )
@@ -263,6 +266,10 @@ func (e *engine) onGone(g inGone) {
 	hangUp := ""
 	if e.endCall {
 		hangUp = "skipped" // the caller talked over the goodbye: the call stays up
+	}
+	if g.failed {
+		e.end(OutcomeFailed, hangUp)
+		return
 	}
 	e.end(OutcomeCut, hangUp)
 }

@@ -92,9 +92,7 @@ func (t *turn) run(ctx context.Context) (err error) {
 		if p := recover(); p != nil {
 			t.log.Error("turn panicked", zap.Any("panic", p), zap.Stack("stack"))
 			err = fmt.Errorf("%w: %v", errTurnPanic, p)
-			if !t.ended {
-				t.stats.Outcome = OutcomeFailed
-			}
+			t.abort()
 		}
 		cancel()    // stops every model request at once: barge-in, hang-up, or the turn is over
 		t.wg.Wait() // a tool call in flight finishes: its side effect may have happened
@@ -110,6 +108,25 @@ func (t *turn) run(ctx context.Context) (err error) {
 		t.commit(ctx)
 	}()
 	return t.loop(ctx)
+}
+
+// abort ends a turn that panicked: the history keeps the lines Saperly took.
+func (t *turn) abort() {
+	if t.ended {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil { // the engine itself is broken: end with what the driver knows
+			t.log.Error("turn engine panicked again", zap.Any("panic", p))
+			t.ended = true
+			t.stats.Outcome = OutcomeFailed
+		}
+	}()
+	for _, act := range t.e.step(time.Now(), inGone{sent: t.sent, failed: true}) {
+		if end, ok := act.(actEnd); ok {
+			t.end(end)
+		}
+	}
 }
 
 func (t *turn) loop(ctx context.Context) error {
