@@ -434,6 +434,14 @@ func TestEngineRules(t *testing.T) {
 				"100: end cut"},
 		},
 		{
+			name: "a driver that panicked ends the turn failed, keeping the lines Saperly took",
+			ins:  []timed{tok(100, 0, sentA), tok(110, 0, sentB), {120, inGone{sent: 0, failed: true}}},
+			want: []string{"0: model 0 primary", "110: say " + lineA, "120: end failed"},
+			check: func(t *testing.T, e *engine, st *TurnStats) {
+				assert.Empty(t, e.spoken)
+			},
+		},
+		{
 			name: "the lease lost ends the turn",
 			ins:  []timed{tok(100, 0, sentA), tok(110, 0, sentB), {150, inLeaseLost{}}, tok(200, 0, sentA), tick(6200)},
 			want: []string{"0: model 0 primary", "110: say " + lineA, "150: end cut budget=lease_lost"},
