@@ -200,9 +200,11 @@ func newEngine(cfg *Config, start time.Time, req Request, hist []session.Entry, 
 	return e
 }
 
-// step applies one input at time now and returns what to do.
+// step applies one input at time now and returns what to do. The returned slice is valid
+// until the next step: carry it out first.
 func (e *engine) step(now time.Time, in input) []action {
-	e.out = nil
+	clear(e.out)
+	e.out = e.out[:0]
 	if g, ok := in.(inGone); ok {
 		e.onGone(g)
 		return e.out
