@@ -137,7 +137,8 @@ type engine struct {
 	cfg       *Config
 	start     time.Time
 	req       Request
-	endCallOK bool // end_call is offered: the agent may end calls and the brain can hang up
+	hist      []session.Entry // the call so far: which holding phrases it has used
+	endCallOK bool            // end_call is offered: the agent may end calls and the brain can hang up
 	st        *TurnStats
 
 	sources []*source
@@ -187,17 +188,7 @@ type source struct {
 }
 
 func newEngine(cfg *Config, start time.Time, req Request, hist []session.Entry, endCallOK bool, st *TurnStats) *engine {
-	e := &engine{cfg: cfg, start: start, req: req, endCallOK: endCallOK, st: st, chosen: -1, ch: NewChunker(cfg.Chunker)}
-	e.holdUses = make(map[string]int, len(cfg.HoldingPhrases))
-	for _, en := range hist {
-		if en.Kind != session.EntryAssistant {
-			continue
-		}
-		for _, p := range cfg.HoldingPhrases {
-			e.holdUses[p] += strings.Count(en.Text, p)
-		}
-	}
-	return e
+	return &engine{cfg: cfg, start: start, req: req, hist: hist, endCallOK: endCallOK, st: st, chosen: -1, ch: NewChunker(cfg.Chunker)}
 }
 
 // step applies one input at time now and returns what to do. The returned slice is valid
@@ -599,6 +590,17 @@ func (e *engine) speak(now time.Time, line string, trigger time.Time) bool {
 
 // hold speaks the holding phrase this call has used least, earliest in the configured order.
 func (e *engine) hold(now time.Time) {
+	if e.holdUses == nil {
+		e.holdUses = make(map[string]int, len(e.cfg.HoldingPhrases))
+		for _, en := range e.hist {
+			if en.Kind != session.EntryAssistant {
+				continue
+			}
+			for _, p := range e.cfg.HoldingPhrases {
+				e.holdUses[p] += strings.Count(en.Text, p)
+			}
+		}
+	}
 	best := ""
 	for _, p := range e.cfg.HoldingPhrases {
 		if best == "" || e.holdUses[p] < e.holdUses[best] {

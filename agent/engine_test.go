@@ -381,6 +381,13 @@ func TestEngineRules(t *testing.T) {
 			},
 		},
 		{
+			name:    "while the goodbye is said, only the clock and the caller count",
+			endCall: true,
+			ins: []timed{tok(100, 0, "Goodbye! "), calls(110, 0, toolCall("e", EndCallTool)), {300, inLeaseLost{}},
+				tok(400, 0, "late"), wake()},
+			want: []string{"0: model 0 primary", "110: say Goodbye!", "1143: hang up", "1143: end answered end_call"},
+		},
+		{
 			name:    "end_call without a goodbye says one",
 			endCall: true,
 			ins:     []timed{calls(100, 0, toolCall("e", EndCallTool))},

@@ -161,7 +161,10 @@ func (t *turn) loop(ctx context.Context) error {
 			// Another delivery took the turn over: Saperly retried, so it gave up on this
 			// answer, and the other delivery is finishing it.
 			t.exec(t.e.step(time.Now(), inLeaseLost{}))
-			return errLeaseLost
+			if t.ended {
+				return errLeaseLost
+			}
+			lost = nil // saying goodbye: the engine hangs up as it meant to
 		case <-ctx.Done():
 			t.exec(t.e.step(time.Now(), inGone{sent: -1}))
 			return context.Cause(ctx)
