@@ -209,6 +209,11 @@ func TestEngineRules(t *testing.T) {
 			want: []string{"0: model 0 primary", "900: say Well we have several openings on Tuesday"},
 		},
 		{
+			name: "a first line still inside a word at FirstCut goes out as soon as a word completes",
+			ins:  []timed{tok(100, 0, "Absolutely"), tick(700), tok(800, 0, " we can do"), tok(820, 0, " that for you")},
+			want: []string{"0: model 0 primary", "800: say Absolutely we"}, // never a lone word (docs/speech.md)
+		},
+		{
 			name: "whole words already in beat a holding phrase",
 			ins:  []timed{tok(1000, 0, "Let me see what we have for next week and"), tick(1200)},
 			want: []string{"0: model 0 primary", "1200: say Let me see what we have for next"},
@@ -217,7 +222,7 @@ func TestEngineRules(t *testing.T) {
 			name:     "a silent primary is hedged on the fallback at HedgeAfter; the first to speak wins",
 			fallback: true,
 			ins: []timed{tick(1200), tick(2500), tok(2800, 1, "Fallback here. "), tok(2900, 0, "Primary. "),
-				eos(2950, 1)},
+				fail(2910, 0, errBoom), eos(2950, 1)},
 			want: []string{"0: model 0 primary", "1200: say One moment.", "2500: model 1 fallback", "2800: cancel 0",
 				"2950: say Fallback here.", "2950: end answered"},
 			check: func(t *testing.T, e *engine, st *TurnStats) {
