@@ -37,6 +37,10 @@ const (
 
 func (b Budget) Error() string { return string(b) + " budget" }
 
+// Outcome is how a turn ended: one of the Outcome constants (config.go), which stay untyped so
+// TurnStats.Outcome is a plain string for logs and metrics.
+type Outcome string
+
 // input is what step reacts to.
 type input interface{ isInput() }
 
@@ -116,7 +120,7 @@ type (
 	actHangUp struct{}
 	// actEnd ends the turn: the one place its outcome and budget are decided.
 	actEnd struct {
-		outcome string
+		outcome Outcome
 		budget  Budget
 		endCall bool   // the agent said goodbye meaning to end the call (TurnStats.EndCall)
 		hangUp  string // TurnStats.HangUp when decided here: "skipped", "too_long"
@@ -231,7 +235,7 @@ func (e *engine) step(now time.Time, in input) []action {
 }
 
 // end closes the turn with outcome: the one place a turn's outcome is decided.
-func (e *engine) end(outcome string, hangUp string) {
+func (e *engine) end(outcome Outcome, hangUp string) {
 	if e.ended {
 		return
 	}
@@ -500,7 +504,7 @@ func (e *engine) modelEnd(now time.Time, err error, calls []ToolCall) {
 
 // finish speaks the last model lines and, when given, a closing line, and ends the turn. An
 // answer of which nothing could be spoken becomes an apology.
-func (e *engine) finish(now time.Time, lines []string, closing, outcome string) {
+func (e *engine) finish(now time.Time, lines []string, closing string, outcome Outcome) {
 	for _, l := range lines {
 		if !e.sayModel(now, l, time.Time{}) {
 			return

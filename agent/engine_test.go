@@ -67,7 +67,7 @@ func show(a action) string {
 	case actHangUp:
 		return "hang up"
 	case actEnd:
-		s := "end " + a.outcome
+		s := "end " + string(a.outcome)
 		if a.budget != "" {
 			s += " budget=" + string(a.budget)
 		}

@@ -226,11 +226,11 @@ func (t *turn) spoke(act actSpeak) {
 // end records the turn's end: its outcome and budget are set here, once.
 func (t *turn) end(act actEnd) {
 	if t.ended {
-		t.log.Error("turn ended twice", zap.String("outcome", act.outcome))
+		t.log.Error("turn ended twice", zap.String("outcome", string(act.outcome)))
 		return
 	}
 	t.ended = true
-	t.stats.Outcome = act.outcome
+	t.stats.Outcome = string(act.outcome)
 	t.stats.Budget = string(act.budget)
 	t.stats.EndCall = act.endCall
 	if act.hangUp != "" {
