@@ -468,3 +468,19 @@ func TestEngineRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) { runEngine(t, c) })
 	}
 }
+
+// BenchmarkEngineTurn is the rules' own cost for one answer of the bench's size: every token
+// through step, with its chunking, and no goroutine, channel, clock or I/O.
+func BenchmarkEngineTurn(b *testing.B) {
+	toks := DemoTokens("Sure, I can help you book that. We have Tuesday at 3:30 p.m. or Wednesday at 10 a.m. Which works better?")
+	b.ReportAllocs()
+	for b.Loop() {
+		e, _ := newTestEngine(engineCase{})
+		e.step(e0, inStart{})
+		for i, tk := range toks {
+			now := ms(300 + 20*i)
+			e.step(now, inToken{src: 0, tok: tk, at: now})
+		}
+		e.step(ms(300+20*len(toks)), inStreamEnd{src: 0, err: io.EOF})
+	}
+}
