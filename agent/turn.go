@@ -308,7 +308,14 @@ func (t *turn) startTools(act actRunTools) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		done <- t.runTools(act.calls, act.first)
+		var entries []session.Entry
+		defer func() {
+			if p := recover(); p != nil { // runTool recovers each call; this is the runner's own bug
+				t.log.Error("tool runner panicked", zap.Any("panic", p), zap.Stack("stack"))
+			}
+			done <- entries
+		}()
+		entries = t.runTools(act.calls, act.first)
 	}()
 }
 
