@@ -45,6 +45,8 @@ type Deps struct {
 	// call_started never came); nil: such calls are taken on trust.
 	Lookup CallLookup
 	Log    *zap.Logger // nil: no logs
+	// HTTP is the client HTTP tools are called with; nil: a pooled client of the agent's own.
+	HTTP *http.Client
 }
 
 // New returns an Agent.
@@ -71,6 +73,9 @@ func New(cfg Config, d Deps) *Agent {
 			IdleConnTimeout:     90 * time.Second,
 		}},
 		log: log.Named("agent"),
+	}
+	if d.HTTP != nil {
+		a.http = d.HTTP
 	}
 	a.outbox = newOutbox(a.cfg, a.writeTurn, a.log)
 	return a

@@ -7,13 +7,9 @@ import (
 	"github.com/callbrain/callbrain/prompts"
 )
 
-// Budget causes: the named reason a turn was cut short, logged and counted per turn.
-var (
-	ErrTurnBudget  = errors.New("turn budget")
-	ErrStallBudget = errors.New("stall budget")
-	ErrCharBudget  = errors.New("character budget")
-	ErrFollowIdle  = errors.New("replayed turn went idle")
-)
+// ErrFollowIdle is why a retry following another delivery's turn gave up (Config.FollowIdle).
+// The budgets that shape a turn are the Budget values (engine.go).
+var ErrFollowIdle = errors.New("replayed turn went idle")
 
 // ErrWrongLine rejects an event about a call that belongs to another line than the one whose
 // secret signed it.
@@ -257,4 +253,5 @@ const (
 	OutcomeReplayed  = "replayed"
 	OutcomeNoInput   = "no_input"
 	OutcomeRejected  = "rejected" // the event names a call on another line
+	OutcomeFailed    = "failed"   // the turn panicked (a bug); what was said is kept
 )

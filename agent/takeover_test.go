@@ -170,47 +170,49 @@ func TestEventIDReusedOnAnotherCallGetsItsOwnAnswer(t *testing.T) {
 
 func TestTakeOverKeepsToolIndicesAndRunsNothingTwice(t *testing.T) {
 	t.Parallel()
-	const lease = 200 * time.Millisecond
-	tool := newToolServer(t)
-	dir := promptDir(t, map[string]string{"default.md": fmt.Sprintf(ordersAgent, tool.URL, "2s")})
-	lib, err := prompts.NewLive(dir, zap.NewNop())
-	require.NoError(t, err)
-	store := session.NewMemoryStore(session.Options{TurnLease: lease})
-	// The continuation: the model asks about a second order (the first one's lookup is in the
-	// request already), then answers.
-	llm := newRounds(
-		[]step{call("call_b", "get_order_status", `{"order_id":"777"}`)},
-		say("And order 777 arrives Friday.", 0, 0),
-	)
-	a := agent.New(agent.Config{Model: "primary", TurnLease: lease}, agent.Deps{Primary: llm, Store: store, Prompts: lib})
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 200 * time.Millisecond
+		tool := newToolServer(t)
+		dir := promptDir(t, map[string]string{"default.md": fmt.Sprintf(ordersAgent, tool.URL, "2s")})
+		lib, err := prompts.NewLive(dir, zap.NewNop())
+		require.NoError(t, err)
+		store := session.NewMemoryStore(session.Options{TurnLease: lease})
+		// The continuation: the model asks about a second order (the first one's lookup is in the
+		// request already), then answers.
+		llm := newRounds(
+			[]step{call("call_b", "get_order_status", `{"order_id":"777"}`)},
+			say("And order 777 arrives Friday.", 0, 0),
+		)
+		a := agent.New(agent.Config{Model: "primary", TurnLease: lease}, agent.Deps{Primary: llm, Store: store, Prompts: lib, HTTP: tool.client})
 
-	ev := message("c1", "e1", "Where are orders 12345 and 777?")
-	done := session.Entry{Kind: session.EntryTool, EventID: "e1", At: ev.Delivery.ReceivedAt.UnixMilli(),
-		ToolCall: "call_a", ToolName: "get_order_status", ToolArgs: `{"order_id":"12345"}`, Text: `{"status":"shipped"}`}
-	deadOwner(t, store, ev, []string{"Let me look that up.", "Order 12345 has shipped."}, done)
+		ev := message("c1", "e1", "Where are orders 12345 and 777?")
+		done := session.Entry{Kind: session.EntryTool, EventID: "e1", At: ev.Delivery.ReceivedAt.UnixMilli(),
+			ToolCall: "call_a", ToolName: "get_order_status", ToolArgs: `{"order_id":"12345"}`, Text: `{"status":"shipped"}`}
+		deadOwner(t, store, ev, []string{"Let me look that up.", "Order 12345 has shipped."}, done)
 
-	retry := ev
-	retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
-	var heard []string
-	require.NoError(t, a.Respond(t.Context(), retry, func(c agent.Chunk) error {
-		heard = append(heard, c.Text)
-		return nil
-	}))
-	assert.Equal(t, []string{"Let me look that up.", "Order 12345 has shipped."}, heard[:2])
-	assert.Contains(t, strings.Join(heard[2:], " "), "And order 777 arrives Friday.")
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		var heard []string
+		require.NoError(t, a.Respond(t.Context(), retry, func(c agent.Chunk) error {
+			heard = append(heard, c.Text)
+			return nil
+		}))
+		assert.Equal(t, []string{"Let me look that up.", "Order 12345 has shipped."}, heard[:2])
+		assert.Contains(t, strings.Join(heard[2:], " "), "And order 777 arrives Friday.")
 
-	calls := tool.requests()
-	require.Len(t, calls, 1, "the dead owner's finished call is not run again")
-	assert.Equal(t, "c1:e1:1", calls[0].key, "the next call takes the next index, as the owner's would have")
-	st, err := store.Load(t.Context(), "c1")
-	require.NoError(t, err)
-	var ids []string
-	for _, e := range st.History {
-		if e.Kind == session.EntryTool {
-			ids = append(ids, e.ToolCall)
+		calls := tool.requests()
+		require.Len(t, calls, 1, "the dead owner's finished call is not run again")
+		assert.Equal(t, "c1:e1:1", calls[0].key, "the next call takes the next index, as the owner's would have")
+		st, err := store.Load(t.Context(), "c1")
+		require.NoError(t, err)
+		var ids []string
+		for _, e := range st.History {
+			if e.Kind == session.EntryTool {
+				ids = append(ids, e.ToolCall)
+			}
 		}
-	}
-	assert.Equal(t, []string{"call_a", "call_b"}, ids, "both calls in the history, once each")
+		assert.Equal(t, []string{"call_a", "call_b"}, ids, "both calls in the history, once each")
+	})
 }
 
 // partition is a real store that the replica cannot reach for turn-log writes while down.

@@ -3,12 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -16,59 +16,36 @@ import (
 	"github.com/callbrain/callbrain/session"
 )
 
-// A turn answers one claimed message. It runs a single loop that owns the response: model
-// tokens arrive on a channel from one goroutine per model request (two while hedging), and
-// one timer drives every budget, so a holding phrase, a cut of the first line or a graceful
-// end happens on time even while the model is silent. STYLE prefers emit callbacks to
-// channels; timers that must fire while a model blocks are the reason for the exception.
+// A turn answers one claimed message. Its rules are the reducer in engine.go; turn is the
+// driver around it: it owns the goroutines (one per model request, two while hedging; one
+// for a round of tool calls; the line recorder), the clock and timer, the clients, and the
+// teardown, which is deferred and runs on every exit, panics included. The driver's single
+// loop feeds the engine its inputs as they come and carries out the actions it returns.
+// STYLE prefers emit callbacks to channels; timers that must fire while a model blocks are
+// the reason for the exception.
 type turn struct {
 	a     *Agent
 	cfg   Config // the agent's settings over the brain's
 	ag    *prompts.Agent
 	ev    Event
-	hist  []session.Entry
 	emit  func(Chunk) error
 	log   *zap.Logger
 	stats *TurnStats
 	start time.Time
-	req   Request
+	e     *engine
 
-	ctx     context.Context // parent of every model request; ends with the turn
-	pieces  chan piece
-	wg      sync.WaitGroup
-	sources []*source
-	chosen  int // index of the source whose words are spoken, -1 before the first token
-
-	ch             *Chunker
-	spoken         []string
-	chars          int
-	lastLine       time.Time
-	modelLines     int
-	holdsSinceLine int
-	heldFirst      bool // a holding phrase went out before the first model line
-	firstTokenAt   time.Time
-	lastTokenAt    time.Time
-	cutTried       bool // the first-line deadline has been acted on
-	done           bool
-	gone           bool // Saperly closed the connection
-	holdUses       map[string]int
-	rec            *lineRecorder
-	lease          session.Lease // the turn's claim; an empty token when there is none
-	// prefix is what the caller heard of a turn this delivery took over (resume).
-	prefix []string
-
-	// Tools. roundText holds the model lines of the current model round; a round that ends
-	// in tool calls runs them in one goroutine, which reports on toolDone.
-	roundText  []string
-	toolRounds int
-	toolCalls  int // calls made so far in this turn: the index in each idempotency key
-	toolDone   chan []session.Entry
-	tools      []session.Entry // finished tool calls, for the history
-	endCall    bool            // the model called end_call: hang up after the goodbye
-	// playEnd is about when Saperly will have finished saying every line sent so far.
-	playEnd time.Time
+	ctx      context.Context // parent of every model request; ends with the turn
+	pieces   chan piece
+	wg       sync.WaitGroup
+	cancels  []context.CancelFunc // one per model request, by source index
+	toolDone chan []session.Entry // non-nil while a round of tool calls runs
+	rec      *lineRecorder
+	lease    session.Lease // the turn's claim; an empty token when there is none
+	sent     int           // lines of this turn Saperly took
+	ended    bool          // the engine's actEnd was carried out
 }
 
+// piece is what a model pump reports: a token, or the end of its stream.
 type piece struct {
 	src   int
 	tok   string
@@ -77,33 +54,325 @@ type piece struct {
 	at    time.Time
 }
 
-type source struct {
-	llm     LLM
-	model   string
-	cancel  context.CancelFunc
-	started time.Time
-	ended   bool
-	round   int // the tool round it answers; 0 before any tool call
-}
-
 func newTurn(a *Agent, ev Event, st session.State, ag *prompts.Agent, system string, emit func(Chunk) error, log *zap.Logger, start time.Time, stats *TurnStats) *turn {
 	stats.PromptVersion = ag.Version
 	stats.Agent = ag.Name
 	cfg := a.cfg.forAgent(ag.Settings)
 	t := &turn{
-		a: a, cfg: cfg, ag: ag, ev: ev, hist: st.History, emit: emit, log: log, stats: stats, start: start,
+		a: a, cfg: cfg, ag: ag, ev: ev, emit: emit, log: log, stats: stats, start: start,
 		pieces: make(chan piece, 16),
-		chosen: -1,
-		ch:     NewChunker(cfg.Chunker),
 	}
-	t.req = Request{
+	req := Request{
 		Model:       cfg.Model,
 		Messages:    buildMessages(system, st.History, cfg.HistoryLimit, ev.Text),
 		MaxTokens:   cfg.MaxTokens,
 		Temperature: cfg.Temperature,
 		Tools:       a.toolDefs(ag),
 	}
+	t.e = newEngine(&t.cfg, start, req, st.History, ag.Settings.EndCall && a.control != nil, stats)
 	return t
+}
+
+// resume makes t the continuation of a turn this delivery took over (engine.resume).
+func (t *turn) resume(log session.TurnLog) { t.e.resume(log) }
+
+// errTurnPanic is the error of a turn that panicked: a bug, logged with its stack.
+var errTurnPanic = errors.New("turn panicked")
+
+// run drives the turn to its end. Its teardown is deferred: whatever happens, panics
+// included, every model request is stopped, every goroutine waited for, and the turn is
+// committed.
+func (t *turn) run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	t.ctx = ctx
+	if t.lease.Token != "" {
+		t.rec = newLineRecorder(ctx, t.a, t.lease, t.log)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			t.log.Error("turn panicked", zap.Any("panic", p), zap.Stack("stack"))
+			err = fmt.Errorf("%w: %v", errTurnPanic, p)
+			t.abort()
+		}
+		cancel()    // stops every model request at once: barge-in, hang-up, or the turn is over
+		t.wg.Wait() // a tool call in flight finishes: its side effect may have happened
+		if t.toolDone != nil {
+			t.e.lateTools(<-t.toolDone) // the caller left while it ran: its side effect still counts
+		}
+		if t.rec != nil {
+			t.rec.close()
+		}
+		for _, e := range t.e.tools {
+			t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs})
+		}
+		t.commit(ctx)
+	}()
+	return t.loop(ctx)
+}
+
+// abort ends a turn that panicked: the history keeps the lines Saperly took.
+func (t *turn) abort() {
+	if t.ended {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil { // the engine itself is broken: end with what the driver knows
+			t.log.Error("turn engine panicked again", zap.Any("panic", p))
+			t.ended = true
+			t.stats.Outcome = OutcomeFailed
+		}
+	}()
+	for _, act := range t.e.step(time.Now(), inGone{sent: t.sent, failed: true}) {
+		if end, ok := act.(actEnd); ok {
+			t.end(end)
+		}
+	}
+}
+
+func (t *turn) loop(ctx context.Context) error {
+	t.exec(t.e.step(time.Now(), inStart{}))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var lost <-chan struct{} // stays nil (never ready) without a recorder
+	if t.rec != nil {
+		lost = t.rec.lostC
+	}
+	for !t.ended {
+		timer.Reset(max(time.Until(t.e.nextWake()), 0))
+		select {
+		case p := <-t.pieces:
+			if ctx.Err() != nil {
+				// Saperly closed the connection while this piece was on its way: select picks
+				// among ready cases at random, and nothing more may be said (or counted).
+				t.exec(t.e.step(time.Now(), inGone{sent: -1}))
+				return context.Cause(ctx)
+			}
+			if p.err != nil {
+				t.exec(t.e.step(time.Now(), inStreamEnd{src: p.src, err: p.err, calls: p.calls, at: p.at}))
+			} else {
+				t.exec(t.e.step(time.Now(), inToken{src: p.src, tok: p.tok, at: p.at}))
+			}
+		case entries := <-t.toolDone:
+			t.toolDone = nil
+			t.exec(t.e.step(time.Now(), inToolsDone{entries: entries}))
+		case now := <-timer.C:
+			t.exec(t.e.step(now, inTick{}))
+		case <-lost:
+			// Another delivery took the turn over: Saperly retried, so it gave up on this
+			// answer, and the other delivery is finishing it.
+			t.exec(t.e.step(time.Now(), inLeaseLost{}))
+			if t.ended {
+				return errLeaseLost
+			}
+			lost = nil // saying goodbye: the engine hangs up as it meant to
+		case <-ctx.Done():
+			t.exec(t.e.step(time.Now(), inGone{sent: -1}))
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// errLeaseLost ends a turn another delivery took over.
+var errLeaseLost = errors.New("another delivery took the turn over")
+
+// exec carries out the engine's actions in order. A line Saperly does not take ends the
+// turn there: the actions after it are dropped, and the engine hears that the caller is gone.
+func (t *turn) exec(acts []action) {
+	for _, act := range acts {
+		switch act := act.(type) {
+		case actSpeak:
+			if err := t.emit(Speak(act.line)); err != nil {
+				t.exec(t.e.step(time.Now(), inGone{sent: t.sent}))
+				return
+			}
+			t.spoke(act)
+		case actStartModel:
+			t.startModel(act)
+		case actCancel:
+			t.cancels[act.src]()
+		case actRunTools:
+			t.startTools(act)
+		case actLogTools:
+			if t.rec != nil {
+				t.rec.add(logItem{tools: act.entries})
+			}
+		case actWarn:
+			t.log.Warn(act.msg, act.fields...)
+		case actHangUp:
+			t.hangUp()
+		case actEnd:
+			t.end(act)
+		}
+	}
+}
+
+// spoke records a line Saperly took.
+func (t *turn) spoke(act actSpeak) {
+	now := time.Now()
+	if t.stats.Lines == 0 { // a taken-over turn's replayed lines came first
+		t.stats.FirstLine = now.Sub(t.start)
+	}
+	t.stats.Lines++
+	t.sent++
+	if t.rec != nil {
+		t.rec.add(logItem{line: act.line})
+	}
+	if !act.trigger.IsZero() {
+		t.stats.FirstLineLag = now.Sub(act.trigger)
+	}
+}
+
+// end records the turn's end: its outcome and budget are set here, once.
+func (t *turn) end(act actEnd) {
+	if t.ended {
+		t.log.Error("turn ended twice", zap.String("outcome", string(act.outcome)))
+		return
+	}
+	t.ended = true
+	t.stats.Outcome = string(act.outcome)
+	t.stats.Budget = string(act.budget)
+	t.stats.EndCall = act.endCall
+	if act.hangUp != "" {
+		t.stats.HangUp = act.hangUp
+	}
+	if len(t.e.spoken) > 0 {
+		t.stats.Chars = t.e.chars
+	}
+	t.stats.Holds += len(t.e.holdLines)
+	t.stats.HoldLines = append(t.stats.HoldLines, t.e.holdLines...)
+}
+
+func (t *turn) startModel(act actStartModel) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	t.cancels = append(t.cancels, cancel)
+	llm := t.a.primary
+	if act.fallback {
+		llm = t.a.fallback
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer cancel()
+		t.pump(ctx, act.src, llm, act.req)
+	}()
+}
+
+// errPumpPanic is the stream error of a model pump that panicked.
+var errPumpPanic = errors.New("model stream panicked")
+
+// pump forwards one model stream's tokens to the turn loop until the stream ends or the
+// turn no longer wants it. A panic in it (a model client's bug) ends the stream as an error.
+func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
+	send := func(p piece) bool {
+		p.src, p.at = idx, time.Now()
+		select {
+		case t.pieces <- p:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			t.log.Error("model stream panicked", zap.Any("panic", p), zap.Stack("stack"))
+			send(piece{err: fmt.Errorf("%w: %v", errPumpPanic, p)})
+		}
+	}()
+	stream, err := llm.Stream(ctx, req)
+	if err != nil {
+		send(piece{err: err})
+		return
+	}
+	defer stream.Close()
+	for {
+		tok, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			send(piece{err: err, calls: stream.ToolCalls()})
+			return
+		}
+		if err != nil {
+			send(piece{err: err})
+			return
+		}
+		if tok != "" && !send(piece{tok: tok}) {
+			return
+		}
+	}
+}
+
+// startTools runs a round of tool calls in one goroutine, which reports on t.toolDone.
+func (t *turn) startTools(act actRunTools) {
+	done := make(chan []session.Entry, 1)
+	t.toolDone = done
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		var entries []session.Entry
+		defer func() {
+			if p := recover(); p != nil { // runTool recovers each call; this is the runner's own bug
+				t.log.Error("tool runner panicked", zap.Any("panic", p), zap.Stack("stack"))
+			}
+			done <- entries
+		}()
+		entries = t.runTools(act.calls, act.first)
+	}()
+}
+
+// runTools calls each tool in turn. It is detached from the caller's connection: a caller
+// who talks over the holding phrase must not cut a booking in half, and the result goes into
+// the history so the next turn knows it happened. Each call is bounded by its tool's timeout.
+// A call that panics (a bug) is reported to the model as a failed tool.
+func (t *turn) runTools(calls []ToolCall, first int) []session.Entry {
+	ctx := context.WithoutCancel(t.ctx)
+	at := eventTime(t.ev).UnixMilli()
+	turnKey := t.ev.ID
+	if turnKey == "" {
+		turnKey = t.ev.Delivery.ID
+	}
+	out := make([]session.Entry, len(calls))
+	for i, c := range calls {
+		out[i] = session.Entry{
+			Kind: session.EntryTool, EventID: t.ev.ID, At: at,
+			ToolCall: c.ID, ToolName: c.Name, ToolArgs: c.Args, Text: t.runTool(ctx, c, i, first+i, turnKey),
+		}
+	}
+	return out
+}
+
+func (t *turn) runTool(ctx context.Context, c ToolCall, i, index int, turnKey string) (result string) {
+	defer func() {
+		if p := recover(); p != nil {
+			t.log.Error("tool call panicked", zap.String("tool", c.Name), zap.Any("panic", p), zap.Stack("stack"))
+			result = toolError("the tool failed")
+		}
+	}()
+	if c.Name == EndCallTool {
+		return toolError("end_call must be called alone: say goodbye and call it again once the other tools have answered")
+	}
+	tool, ok := findTool(t.ag, c.Name)
+	if !ok {
+		return toolError("there is no tool called " + c.Name)
+	}
+	if i > 0 && t.ctx.Err() != nil {
+		// The turn ended (the caller left, or a budget) while an earlier call ran: start
+		// nothing new, so the answer's end never waits on more than one call. The first
+		// call the model asked for runs even so: the caller heard us start on it.
+		return toolError("not run: the turn ended first")
+	}
+	return t.a.callTool(ctx, tool, c, fmt.Sprintf("%s:%s:%d", t.ev.CallID, turnKey, index))
+}
+
+// hangUp asks the carrier to end the call; the engine waited for the goodbye to be heard.
+func (t *turn) hangUp() {
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), 5*time.Second)
+	defer cancel()
+	if err := t.a.control.HangUp(hctx, t.ev.CallID); err != nil {
+		t.log.Error("hang-up failed", zap.Error(err))
+		t.stats.HangUp = "failed"
+		return
+	}
+	t.stats.HangUp = "sent"
 }
 
 // buildMessages is the model's view of the call: the system prompt, the latest history
@@ -140,479 +409,6 @@ const continueNote = "Your answer above was cut off by a technical problem; the 
 
 // resume makes t the continuation of a turn this delivery took over: the caller has heard
 // log's lines, and log's tool calls have run. The model sees them, and is asked to go on; the
-// history gets the turn once, heard lines first.
-func (t *turn) resume(log session.TurnLog) {
-	t.prefix = log.Lines
-	for _, l := range log.Lines {
-		t.chars += utf8.RuneCountInString(l) + 1
-	}
-	seen := make(map[string]bool, len(log.Tools))
-	msgs := t.req.Messages
-	for _, e := range log.Tools {
-		if seen[e.ToolCall] {
-			continue // written twice by a retried log write
-		}
-		seen[e.ToolCall] = true
-		t.tools = append(t.tools, e)
-		msgs = append(msgs,
-			Message{Role: "assistant", ToolCalls: []ToolCall{{ID: e.ToolCall, Name: e.ToolName, Args: e.ToolArgs}}},
-			Message{Role: "tool", ToolCallID: e.ToolCall, Text: e.Text})
-	}
-	// Later tool calls take the next idempotency keys, as the owner's would have: a call the
-	// owner had started when it stopped, asked for again, gets its key and is not run twice.
-	t.toolCalls = len(t.tools)
-	if len(t.prefix) > 0 {
-		msgs = append(msgs,
-			Message{Role: "assistant", Text: strings.Join(t.prefix, " ")},
-			Message{Role: "system", Text: continueNote})
-	}
-	t.req.Messages = msgs
-}
-
-// said is how many lines of the model's answer the caller has heard, a taken-over turn's
-// included.
-func (t *turn) said() int { return t.modelLines + len(t.prefix) }
-
-func (t *turn) run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	t.ctx = ctx
-	if t.lease.Token != "" {
-		t.rec = newLineRecorder(ctx, t.a, t.lease, t.log)
-	}
-	err := t.loop(ctx)
-	switch {
-	case t.endCall && t.gone:
-		t.stats.HangUp = "skipped"
-	case t.endCall:
-		t.hangUp(ctx)
-	}
-	cancel()    // stops every model request at once: barge-in, hang-up, or the turn is over
-	t.wg.Wait() // a tool call in flight finishes: its side effect may have happened
-	if t.toolDone != nil {
-		late := <-t.toolDone // the caller left while it ran: its side effect still counts
-		t.tools = append(t.tools, late...)
-		t.stats.ToolCalls += len(late)
-	}
-	if t.rec != nil {
-		t.rec.close()
-	}
-	for _, e := range t.tools {
-		t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs})
-	}
-	t.commit(ctx)
-	return err
-}
-
-func (t *turn) loop(ctx context.Context) error {
-	t.startSource(t.a.primary, t.cfg.Model)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var lost <-chan struct{} // stays nil (never ready) without a recorder
-	if t.rec != nil {
-		lost = t.rec.lostC
-	}
-	for !t.done {
-		timer.Reset(t.nextWake(time.Now()))
-		select {
-		case p := <-t.pieces:
-			if ctx.Err() != nil {
-				// Saperly closed the connection while this piece was on its way: select picks
-				// among ready cases at random, and nothing more may be said (or counted).
-				t.gone = true
-				t.stats.Outcome = OutcomeCut
-				return context.Cause(ctx)
-			}
-			t.onPiece(p)
-		case entries := <-t.toolDone:
-			t.onToolsDone(entries)
-		case now := <-timer.C:
-			t.onTick(now)
-		case <-lost:
-			// Another delivery took the turn over: Saperly retried, so it gave up on this
-			// answer, and the other delivery is finishing it.
-			t.stats.Budget = "lease_lost"
-			t.stats.Outcome = OutcomeCut
-			return errLeaseLost
-		case <-ctx.Done():
-			t.gone = true
-			t.stats.Outcome = OutcomeCut
-			return context.Cause(ctx)
-		}
-	}
-	return nil
-}
-
-// errLeaseLost ends a turn another delivery took over.
-var errLeaseLost = errors.New("another delivery took the turn over")
-
-// nextWake is how long until the earliest budget that could act.
-func (t *turn) nextWake(now time.Time) time.Duration {
-	cfg := &t.cfg
-	next := t.start.Add(cfg.TurnBudget)
-	earlier := func(at time.Time) {
-		if at.Before(next) {
-			next = at
-		}
-	}
-	if t.modelLines == 0 {
-		if !t.firstTokenAt.IsZero() && !t.cutTried {
-			earlier(t.firstTokenAt.Add(cfg.FirstCut))
-		}
-		if len(t.spoken) == 0 {
-			earlier(t.start.Add(cfg.HoldAfter))
-		}
-	}
-	if t.canHedge() {
-		earlier(t.start.Add(cfg.HedgeAfter))
-	}
-	if len(t.spoken) > 0 {
-		earlier(t.lastLine.Add(cfg.StallAfter))
-	}
-	return max(next.Sub(now), 0)
-}
-
-func (t *turn) onTick(now time.Time) {
-	cfg := &t.cfg
-	if !now.Before(t.start.Add(cfg.TurnBudget)) {
-		t.stats.Budget = "turn"
-		t.finish(t.ch.End(false), cfg.StallLine, OutcomeStalled)
-		return
-	}
-	if t.canHedge() && !now.Before(t.start.Add(cfg.HedgeAfter)) {
-		t.stats.Hedged = true
-		t.startSource(t.a.fallback, cfg.FallbackModel)
-	}
-	if t.modelLines == 0 && !t.firstTokenAt.IsZero() && !t.cutTried && !now.Before(t.firstTokenAt.Add(cfg.FirstCut)) {
-		t.cutTried = true
-		if t.sayCut(time.Time{}) {
-			return
-		}
-	}
-	if len(t.spoken) == 0 {
-		// Nothing said yet: whole words already in beat a holding phrase.
-		if !now.Before(t.start.Add(cfg.HoldAfter)) && !t.sayCut(time.Time{}) {
-			t.hold()
-		}
-		return
-	}
-	if now.Before(t.lastLine.Add(cfg.StallAfter)) {
-		return
-	}
-	// Silence is approaching Saperly's line budget. Words still flowing without a boundary
-	// are cut at a word; a silent model gets a holding phrase, and then a graceful end.
-	if !t.lastTokenAt.IsZero() && now.Sub(t.lastTokenAt) < cfg.StallAfter/2 && t.sayCut(time.Time{}) {
-		return
-	}
-	if t.toolDone != nil {
-		t.hold() // a tool is running, bounded by its own timeout: keep the caller company
-		return
-	}
-	maxHolds := 1
-	if t.modelLines == 0 {
-		maxHolds = 2 // the first-token hold, and one more while the model (or its fallback) starts
-	}
-	if t.holdsSinceLine < maxHolds {
-		t.stats.Budget = "stall"
-		t.hold()
-		return
-	}
-	t.stats.Budget = "stall"
-	if t.modelLines == 0 {
-		t.apologize()
-		return
-	}
-	t.finish(t.ch.End(false), cfg.StallLine, OutcomeStalled)
-}
-
-func (t *turn) onPiece(p piece) {
-	src := t.sources[p.src]
-	if src.round != t.toolRounds || (src.ended && p.err == nil) {
-		return // a cancelled stream of an earlier round, or the hedge loser's last words
-	}
-	if p.err != nil {
-		src.ended = true
-		if t.chosen >= 0 && t.chosen != p.src {
-			return // the hedge loser, already cancelled
-		}
-		if t.chosen < 0 && len(p.calls) > 0 && errors.Is(p.err, io.EOF) {
-			t.choose(p.src, p.at) // an answer that is only tool calls
-		}
-		if t.chosen < 0 {
-			t.failBeforeSpeech(p.err)
-			return
-		}
-		t.modelEnd(p.err, p.calls)
-		return
-	}
-	if t.chosen < 0 {
-		t.choose(p.src, p.at)
-	}
-	if p.src != t.chosen {
-		return
-	}
-	t.lastTokenAt = p.at
-	for _, line := range t.ch.Push(p.tok) {
-		if !t.sayModel(line, p.at) {
-			return
-		}
-	}
-	// The first-line deadline passed while only part of a word was in: cut as soon as a
-	// word completes.
-	if t.modelLines == 0 && t.cutTried {
-		t.sayCut(p.at)
-	}
-}
-
-// choose makes src the answering model: the first to produce a token.
-func (t *turn) choose(src int, at time.Time) {
-	t.chosen = src
-	t.firstTokenAt = at
-	t.cutTried = false
-	s := t.sources[src]
-	if s.round == 0 {
-		t.stats.TTFT = at.Sub(s.started)
-		t.stats.Model = s.model
-		t.stats.Fallback = src > 0
-	}
-	for i, o := range t.sources {
-		if i != src {
-			o.cancel()
-			o.ended = true // its last words, if any arrive, are ignored
-		}
-	}
-}
-
-// failBeforeSpeech handles a model that ended before producing any word.
-func (t *turn) failBeforeSpeech(err error) {
-	for _, s := range t.sources {
-		if !s.ended {
-			return // the hedge partner may still answer
-		}
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) {
-		t.log.Warn("model answered nothing", zap.String("model", t.sources[len(t.sources)-1].model))
-	} else {
-		t.log.Warn("model failed before speech", zap.Error(err))
-	}
-	if t.cfg.FallbackModel != "" && len(t.sources) == 1 && time.Since(t.start) < t.cfg.FallbackWithin {
-		t.startSource(t.a.fallback, t.cfg.FallbackModel)
-		return
-	}
-	if t.said() > 0 {
-		// A model round after a tool call failed, or the model continuing a turn taken over:
-		// the caller has heard part of the answer.
-		t.finish(nil, t.cfg.RecoveryLine, OutcomeRecovered)
-		return
-	}
-	t.apologize()
-}
-
-// modelEnd handles the end of the answering model's stream.
-func (t *turn) modelEnd(err error, calls []ToolCall) {
-	switch {
-	case errors.Is(err, io.EOF) && len(calls) > 0:
-		t.onToolCalls(calls)
-	case errors.Is(err, io.EOF):
-		t.finish(t.ch.End(true), "", OutcomeAnswered)
-	case errors.Is(err, ErrTruncated):
-		t.stats.Budget = "max_tokens"
-		t.finish(t.ch.End(false), "", OutcomeAnswered)
-	case t.modelLines == 0:
-		// Broke before a word of it was spoken: the caller loses nothing if another model
-		// answers from the start.
-		t.chosen = -1
-		t.ch = NewChunker(t.cfg.Chunker)
-		t.failBeforeSpeech(err)
-	default:
-		t.log.Warn("model stream broke", zap.Error(err))
-		t.finish(t.ch.End(false), t.cfg.RecoveryLine, OutcomeRecovered)
-	}
-}
-
-// finish speaks the last model lines and, when given, a closing line, and ends the turn. An
-// answer of which nothing could be spoken becomes an apology.
-func (t *turn) finish(lines []string, closing, outcome string) {
-	for _, l := range lines {
-		if !t.sayModel(l, time.Time{}) {
-			return
-		}
-	}
-	if t.said() == 0 {
-		t.apologize()
-		return
-	}
-	if closing != "" && !t.say(closing) {
-		return
-	}
-	t.stats.Outcome = outcome
-	t.done = true
-}
-
-func (t *turn) apologize() {
-	t.say(t.cfg.ApologyLine)
-	if !t.gone {
-		t.stats.Outcome = OutcomeApology
-	}
-	t.done = true
-}
-
-func (t *turn) canHedge() bool {
-	return t.cfg.FallbackModel != "" && t.chosen < 0 && len(t.sources) == 1 && !t.sources[0].ended
-}
-
-func (t *turn) startSource(llm LLM, model string) {
-	ctx, cancel := context.WithCancel(t.ctx)
-	idx := len(t.sources)
-	s := &source{llm: llm, model: model, cancel: cancel, started: time.Now(), round: t.toolRounds}
-	t.sources = append(t.sources, s)
-	t.stats.ModelCalls++
-	if idx == 0 {
-		t.stats.PreModel = s.started.Sub(t.start)
-	}
-	req := t.req
-	req.Model = model
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		defer cancel()
-		t.pump(ctx, idx, llm, req)
-	}()
-}
-
-// pump forwards one model stream's tokens to the turn loop until the stream ends or the
-// turn no longer wants it.
-func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
-	send := func(p piece) bool {
-		p.src, p.at = idx, time.Now()
-		select {
-		case t.pieces <- p:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	stream, err := llm.Stream(ctx, req)
-	if err != nil {
-		send(piece{err: err})
-		return
-	}
-	defer stream.Close()
-	for {
-		tok, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			send(piece{err: err, calls: stream.ToolCalls()})
-			return
-		}
-		if err != nil {
-			send(piece{err: err})
-			return
-		}
-		if tok != "" && !send(piece{tok: tok}) {
-			return
-		}
-	}
-}
-
-// sayCut speaks the pending text up to its last whole word, reporting whether it did.
-func (t *turn) sayCut(trigger time.Time) bool {
-	line := t.ch.Cut()
-	return line != "" && t.sayModel(line, trigger)
-}
-
-// sayModel speaks one line of the model's answer, within the character cap.
-func (t *turn) sayModel(line string, trigger time.Time) bool {
-	if t.modelLines == 0 && t.heldFirst && t.isHoldingPhrase(line) {
-		return true // the model opened with a holding phrase of its own: one is enough
-	}
-	reserve := max(utf8.RuneCountInString(t.cfg.RecoveryLine), utf8.RuneCountInString(t.cfg.StallLine)) + 1
-	if t.chars+utf8.RuneCountInString(line)+1 > t.cfg.MaxChars-reserve {
-		t.stats.Budget = "chars"
-		t.stats.Outcome = OutcomeCapped
-		t.done = true // every line so far ended on a boundary; stop here
-		return false
-	}
-	if !t.say(line) {
-		return false
-	}
-	if t.modelLines == 0 && !trigger.IsZero() {
-		t.stats.FirstLineLag = time.Since(trigger)
-	}
-	t.modelLines++
-	t.roundText = append(t.roundText, line)
-	t.holdsSinceLine = 0
-	return true
-}
-
-// say emits one line. It reports false, and ends the turn, when Saperly is gone.
-func (t *turn) say(line string) bool {
-	if t.gone {
-		return false
-	}
-	if err := t.emit(Speak(line)); err != nil {
-		t.gone, t.done = true, true
-		t.stats.Outcome = OutcomeCut
-		return false
-	}
-	now := time.Now()
-	if t.stats.Lines == 0 { // a taken-over turn's replayed lines came first
-		t.stats.FirstLine = now.Sub(t.start)
-	}
-	if t.playEnd.Before(now) {
-		t.playEnd = now // Saperly was silent: this line starts as it arrives
-	}
-	t.playEnd = t.playEnd.Add(speechTime(line))
-	t.spoken = append(t.spoken, line)
-	t.chars += utf8.RuneCountInString(line) + 1
-	t.lastLine = now
-	t.stats.Lines++
-	t.stats.Chars = t.chars
-	if t.rec != nil {
-		t.rec.add(logItem{line: line})
-	}
-	return true
-}
-
-// hold speaks the holding phrase this call has used least, earliest in the configured order.
-func (t *turn) hold() {
-	if t.holdUses == nil {
-		t.holdUses = make(map[string]int, len(t.cfg.HoldingPhrases))
-		for _, e := range t.hist {
-			if e.Kind != session.EntryAssistant {
-				continue
-			}
-			for _, p := range t.cfg.HoldingPhrases {
-				t.holdUses[p] += strings.Count(e.Text, p)
-			}
-		}
-	}
-	best := ""
-	for _, p := range t.cfg.HoldingPhrases {
-		if best == "" || t.holdUses[p] < t.holdUses[best] {
-			best = p
-		}
-	}
-	if !t.say(best) {
-		return
-	}
-	t.holdUses[best]++
-	t.stats.Holds++
-	t.stats.HoldLines = append(t.stats.HoldLines, len(t.spoken)-1)
-	t.holdsSinceLine++
-	if t.modelLines == 0 {
-		t.heldFirst = true
-	}
-}
-
-func (t *turn) isHoldingPhrase(line string) bool {
-	norm := func(s string) string { return strings.ToLower(strings.Trim(s, " .!…")) }
-	l := norm(line)
-	for _, p := range t.cfg.HoldingPhrases {
-		if norm(p) == l {
-			return true
-		}
-	}
-	return false
-}
 
 // commit writes the turn to the history once: the caller's words and exactly the lines that
 // were sent (of a turn taken over, the lines heard before it too). It runs after Saperly may
@@ -624,21 +420,21 @@ func (t *turn) commit(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.cfg.StoreTimeout)
 	defer cancel()
-	if t.rec != nil && t.rec.written < len(t.spoken) {
+	if t.rec != nil && t.rec.written < len(t.e.spoken) {
 		// The turn log missed lines (a store hiccup mid-turn): complete it before closing, so
 		// a retry replays the whole answer, not a truncated one. If this fails too, the close
 		// below most likely does as well, and a follower takes the turn over.
-		if err := t.a.store.AppendLines(ctx, t.lease, t.spoken[t.rec.written:]...); err != nil {
+		if err := t.a.store.AppendLines(ctx, t.lease, t.e.spoken[t.rec.written:]...); err != nil {
 			t.log.Warn("turn log not completed", zap.Error(err))
 		}
 	}
 	at := eventTime(t.ev).UnixMilli()
-	entries := make([]session.Entry, 0, len(t.tools)+2)
+	entries := make([]session.Entry, 0, len(t.e.tools)+2)
 	entries = append(entries, session.Entry{Kind: session.EntryUser, Text: t.ev.Text, At: at, EventID: t.ev.ID})
-	entries = append(entries, t.tools...)
+	entries = append(entries, t.e.tools...)
 	entries = append(entries, session.Entry{
-		Kind: session.EntryAssistant, Text: strings.Join(append(slices.Clip(t.prefix), t.spoken...), " "), At: at, EventID: t.ev.ID,
-		Cut: t.gone, EndCall: t.endCall,
+		Kind: session.EntryAssistant, Text: strings.Join(append(slices.Clip(t.e.prefix), t.e.spoken...), " "), At: at, EventID: t.ev.ID,
+		Cut: t.e.gone, EndCall: t.e.endCall,
 	})
 	t.stats.Pending = t.a.outbox.commit(ctx, newPendingTurn(t.ev, t.lease, entries, time.Now()))
 }
@@ -672,6 +468,13 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 	every := a.cfg.TurnLease / 3
 	go func() {
 		defer close(r.done)
+		defer func() {
+			// A bug in a write must not take the process down: the turn goes on without
+			// its log, and commit writes the lines the log missed.
+			if p := recover(); p != nil {
+				log.Error("turn log writer panicked", zap.Any("panic", p), zap.Stack("stack"))
+			}
+		}()
 		renew := time.NewTimer(every)
 		defer renew.Stop()
 		due := false

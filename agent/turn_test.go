@@ -491,3 +491,10 @@ func TestFirstCutNeverSpeaksALoneWord(t *testing.T) {
 		}
 	})
 }
+
+// record is an OnTurn that keeps the turn's figures.
+func (h *harness) record(s agent.TurnStats) {
+	h.mu.Lock()
+	h.stats = append(h.stats, s)
+	h.mu.Unlock()
+}
