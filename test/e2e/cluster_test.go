@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -113,4 +114,41 @@ func TestClusterFailoverMidCall(t *testing.T) {
 	reqs := m.requests(t)
 	require.Len(t, reqs, 2)
 	checkConversation(t, reqs[1], []mockllm.Message{user(said), assistant(strings.TrimSpace(reply)), user(next)})
+}
+
+// TestPinnedVersionAcrossReplicasOnCluster: replicas A and B on the cluster with different
+// prompt files. A call starts on A, pinned to A's version; its next turn lands on B, which
+// never loaded that version, and B answers with A's prompt, read from the store (issue 12
+// §2: pinned prompt versions are shared).
+func TestPinnedVersionAcrossReplicasOnCluster(t *testing.T) {
+	t.Parallel()
+	cl := sharedCluster(t)
+	m := startMock(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	const promptA, promptB = "You are the receptionist as replica A loaded it.", "You are the receptionist as edited on replica B."
+	require.NoError(t, os.WriteFile(filepath.Join(dirA, "default.md"), []byte(promptA+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dirB, "default.md"), []byte(promptB+"\n"), 0o600))
+	a := startBrain(t, brainConfig{Redis: cl.URL(), Model: m.URL + "/v1", Env: map[string]string{"PROMPTS_DIR": dirA}})
+	b := startBrain(t, brainConfig{Redis: cl.URL(), Model: m.URL + "/v1",
+		Env: map[string]string{"PROMPTS_DIR": dirB, "SAPERLY_WEBHOOK_SECRET": a.Secret}})
+	b.Secret, b.client.Secret, b.Line = a.Secret, a.Secret, a.Line
+
+	c := newCall(a)
+	c.ack(t, c.event("call_started"))
+	bc := &call{b: b, ID: c.ID}
+	m.script(t, mockllm.Behavior{Reply: "Hello, how can I help?"})
+	bc.say(t, "Hi there.")
+	reqs := m.requests(t)
+	require.Len(t, reqs, 1)
+	assert.Equal(t, promptA, strings.TrimSpace(systemOf(t, reqs[0])), "B answers with the version the call is pinned to")
+	b.waitLog(t, "pinned prompt version loaded from the store", func(e logEntry) bool {
+		return e.str("msg") == "pinned prompt version loaded from the store"
+	})
+
+	// A new call on B gets B's own version.
+	m.script(t, mockllm.Behavior{Reply: "Hello."})
+	newCall(b).say(t, "Hi.")
+	reqs = m.requests(t)
+	require.Len(t, reqs, 2)
+	assert.Equal(t, promptB, strings.TrimSpace(systemOf(t, reqs[1])))
 }
