@@ -119,3 +119,52 @@ func TestRedisClusterFailoverMidTurn(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, session.TurnHeld, again.Status, "the committed turn is not run twice")
 }
+
+// The store contract suite through a Sentinel group (REDIS_URL redis+sentinel://…), then a
+// Sentinel failover between two turns of a call: the client follows the new master and the
+// call's history is all there (its replica had it).
+func TestRedisSentinelStore(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not on PATH; CI must run the Sentinel tests")
+		}
+		t.Skip("redis-server is not on PATH: skipping the Sentinel tests")
+	}
+	sg, err := rediscluster.StartSentinel(t.Context(), t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(sg.Stop)
+	target, err := session.ParseRedisURL(sg.URL())
+	require.NoError(t, err)
+	require.Equal(t, session.RedisSentinel, target.Kind)
+	rdb := target.Client(session.RedisTuning{})
+	t.Cleanup(func() { assert.NoError(t, rdb.Close()) })
+
+	t.Run("Contract", func(t *testing.T) {
+		testStore(t, func(t *testing.T, opts session.Options) session.Store {
+			return newRedisStore(t, rdb, opts)
+		})
+	})
+	t.Run("Failover", func(t *testing.T) {
+		s := newRedisStore(t, rdb, session.Options{})
+		ctx := t.Context()
+		call := session.Call{ID: "sentinel-call", LineID: "line-1"}
+		b, err := s.BeginTurn(ctx, call, "e1", 10)
+		require.NoError(t, err)
+		require.NoError(t, s.CommitTurn(ctx, b.Lease,
+			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
+			session.Entry{Kind: session.EntryAssistant, Text: "Hello!", At: 1, EventID: "e1"}))
+		// WAIT: the replica has the turn before it is promoted.
+		require.NoError(t, rdb.Do(ctx, "WAIT", 1, 5000).Err())
+		to, err := sg.Failover(ctx)
+		require.NoError(t, err)
+		t.Logf("sentinel failed over to %s", to)
+		var b2 session.Begun
+		require.Eventually(t, func() bool { // the client finds the new master on its next dial
+			b2, err = s.BeginTurn(ctx, call, "e2", 10)
+			return err == nil
+		}, waitFor, 50*time.Millisecond, "the store follows the new master: %v", err)
+		assert.Equal(t, session.TurnClaimed, b2.Status)
+		require.Len(t, b2.State.History, 2, "nothing lost")
+	})
+}

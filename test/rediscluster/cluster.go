@@ -68,20 +68,9 @@ func Start(ctx context.Context, dir string, masters, replicas int) (*Cluster, er
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
-		err := waitFor(ctx, func(ctx context.Context) error {
-			select {
-			case <-n.done:
-				return fmt.Errorf("%w: it exited", errGaveUp)
-			default:
-			}
-			if !ping(ctx, n.addr()) {
-				return errors.New("no PONG")
-			}
-			return nil
-		})
-		if err != nil {
+		if err := n.up(ctx); err != nil {
 			c.Stop()
-			return nil, fmt.Errorf("redis-server on port %d did not come up: %w\n%s", n.port, err, n.output())
+			return nil, err
 		}
 	}
 	args := []string{"--cluster", "create"}
@@ -103,13 +92,18 @@ func Start(ctx context.Context, dir string, masters, replicas int) (*Cluster, er
 // launch starts one cluster node on port.
 func (c *Cluster) launch(port int) (*node, error) {
 	p := strconv.Itoa(port)
-	n := &node{port: port, done: make(chan struct{})}
 	// A short node timeout: failures are detected quickly; a graceful failover does not
 	// depend on it.
-	n.cmd = exec.Command("redis-server", "--port", p, "--bind", "127.0.0.1",
+	return launch(port, "--port", p, "--bind", "127.0.0.1",
 		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(c.dir, "nodes-"+p+".conf"),
 		"--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no", "--dir", c.dir,
 		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+}
+
+// launch starts redis-server with args.
+func launch(port int, args ...string) (*node, error) {
+	n := &node{port: port, done: make(chan struct{})}
+	n.cmd = exec.Command("redis-server", args...)
 	n.cmd.Stdout, n.cmd.Stderr = n, n
 	n.cmd.SysProcAttr = childAttr()
 	if err := n.cmd.Start(); err != nil {
@@ -120,6 +114,25 @@ func (c *Cluster) launch(port int) (*node, error) {
 		close(n.done)
 	}()
 	return n, nil
+}
+
+// up waits until n answers PING.
+func (n *node) up(ctx context.Context) error {
+	err := waitFor(ctx, func(ctx context.Context) error {
+		select {
+		case <-n.done:
+			return fmt.Errorf("%w: it exited", errGaveUp)
+		default:
+		}
+		if !ping(ctx, n.addr()) {
+			return errors.New("no PONG")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis-server on port %d did not come up: %w\n%s", n.port, err, n.output())
+	}
+	return nil
 }
 
 func (n *node) Write(p []byte) (int, error) {
