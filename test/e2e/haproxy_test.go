@@ -106,7 +106,7 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	bc := func(port int) brainConfig {
 		return brainConfig{Redis: cl.URL(), Model: m.URL + "/v1", Port: port,
-			Env: map[string]string{"SAPERLY_WEBHOOK_SECRET": secret, }}
+			Env: map[string]string{"SAPERLY_WEBHOOK_SECRET": secret}}
 	}
 	brains := make([]*brain, len(ports))
 	for i, p := range ports {
