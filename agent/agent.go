@@ -29,6 +29,7 @@ type Agent struct {
 	http     *http.Client // for HTTP tools
 	log      *zap.Logger
 	outbox   *outbox // turns the store has not taken yet
+	shared   sharedVersions
 }
 
 // Deps are the Agent's collaborators.
@@ -125,7 +126,9 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 				break
 			}
 		}
-		err = a.store.UpdateCall(ctx, c)
+		if err = a.store.UpdateCall(ctx, c); err == nil {
+			a.shareVersion(ctx, ag, a.log)
+		}
 	case EventCallEnded:
 		status := ev.Status
 		if status == "" {
@@ -307,7 +310,10 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		}
 		taken = &b.Log
 	}
-	ag := a.pinned(st.Call, current, log)
+	ag := a.pinned(ctx, st.Call, current, log)
+	if ag == current && !stats.Degraded {
+		a.shareVersion(ctx, current, log) // once per version: a store round trip on its first call
+	}
 	turnStart := start
 	if taken != nil {
 		// The budgets of the rest of the answer count from now: the caller has just heard
@@ -335,17 +341,23 @@ func knownCall(st session.State) bool {
 func historyTail(limit int) int { return 2*limit + 8 }
 
 // pinned returns the agent version the call is pinned to, or current when the call has no
-// pin or this replica does not know the pinned version (it was loaded by another replica or
-// before a restart).
-func (a *Agent) pinned(c session.Call, current *prompts.Agent, log *zap.Logger) *prompts.Agent {
+// pin. A version this replica never loaded (another replica did, or this one before a
+// restart) comes from the store, where the replica that pinned it shared it; only when it is
+// not there either does the call go on with current, with a warning.
+func (a *Agent) pinned(ctx context.Context, c session.Call, current *prompts.Agent, log *zap.Logger) *prompts.Agent {
 	if c.PromptVersion == "" || c.PromptVersion == current.Version {
 		return current
 	}
 	if ag, ok := a.prompts.Version(c.PromptVersion); ok {
 		return ag
 	}
+	ag, err := a.fetchVersion(ctx, c.PromptVersion)
+	if err == nil {
+		log.Info("pinned prompt version loaded from the store", zap.String("pinned_version", c.PromptVersion))
+		return ag
+	}
 	log.Warn("pinned prompt version unknown here, using the current one",
-		zap.String("pinned_version", c.PromptVersion), zap.String("prompt_version", current.Version))
+		zap.String("pinned_version", c.PromptVersion), zap.String("prompt_version", current.Version), zap.Error(err))
 	return current
 }
 

@@ -88,6 +88,7 @@ type Agent struct {
 	Location *time.Location // parsed Settings.TimeZone
 
 	tmpl *template.Template
+	raw  []byte // the file, as read: what Version hashes
 	// refs are the .Vars the prompt reads where the dot is the call (checked against the
 	// vars each line provides); names adds the ones read anywhere else, sorted.
 	refs  []varRef
@@ -216,7 +217,7 @@ func version(raw []byte) string {
 // parseAgent reads one agent file. Every problem found is returned, each naming path and line;
 // the template is only parsed here, and rendered by checkRender once the lines are known.
 func parseAgent(name, path string, raw []byte) (*Agent, []*FileError) {
-	a := &Agent{Name: name, Source: path, Version: version(raw), Location: time.UTC}
+	a := &Agent{Name: name, Source: path, Version: version(raw), Location: time.UTC, raw: raw}
 	text := strings.TrimPrefix(string(raw), "\ufeff")
 	fm, body, bodyLine, err := splitFrontMatter(path, text)
 	if err != nil {

@@ -40,6 +40,7 @@ type Live struct {
 
 	mu       sync.Mutex          // serialises reloads; guards the fields below
 	history  map[string][]*Agent // per agent name, oldest first, at most keepVersions
+	adopted  []*Agent            // versions loaded by other replicas (Adopt), oldest first
 	rejected map[string]string   // per file, the problems last logged, so each is logged once
 }
 
@@ -256,6 +257,9 @@ func (lv *Live) remember(lib *Library) {
 		lv.history[name] = h
 	}
 	idx := make(map[string]*Agent)
+	for _, a := range lv.adopted {
+		idx[a.Version] = a
+	}
 	for _, name := range slices.Sorted(maps.Keys(lv.history)) {
 		for _, a := range lv.history[name] {
 			idx[a.Version] = a

@@ -32,6 +32,8 @@ type MemoryStore struct {
 	turns      map[string]*memTurn  // turn (memTurnKey) → turn log
 	writes     int
 	gen        uint64 // last memTurn.gen handed out
+
+	versions sync.Map // prompt version → PromptVersion (SaveVersion)
 }
 
 // memClaim is a turn's claim: the owner's token, or "done" once committed.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -483,6 +484,9 @@ func (s *RedisStore) FollowTurn(ctx context.Context, ref TurnRef, fn func(text s
 		if errors.Is(err, redis.Nil) {
 			continue // the wait timed out with nothing new
 		}
+		if unblocked(err) {
+			continue // a failover ended the wait: read on from last, on the new master
+		}
 		if err != nil {
 			if err := ctxErr(ctx); err != nil {
 				return err
@@ -505,6 +509,14 @@ func (s *RedisStore) FollowTurn(ctx context.Context, ref TurnRef, fn func(text s
 			}
 		}
 	}
+}
+
+// unblocked reports whether err is Redis ending a blocked read because its node changed role
+// (a Cluster or Sentinel failover turned the master into a replica): the read is to be
+// sent again, and the client routes it to the new master.
+func unblocked(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "UNBLOCKED")
 }
 
 // appendEntryScript is AppendEntry: KEYS are the record and the history; ARGV the owner

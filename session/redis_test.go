@@ -40,27 +40,40 @@ func newRedisClient(tb testing.TB) *redis.Client {
 
 // newRedisStore returns a RedisStore on rdb under a prefix of its own, whose keys are
 // deleted when tb ends. opts.Prefix is replaced.
-func newRedisStore(tb testing.TB, rdb *redis.Client, opts session.Options) *session.RedisStore {
+func newRedisStore(tb testing.TB, rdb redis.UniversalClient, opts session.Options) *session.RedisStore {
 	tb.Helper()
 	opts.Prefix = testPrefix(tb, rdb)
 	return session.NewRedisStore(rdb, opts)
 }
 
 // testPrefix returns a key prefix no other test uses, and deletes its keys when tb ends.
-func testPrefix(tb testing.TB, rdb *redis.Client) string {
+func testPrefix(tb testing.TB, rdb redis.UniversalClient) string {
 	tb.Helper()
 	prefix := "callbrain-test:" + rand.Text()[:12] + ":"
 	tb.Cleanup(func() {
 		ctx := context.Background() // tb.Context is already cancelled here
-		var keys []string
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+		unlink := func(ctx context.Context, node *redis.Client) error {
+			var keys []string
+			iter := node.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				keys = append(keys, iter.Val())
+			}
+			if err := iter.Err(); err != nil {
+				return fmt.Errorf("list test keys: %w", err)
+			}
+			for _, k := range keys { // one by one: on a cluster they lie in many slots
+				if err := node.Unlink(ctx, k).Err(); err != nil {
+					return fmt.Errorf("delete test key: %w", err)
+				}
+			}
+			return nil
 		}
-		if !assert.NoError(tb, iter.Err(), "list test keys") || len(keys) == 0 {
-			return
+		switch c := rdb.(type) {
+		case *redis.Client:
+			assert.NoError(tb, unlink(ctx, c))
+		case *redis.ClusterClient:
+			assert.NoError(tb, c.ForEachMaster(ctx, unlink))
 		}
-		assert.NoError(tb, rdb.Unlink(ctx, keys...).Err(), "delete test keys")
 	})
 	return prefix
 }

@@ -899,6 +899,42 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			})
 		}
 	})
+
+	t.Run("PromptVersions", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		vs, ok := s.(versionStore)
+		require.True(t, ok, "%T shares prompt versions", s)
+
+		_, err := vs.LoadVersion(ctx, "abc123def456")
+		require.ErrorIs(t, err, session.ErrNotFound, "a version nobody stored")
+		v := session.PromptVersion{Version: "abc123def456", Agent: "default", File: []byte("You are helpful.\n")}
+		require.NoError(t, vs.SaveVersion(ctx, v))
+		require.NoError(t, vs.SaveVersion(ctx, v), "saving again refreshes it")
+		got, err := vs.LoadVersion(ctx, v.Version)
+		require.NoError(t, err)
+		assert.Equal(t, v, got)
+
+		for _, bad := range []session.PromptVersion{
+			{Version: "", Agent: "a", File: []byte("x")},
+			{Version: "a{b}", Agent: "a", File: []byte("x")},
+			{Version: "v", Agent: "", File: []byte("x")},
+			{Version: "v", Agent: "a"},
+			{Version: "v", Agent: "a", File: make([]byte, 1<<20+1)},
+		} {
+			assert.Error(t, vs.SaveVersion(ctx, bad), "%q/%q/%d bytes", bad.Version, bad.Agent, len(bad.File))
+		}
+		_, err = vs.LoadVersion(ctx, "")
+		assert.Error(t, err)
+		_, err = vs.LoadVersion(ctx, "x}{")
+		assert.Error(t, err)
+	})
+}
+
+// versionStore is what the agent needs of a store to share prompt versions.
+type versionStore interface {
+	SaveVersion(ctx context.Context, v session.PromptVersion) error
+	LoadVersion(ctx context.Context, version string) (session.PromptVersion, error)
 }
 
 // beginTurn is BeginTurn with the whole history, reporting whether the delivery answers a

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -186,30 +185,31 @@ func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store,
 		log.Warn("REDIS_URL is not set: using the in-process store, fit for one instance only (state is lost on restart and not shared between replicas)")
 		return session.NewMemoryStore(opts), func() {}, nil
 	}
-	ro, err := redis.ParseURL(cfg.RedisURL)
+	target, err := session.ParseRedisURL(cfg.RedisURL)
 	if err != nil {
-		return nil, nil, errors.New("REDIS_URL: not a valid redis:// or rediss:// URL") // the URL may hold a password: never echo it
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err) // the error never echoes the URL, which may hold a password
 	}
-	// Short timeouts: during an outage a turn must go on without state quickly rather than
-	// keep the caller waiting; the agent bounds each operation by its own deadline as well.
-	ro.ContextTimeoutEnabled = true
-	ro.DialTimeout = 500 * time.Millisecond
-	ro.DialerRetries = 1 // go-redis would try 5 times, holding every turn of an outage ~1.2 s
-	ro.ReadTimeout = time.Second
-	ro.WriteTimeout = time.Second
-	ro.PoolTimeout = time.Second
-	ro.MaxRetries = 1
 	// go-redis logs through a package-level logger of its own: send it to ours, so stderr stays
 	// JSON during an outage.
 	redis.SetLogger(redisLog{log.Named("redis")})
-	rdb := redis.NewClient(ro)
+	// Short timeouts: during an outage a turn must go on without state quickly rather than
+	// keep the caller waiting; the agent bounds each operation by its own deadline as well.
+	rdb := target.Client(session.RedisTuning{
+		DialTimeout:   500 * time.Millisecond,
+		DialerRetries: 1, // go-redis would try 5 times, holding every turn of an outage ~1.2 s
+		ReadTimeout:   time.Second,
+		WriteTimeout:  time.Second,
+		PoolTimeout:   time.Second,
+		MaxRetries:    1,
+	})
+	where := []zap.Field{zap.String("redis_kind", string(target.Kind)), zap.Strings("redis_addrs", target.Addrs), zap.Int("redis_db", target.DB)}
 	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
 		// Start anyway: /readyz reports it, and turns answer without history until it is back.
-		log.Error("redis unreachable at start-up", zap.String("redis_addr", ro.Addr), zap.Error(err))
+		log.Error("redis unreachable at start-up", append(where, zap.Error(err))...)
 	} else {
-		log.Info("store: redis", zap.String("redis_addr", ro.Addr), zap.Int("redis_db", ro.DB))
+		log.Info("store: redis", where...)
 	}
 	return session.NewRedisStore(rdb, opts), func() { _ = rdb.Close() }, nil
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/callbrain/callbrain/agent"
@@ -88,14 +87,11 @@ func startRecorder(ctx context.Context, cfg config, log *zap.Logger) (*agent.Rec
 		store = session.NewMemoryRecordings(opts)
 		rs.Cfg.WriteOpenOnStop = true // the captures die with the process: write every call
 	} else {
-		ro, err := redis.ParseURL(cfg.RedisURL)
+		target, err := session.ParseRedisURL(cfg.RedisURL)
 		if err != nil {
-			return nil, nil, errors.New("REDIS_URL: not a valid redis:// or rediss:// URL")
+			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		ro.ContextTimeoutEnabled = true
-		ro.PoolSize = 4
-		ro.DialTimeout = time.Second
-		rdb := redis.NewClient(ro)
+		rdb := target.Client(session.RedisTuning{PoolSize: 4, DialTimeout: time.Second})
 		store = session.NewRedisStore(rdb, opts)
 		closeStore = func() { _ = rdb.Close() }
 	}

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/callbrain/callbrain/session"
 )
 
@@ -73,15 +71,14 @@ func recordPull(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return usagef("record pull: --since %q: %v", *since, err)
 	}
-	opts, err := redis.ParseURL(*url)
+	target, err := session.ParseRedisURL(*url)
 	if err != nil {
-		return usagef("record pull: --redis: not a valid redis:// or rediss:// URL") // it may hold a password
+		return usagef("record pull: --redis: %v", err) // the error never echoes the URL, which may hold a password
 	}
 	if err := os.MkdirAll(*out, 0o750); err != nil {
 		return fmt.Errorf("record pull: %w", err)
 	}
-	opts.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opts)
+	rdb := target.Client(session.RedisTuning{})
 	defer rdb.Close()
 	store := session.NewRedisStore(rdb, session.Options{Prefix: *prefix})
 

@@ -107,7 +107,7 @@ func TestRecordPullBadInput(t *testing.T) {
 		{name: "unknown subcommand", args: []string{"record", "push"}, want: `unknown subcommand "push"`},
 		{name: "no redis", args: []string{"record", "pull"}, want: "--redis (or REDIS_URL) is required"},
 		{name: "bad since", args: []string{"record", "pull", "--redis", "redis://127.0.0.1:1/0", "--since", "last tuesday"}, want: "--since"},
-		{name: "bad url", args: []string{"record", "pull", "--redis", "http://user:hunter2@x"}, want: "not a valid redis"},
+		{name: "bad url", args: []string{"record", "pull", "--redis", "http://user:hunter2@x"}, want: "not a valid Redis URL"},
 		{name: "stray argument", args: []string{"record", "pull", "--redis", "redis://127.0.0.1:1/0", "extra"}, want: "unexpected argument"},
 		{name: "bad max", args: []string{"record", "pull", "--redis", "redis://127.0.0.1:1/0", "--max", "0"}, want: "--max"},
 	}

@@ -23,8 +23,12 @@
 //	go test -count=1 -run TestBargeIn -v ./test/e2e
 //
 // The brain's keys are per call, event and delivery UUID, so a shared Redis database is safe.
-// The restart test always runs its own redis-server, which it kills and starts again.
+// The restart test always runs its own redis-server, which it kills and starts again. The
+// cluster tests (cluster_test.go) share one 6-node Redis Cluster per run (test/rediscluster,
+// which needs redis-cli too), and the rolling-restart test runs a real HAProxy (Debian package
+// haproxy) in front of three brains.
 //
-// The package holds only tests; it imports test/saperly and test/mockllm, and of the brain
-// only the agent package's demo tokenizer (to place scripted faults on token boundaries).
+// The package holds only tests; it imports test/saperly, test/mockllm and test/rediscluster,
+// and of the brain the session package (to read a call's history back from Redis) and the
+// agent package's demo tokenizer (to place scripted faults on token boundaries).
 package e2e

@@ -30,6 +30,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopCluster()
 	if shared.srv != nil {
 		shared.srv.kill()
 		_ = os.RemoveAll(shared.srv.dir) // a temporary directory; nothing to report

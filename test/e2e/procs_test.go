@@ -276,6 +276,8 @@ type brainConfig struct {
 	Env map[string]string
 	// Unready waits for /healthz only: for a brain whose store is down on purpose.
 	Unready bool
+	// Port to listen on; 0 picks a free one. A restarted replica behind a balancer keeps its.
+	Port int
 }
 
 // brain is a running cmd/brain.
@@ -295,7 +297,10 @@ type brain struct {
 func startBrain(t *testing.T, bc brainConfig) *brain {
 	t.Helper()
 	bin, _ := binaries(t)
-	port := freePort(t)
+	port := bc.Port
+	if port == 0 {
+		port = freePort(t)
+	}
 	var key [32]byte
 	_, _ = rand.Read(key[:]) // crypto/rand.Read never returns an error
 	b := &brain{
