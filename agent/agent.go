@@ -303,6 +303,7 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		taken = &b.Log
 	}
 	ag := a.pinned(st.Call, current, log)
+	stats.PinnedMiss = st.Call.PromptVersion != "" && ag.Version != st.Call.PromptVersion
 	turnStart := start
 	if taken != nil {
 		// The budgets of the rest of the answer count from now: the caller has just heard

@@ -468,3 +468,25 @@ func TestAgentSpeechSettings(t *testing.T) {
 		"Dos opciones:", "Limpieza básica, $89.99.", "Limpieza profunda, $149.50.", "Escriba a citas@ejemplo.com, por favor.",
 	}, texts(h.respond(t.Context(), ev)), "the default agent: lists and symbols shaped")
 }
+
+// TestPinnedVersionMissCounted: a replica that never loaded the version a call is pinned to
+// answers with its current one and says so in TurnStats.PinnedMiss (the metric's source).
+func TestPinnedVersionMissCounted(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Okay.")
+	a, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Replica A."}), llm)
+	a.respond(t.Context(), message("c1", "e1", "Hi"))
+	assert.False(t, a.lastStats().PinnedMiss)
+
+	// Replica B shares the store but loaded other prompts.
+	libB, err := prompts.NewLive(promptDir(t, map[string]string{"default.md": "Replica B."}), zap.NewNop())
+	require.NoError(t, err)
+	b := &harness{t: t, store: a.store}
+	b.agent = agent.New(agent.Config{Model: "global-model", OnTurn: func(s agent.TurnStats) {
+		b.mu.Lock()
+		b.stats = append(b.stats, s)
+		b.mu.Unlock()
+	}}, agent.Deps{Primary: llm, Store: a.store, Prompts: libB})
+	b.respond(t.Context(), message("c1", "e2", "And?"))
+	assert.True(t, b.lastStats().PinnedMiss, "c1 is pinned to A's version")
+}

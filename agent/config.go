@@ -224,6 +224,7 @@ type TurnStats struct {
 	TakenOver           bool   // a retry that took over a turn whose owner stopped renewing its lease
 	Degraded            bool   // the store failed: answered without history
 	Pending             bool   // the store had not taken the turn when it ended: kept and retried
+	PinnedMiss          bool   // the call's pinned prompt version was unknown here: the current one answered
 	ToolCalls           int    // HTTP tool calls made
 	EndCall             bool   // the agent said goodbye meaning to end the call
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"
