@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -26,8 +27,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "prompts" { // brain prompts check [-q] [dir]
-		os.Exit(promptsCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	if len(os.Args) > 1 {
+		os.Exit(command(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -35,6 +36,25 @@ func main() {
 	if err := run(ctx, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "brain:", err)
 		os.Exit(1)
+	}
+}
+
+// command runs a subcommand instead of the server, returning the exit code: an unknown one
+// prints the usage and fails rather than start a server the operator did not ask for.
+func command(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	switch args[0] {
+	case "prompts": // brain prompts check [-q] [dir]
+		return promptsCommand(args[1:], getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "brain: unknown command or flag %q\n\n", args[0])
+		usage(stderr)
+		return 2
 	}
 }
 
