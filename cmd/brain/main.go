@@ -45,6 +45,8 @@ func command(args []string, getenv func(string) string, stdout, stderr io.Writer
 	switch args[0] {
 	case "prompts": // brain prompts check [-q] [dir]
 		return promptsCommand(args[1:], getenv, stdout, stderr)
+	case "health": // brain health [path]: the image's HEALTHCHECK (distroless has no curl)
+		return healthCommand(args[1:], getenv, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -111,4 +115,35 @@ func TestVersionFromLinkerFlags(t *testing.T) {
 	t.Cleanup(func() { version, commit = "", "" })
 	assert.Equal(t, "brain v9.9.9 commit abc1234", versionString())
 	assert.False(t, strings.Contains(versionString(), "dirty"))
+}
+
+// TestHealthCommand probes a real server: 200 is healthy, 503 and a closed port are not, and
+// a bad path is refused.
+func TestHealthCommand(t *testing.T) {
+	t.Parallel()
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(ok.Close)
+	addr := strings.TrimPrefix(ok.URL, "http://")
+	getenv := func(k string) string {
+		if k == "BRAIN_ADDR" {
+			return addr
+		}
+		return ""
+	}
+	var stderr bytes.Buffer
+	assert.Equal(t, 0, command([]string{"health"}, getenv, io.Discard, &stderr))
+	assert.Equal(t, 1, command([]string{"health", "/readyz"}, getenv, io.Discard, &stderr))
+	assert.Contains(t, stderr.String(), "503")
+	assert.Equal(t, 2, command([]string{"health", "readyz"}, getenv, io.Discard, &stderr))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	assert.Equal(t, 1, command([]string{"health"}, func(string) string { return closed }, io.Discard, &stderr))
 }
