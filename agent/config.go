@@ -243,8 +243,9 @@ type TurnStats struct {
 
 // ToolUse is one tool call of a turn, as the model asked for it.
 type ToolUse struct {
-	Name string
-	Args string // JSON, as the model sent it
+	Name   string
+	Args   string // JSON, as the model sent it
+	Failed bool   // the model was told of an error: the tool failed, timed out or was not run
 }
 
 // Turn outcomes.

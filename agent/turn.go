@@ -197,7 +197,7 @@ func (t *turn) run(ctx context.Context) error {
 		t.rec.close()
 	}
 	for _, e := range t.tools {
-		t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs})
+		t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs, Failed: toolFailed(e.Text)})
 	}
 	t.commit(ctx)
 	return err

@@ -112,7 +112,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fallbacks:     counter("callbrain_fallbacks_total", "Turns the fallback model answered."),
 		hedges:        counter("callbrain_hedges_total", "Turns that started the fallback model in parallel."),
 		utterCuts:     counter("callbrain_utterances_cut_total", "Caller messages cut to BRAIN_MAX_UTTERANCE."),
-		toolCalls:     counterVec("callbrain_tool_calls_total", "HTTP tool calls, by tool.", "tool"),
+		toolCalls:     counterVec("callbrain_tool_calls_total", "HTTP tool calls, by tool and result (ok, error).", "tool", "result"),
 		hangUps:       counterVec("callbrain_hangups_total", "Hang-ups the agent asked for, by result (sent, failed, skipped, too_long).", "result"),
 		pinnedMisses:  counter("callbrain_pinned_version_misses_total", "Turns of a call pinned to a prompt version this replica does not know."),
 		turnsActive:   gauge("callbrain_turns_active", "Turns in progress on this replica."),
@@ -201,7 +201,11 @@ func (m *metrics) onTurn(s agent.TurnStats) {
 		m.utterCuts.Inc()
 	}
 	for _, t := range s.Tools {
-		m.toolCalls.WithLabelValues(t.Name).Inc() // tool names come from the operator's agents
+		result := "ok"
+		if t.Failed {
+			result = "error"
+		}
+		m.toolCalls.WithLabelValues(t.Name, result).Inc() // tool names come from the operator's agents
 	}
 	if s.HangUp != "" {
 		m.hangUps.WithLabelValues(s.HangUp).Inc()

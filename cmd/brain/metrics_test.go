@@ -34,7 +34,7 @@ func TestMetricsOnTurn(t *testing.T) {
 	m, reg := newTestMetrics(t)
 	m.onTurn(agent.TurnStats{Outcome: agent.OutcomeAnswered, TTFT: 300 * time.Millisecond, PreModel: 200 * time.Microsecond,
 		FirstLine: 400 * time.Millisecond, Total: 2 * time.Second, Lines: 3, Holds: 1, Hedged: true, Fallback: true,
-		Tools: []agent.ToolUse{{Name: "lookup_order"}, {Name: "lookup_order"}}, HangUp: "sent", PinnedMiss: true})
+		Tools: []agent.ToolUse{{Name: "lookup_order"}, {Name: "lookup_order"}, {Name: "lookup_order", Failed: true}}, HangUp: "sent", PinnedMiss: true})
 	m.onTurn(agent.TurnStats{Outcome: agent.OutcomeStalled, Budget: "stall", Degraded: true, Lines: 0})
 	m.onTurn(agent.TurnStats{Outcome: agent.OutcomeCut, Lines: 0, UtteranceCut: 9000}) // barge-in: not silent
 
@@ -46,7 +46,8 @@ func TestMetricsOnTurn(t *testing.T) {
 	assert.InDelta(t, 1, testutil.ToFloat64(m.fallbacks), 0)
 	assert.InDelta(t, 1, testutil.ToFloat64(m.hedges), 0)
 	assert.InDelta(t, 1, testutil.ToFloat64(m.utterCuts), 0)
-	assert.InDelta(t, 2, testutil.ToFloat64(m.toolCalls.WithLabelValues("lookup_order")), 0)
+	assert.InDelta(t, 2, testutil.ToFloat64(m.toolCalls.WithLabelValues("lookup_order", "ok")), 0)
+	assert.InDelta(t, 1, testutil.ToFloat64(m.toolCalls.WithLabelValues("lookup_order", "error")), 0)
 	assert.InDelta(t, 1, testutil.ToFloat64(m.hangUps.WithLabelValues("sent")), 0)
 	assert.InDelta(t, 1, testutil.ToFloat64(m.pinnedMisses), 0)
 	// Zero durations (no model was asked) are not observed.
