@@ -199,3 +199,24 @@ func metricOf(t *testing.T, m prometheus.Metric) *dto.Metric {
 	require.NoError(t, m.Write(&out))
 	return &out
 }
+
+// BenchmarkMetricsPerTurn is what the metrics add to one message turn: its delivery, its turn
+// (3 lines, one tool call) and its store operations.
+func BenchmarkMetricsPerTurn(b *testing.B) {
+	m := newMetrics(prometheus.NewRegistry())
+	t0 := time.Now()
+	rec := agent.DeliveryRecord{Lines: []agent.LineRecord{{At: t0}, {At: t0.Add(time.Second)}, {At: t0.Add(2 * time.Second)}}}
+	st := agent.TurnStats{Outcome: agent.OutcomeAnswered, TTFT: time.Second, PreModel: time.Millisecond, FirstLine: time.Second,
+		Total: 3 * time.Second, Lines: 3, Tools: []agent.ToolUse{{Name: "lookup"}}}
+	res := transport.Result{Route: "/webhook", Kind: "message", Status: 200, Verify: "ok", Elapsed: time.Second}
+	ms := meteredStore{s: session.NewMemoryStore(session.Options{}), m: m}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.onResult(res)
+		m.onDelivery(rec)
+		m.onTurn(st)
+		for range 5 { // the round trips of a message turn
+			ms.observe("commit_turn", t0, nil)
+		}
+	}
+}
