@@ -53,7 +53,7 @@ func TestUsageDefaultsAreTheDefaults(t *testing.T) {
 	t.Parallel()
 	base, err := loadConfig(func(string) string { return "" })
 	require.NoError(t, err)
-	descriptive := map[string]bool{"off": true, "unset": true, "built in": true, "OpenAI": true,
+	descriptive := map[string]bool{"": true, "off": true, "unset": true, "built in": true, "OpenAI": true,
 		"in-process store": true, "the primary's": true, "dev secret on loopback": true}
 	for _, s := range settings {
 		// PROMPTS_DIR also records that it was set; SAPERLY_API_BASE is defaulted by the agent.
