@@ -54,4 +54,3 @@ var settings = []setting{
 	{"BRAIN_RECORD_IDLE", "30m", "a call silent this long is recorded without its call_ended"},
 	{"BRAIN_RECORD_MAXLEN", "10000", "about how many scripts the recordings stream keeps"},
 }
-
