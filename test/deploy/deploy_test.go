@@ -1,7 +1,8 @@
 // Package deploy checks the deployment files (Dockerfile, .dockerignore, deploy/compose.yaml,
 // HAProxy and Prometheus configuration, deploy/k8s) for the properties the brain relies on.
 // No container engine or cluster runs here, so these are structural checks of the parsed
-// files; deploy/k8s is also validated with kubeconform (see .ci/test and docs/deploy.md).
+// files; deploy/validate (run by .ci/test) also decodes the manifests into the Kubernetes API
+// types and parses the Dockerfile with BuildKit's parser (docs/deploy.md).
 // It imports none of our packages.
 package deploy
 

@@ -1,10 +1,17 @@
-// Command validate checks Kubernetes manifests offline: each document is decoded strictly
-// (unknown or duplicate fields are errors, wrong types are errors) into the real API types of
-// k8s.io/api, for the kinds callbrain ships. kubeconform does the same against JSON schemas
-// but needs the network to fetch them; this runs anywhere the Go module proxy does. It is a
-// module of its own so the brain's go.mod does not carry the Kubernetes API.
+// Command validate checks the deployment files offline, where no container engine or cluster
+// runs:
 //
-//	go run . ../*.yaml
+//   - Kubernetes manifests: each document is decoded strictly (unknown or duplicate fields and
+//     wrong types are errors) into the real API types of k8s.io/api, for the kinds callbrain
+//     ships. kubeconform does the same against JSON schemas but needs the network to fetch
+//     them; this runs anywhere the Go module proxy does.
+//   - Dockerfiles (-dockerfile): parsed by BuildKit's own Dockerfile parser, so a misspelt
+//     instruction or flag fails here as it would in `docker build` or `podman build`.
+//
+// It is a module of its own so the brain's go.mod carries neither k8s.io/api nor BuildKit.
+//
+//	go run . ../k8s/*.yaml
+//	go run . -dockerfile ../../Dockerfile
 package main
 
 import (
@@ -22,11 +29,15 @@ import (
 )
 
 func main() {
+	check, files := validate, os.Args[1:]
+	if len(files) > 0 && files[0] == "-dockerfile" {
+		check, files = validateDockerfile, files[1:]
+	}
 	failed := false
-	for _, f := range os.Args[1:] {
+	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err == nil {
-			err = validate(raw)
+			err = check(raw)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", f, err)
@@ -35,7 +46,7 @@ func main() {
 		}
 		fmt.Printf("%s: valid\n", f)
 	}
-	if failed || len(os.Args) < 2 {
+	if failed || len(files) == 0 {
 		os.Exit(1)
 	}
 }

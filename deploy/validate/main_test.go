@@ -8,7 +8,7 @@ import (
 
 // TestShippedManifests validates every manifest in deploy/k8s.
 func TestShippedManifests(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("..", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join("..", "k8s", "*.yaml"))
 	if err != nil || len(files) < 4 {
 		t.Fatalf("manifests: %v %v", files, err)
 	}
@@ -42,5 +42,29 @@ func TestRejects(t *testing.T) {
 				t.Log(err)
 			}
 		})
+	}
+}
+
+// TestDockerfile: the shipped Dockerfile parses as BuildKit parses it; a misspelt flag or
+// instruction does not.
+func TestDockerfile(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validateDockerfile(raw); err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"misspelt flag":       "FROM docker.io/library/golang:1.26\nHEALTHCHECK --intervall=3s CMD [\"x\"]\n",
+		"unknown instruction": "FROM docker.io/library/golang:1.26\nRUNN echo hi\n",
+		"no stage":            "# nothing\n",
+		"copy flag misspelt":  "FROM docker.io/library/golang:1.26\nCOPY --chwn=1 a b\n",
+	} {
+		if err := validateDockerfile([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
 	}
 }
