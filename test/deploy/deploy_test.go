@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -170,6 +171,21 @@ func TestCompose(t *testing.T) {
 	assert.Regexp(t, `timeout server 3[0-9]{2}s`, hap, "an answer may stream for 5 minutes")
 	prom := string(read(t, "deploy/prometheus.yml"))
 	assert.Contains(t, prom, "port: 9090")
+}
+
+// TestHAProxyConfig: the balancer's configuration is one HAProxy accepts (haproxy -c; .ci/test
+// installs the Debian package).
+func TestHAProxyConfig(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("haproxy")
+	require.NoError(t, err, "haproxy is not installed: apt-get install haproxy (bash .ci/test does)")
+	out, err := exec.Command(bin, "-c", "-f", filepath.Join(root(t), "deploy", "haproxy.cfg")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "valid")
+	bad := filepath.Join(t.TempDir(), "bad.cfg")
+	require.NoError(t, os.WriteFile(bad, []byte("backend brains\n    balance leastconnn\n"), 0o600))
+	out, err = exec.Command(bin, "-c", "-f", bad).CombinedOutput()
+	require.Error(t, err, "a broken configuration is refused: %s", out)
 }
 
 // drain is how long a brain may take to stop after SIGTERM: the delay plus the drain timeout
