@@ -8,8 +8,11 @@ run:
 test:
 	bash .ci/test
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
 build:
-	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/...
+	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/ ./cmd/...
 
 # Benchmarks, CPU per turn of the built brain and the 1000-call load run, against a private
 # Redis; raw output in docs/bench/. See docs/performance.md.

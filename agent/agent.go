@@ -314,6 +314,7 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	if ag == current && !stats.Degraded {
 		a.shareVersion(ctx, current, log) // once per version: a store round trip on its first call
 	}
+	stats.PinnedMiss = st.Call.PromptVersion != "" && ag.Version != st.Call.PromptVersion
 	turnStart := start
 	if taken != nil {
 		// The budgets of the rest of the answer count from now: the caller has just heard

@@ -468,3 +468,32 @@ func TestAgentSpeechSettings(t *testing.T) {
 		"Dos opciones:", "Limpieza básica, $89.99.", "Limpieza profunda, $149.50.", "Escriba a citas@ejemplo.com, por favor.",
 	}, texts(h.respond(t.Context(), ev)), "the default agent: lists and symbols shaped")
 }
+
+// TestPinnedVersionMissCounted: a replica that finds the version a call is pinned to neither
+// in its own library nor in the store answers with its current one and says so in
+// TurnStats.PinnedMiss (the metric's source); one that finds it in the store (another replica
+// shared it) is no miss.
+func TestPinnedVersionMissCounted(t *testing.T) {
+	t.Parallel()
+	llm := anyModel("Okay.")
+	a, _ := newAgentOn(t, promptDir(t, map[string]string{"default.md": "Replica A."}), llm)
+	a.respond(t.Context(), message("c1", "e1", "Hi"))
+	assert.False(t, a.lastStats().PinnedMiss)
+
+	// Replica B shares the store but loaded other prompts.
+	libB, err := prompts.NewLive(promptDir(t, map[string]string{"default.md": "Replica B."}), zap.NewNop())
+	require.NoError(t, err)
+	b := &harness{t: t, store: a.store}
+	b.agent = agent.New(agent.Config{Model: "global-model", OnTurn: func(s agent.TurnStats) {
+		b.mu.Lock()
+		b.stats = append(b.stats, s)
+		b.mu.Unlock()
+	}}, agent.Deps{Primary: llm, Store: a.store, Prompts: libB})
+	b.respond(t.Context(), message("c1", "e2", "And?"))
+	assert.False(t, b.lastStats().PinnedMiss, "A shared its version through the store")
+
+	// A call pinned to a version no replica shared.
+	require.NoError(t, a.store.UpdateCall(t.Context(), session.Call{ID: "c2", Agent: "default", PromptVersion: "0123456789ab"}))
+	b.respond(t.Context(), message("c2", "e3", "Hello?"))
+	assert.True(t, b.lastStats().PinnedMiss, "c2 is pinned to a version found nowhere")
+}

@@ -220,6 +220,7 @@ type TurnStats struct {
 	TakenOver           bool   // a retry that took over a turn whose owner stopped renewing its lease
 	Degraded            bool   // the store failed: answered without history
 	Pending             bool   // the store had not taken the turn when it ended: kept and retried
+	PinnedMiss          bool   // the call's pinned prompt version was unknown here: the current one answered
 	ToolCalls           int    // HTTP tool calls made
 	EndCall             bool   // the agent said goodbye meaning to end the call
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"
@@ -238,8 +239,9 @@ type TurnStats struct {
 
 // ToolUse is one tool call of a turn, as the model asked for it.
 type ToolUse struct {
-	Name string
-	Args string // JSON, as the model sent it
+	Name   string
+	Args   string // JSON, as the model sent it
+	Failed bool   // the model was told of an error: the tool failed, timed out or was not run
 }
 
 // Turn outcomes.

@@ -156,6 +156,15 @@ func (a *Agent) toolRequest(ctx context.Context, tool prompts.Tool, args map[str
 
 func toolError(msg string) string { return mustJSON(map[string]string{"error": msg}) }
 
+// toolFailed reports whether a tool result told the model of an error: one of ours
+// (toolError, an HTTP status) or the tool's own {"error": …}.
+func toolFailed(result string) bool {
+	var r struct {
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal([]byte(result), &r) == nil && len(r.Error) > 0 && string(r.Error) != "null"
+}
+
 // mustJSON encodes values that always encode (maps of strings, numbers and raw JSON).
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)

@@ -268,6 +268,8 @@ func TestToolCallFeedsResultBackAndKeepsItInHistory(t *testing.T) {
 		assert.Equal(t, "call_a", second[len(second)-1].ToolCallID)
 		assert.Contains(t, second[len(second)-1].Text, `"status":"shipped"`)
 		assert.Equal(t, 1, h.lastStats().ToolCalls)
+		require.Len(t, h.lastStats().Tools, 1)
+		assert.False(t, h.lastStats().Tools[0].Failed, "a 200 with a JSON answer is a success")
 
 		hist := history(t, h.store, "c1")
 		require.Len(t, hist, 3)
@@ -313,6 +315,8 @@ func TestFailingToolBecomesSpokenSentence(t *testing.T) {
 				last := reqs[1].Messages[len(reqs[1].Messages)-1]
 				assert.Equal(t, "tool", last.Role)
 				assert.Contains(t, last.Text, tc.want)
+				require.Len(t, h.lastStats().Tools, 1)
+				assert.True(t, h.lastStats().Tools[0].Failed, "counted as a failed tool call")
 			})
 		})
 	}

@@ -103,7 +103,7 @@ func (t *turn) run(ctx context.Context) (err error) {
 			t.rec.close()
 		}
 		for _, e := range t.e.tools {
-			t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs})
+			t.stats.Tools = append(t.stats.Tools, ToolUse{Name: e.ToolName, Args: e.ToolArgs, Failed: toolFailed(e.Text)})
 		}
 		t.commit(ctx)
 	}()

@@ -37,6 +37,7 @@ type Live struct {
 	byVersion atomic.Pointer[map[string]*Agent]
 
 	watching func() // a test hook: called once Watch is watching
+	onReload func(changed bool, rejected int)
 
 	mu       sync.Mutex          // serialises reloads; guards the fields below
 	history  map[string][]*Agent // per agent name, oldest first, at most keepVersions
@@ -71,6 +72,15 @@ func (lv *Live) Version(version string) (*Agent, bool) {
 	return a, ok
 }
 
+// OnReload sets f to be called after every reload that read the directory: whether the
+// library changed, and how many problems made it keep something (metrics hang on it). f runs
+// under the reload lock and must return at once.
+func (lv *Live) OnReload(f func(changed bool, rejected int)) {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	lv.onReload = f
+}
+
 // Reload rereads the directory now, as a change event does (for tests and SIGHUP). A valid
 // file replaces its agent; an invalid one is logged ("prompt rejected", at Error, with the file,
 // the line and what is wrong) and the last good version of that agent stays. A broken
@@ -90,10 +100,11 @@ func (lv *Live) Reload() {
 	}
 	next, rejected := merge(prev, files)
 	lv.report(rejected)
-	if next == nil {
-		return
+	changed := next != nil && !same(prev, next)
+	if lv.onReload != nil {
+		lv.onReload(changed, len(rejected))
 	}
-	if same(prev, next) {
+	if !changed {
 		return
 	}
 	lv.cur.Store(next)

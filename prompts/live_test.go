@@ -468,3 +468,28 @@ func TestNewLiveStrict(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `default.md:2: unknown front matter key "colour"`)
 }
+
+// TestLiveOnReload: the reload hook reports whether the library changed and how many
+// problems were rejected, for every reload that read the directory.
+func TestLiveOnReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) {
+		t.Helper()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600))
+	}
+	write("default.md", "You are the front desk.\n")
+	lv, _ := newLive(t, dir)
+	type call struct {
+		changed  bool
+		rejected int
+	}
+	var got []call
+	lv.OnReload(func(changed bool, rejected int) { got = append(got, call{changed, rejected}) })
+	lv.Reload()
+	write("default.md", "You are the back desk.\n")
+	lv.Reload()
+	write("default.md", "Broken {{.Vars.\n")
+	lv.Reload()
+	assert.Equal(t, []call{{false, 0}, {true, 0}, {false, 1}}, got)
+}

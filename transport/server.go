@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -91,6 +92,22 @@ type Config struct {
 	// included. It runs on the request's goroutine, so it must hand the record off and
 	// return at once (recording queues it).
 	OnDelivery func(agent.DeliveryRecord)
+	// OnResult, when set, is called once for every request to a delivery route, verified or
+	// not, right after its log line: the seam metrics hang on. It runs on the request's
+	// goroutine and must return at once.
+	OnResult func(Result)
+}
+
+// Result is what the transport reports about every delivery, rejected ones included. Its
+// strings come from small fixed sets (Kind is the event's kind only once decoded), so they can
+// serve as metric labels; it carries no id or number.
+type Result struct {
+	Route   string // "/webhook" or "/status"
+	Kind    string // the event kind; "" when the delivery was refused before decoding
+	Status  int    // the HTTP status answered (499 when the client left before one was written)
+	Outcome string // as logged: "answered", "recorded", "rejected", "client_gone", …
+	Verify  string // "ok", "skipped" (refused before the check) or the failure's reason
+	Elapsed time.Duration
 }
 
 // OwnerGlobal is the signing scope of the global secrets (SAPERLY_WEBHOOK_SECRET): events
@@ -126,6 +143,7 @@ type Server struct {
 	e         *echo.Echo
 	srv       *http.Server
 	conns     *connLimit
+	draining  atomic.Bool
 }
 
 // Routes.
@@ -221,10 +239,20 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
+// Drain marks the server as draining: /readyz answers 503 from now on, so a load balancer
+// stops sending new calls, while deliveries (retries of calls in progress included) are still
+// served until Shutdown.
+func (s *Server) Drain() {
+	if !s.draining.Swap(true) {
+		s.log.Info("draining")
+	}
+}
+
 // Shutdown stops accepting connections and waits for deliveries in flight, streams included,
 // until ctx ends. Whatever is still running then is cut off (its request context is
 // cancelled) and the context's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.Drain()
 	if err := s.srv.Shutdown(ctx); err != nil {
 		return errors.Join(fmt.Errorf("drain connections: %w", err), s.srv.Close())
 	}
@@ -291,6 +319,7 @@ func (s *Server) deliver(c echo.Context, route string) (err error) {
 			c.Error(err)
 		}
 		s.logDelivery(c, d)
+		s.result(c, d)
 		s.report(c, d)
 		err = nil
 	}()
@@ -582,6 +611,19 @@ func (s *Server) logDelivery(c echo.Context, d *delivery) {
 	s.log.Log(level, "event", fields...)
 }
 
+// result hands every delivery's figures to Config.OnResult.
+func (s *Server) result(c echo.Context, d *delivery) {
+	if s.cfg.OnResult == nil {
+		return
+	}
+	status := c.Response().Status
+	if !c.Response().Committed {
+		status = statusClientGone
+	}
+	s.cfg.OnResult(Result{Route: d.route, Kind: d.ev.Kind, Status: status, Outcome: d.outcome,
+		Verify: d.verify, Elapsed: time.Since(d.start)})
+}
+
 // report hands a verified delivery about a call to Config.OnDelivery.
 func (s *Server) report(c echo.Context, d *delivery) {
 	if s.cfg.OnDelivery == nil || d.verify != "ok" || d.ev.CallID == "" {
@@ -615,6 +657,9 @@ func (s *Server) healthz(c echo.Context) error {
 }
 
 func (s *Server) readyz(c echo.Context) error {
+	if s.draining.Load() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unready", "error": "draining"})
+	}
 	if s.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
 		err := s.cfg.Ready(ctx)

@@ -14,6 +14,7 @@ import (
 // config is everything the brain reads from its environment, validated once at start-up.
 type config struct {
 	Addr          string
+	MetricsAddr   string // BRAIN_METRICS_ADDR: GET /metrics; "" (the default) serves none
 	RedisURL      string
 	OpenAIBaseURL string
 	OpenAIKey     string
@@ -33,6 +34,7 @@ type config struct {
 	LogText        bool
 	Retention      time.Duration
 	DrainTimeout   time.Duration
+	DrainDelay     time.Duration // BRAIN_DRAIN_DELAY: serving on, /readyz 503, before the listener closes
 	MaxIDLen       int
 	MaxConns       int
 	DemoDelay      time.Duration
@@ -47,6 +49,7 @@ func (c config) demo() bool { return c.OpenAIKey == "" && c.OpenAIBaseURL == "" 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		Addr:           or(getenv("BRAIN_ADDR"), "127.0.0.1:8080"),
+		MetricsAddr:    getenv("BRAIN_METRICS_ADDR"),
 		RedisURL:       getenv("REDIS_URL"),
 		OpenAIBaseURL:  getenv("OPENAI_BASE_URL"),
 		OpenAIKey:      getenv("OPENAI_API_KEY"),
@@ -66,6 +69,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.LogText = p.boolean("BRAIN_LOG_TEXT")
 	c.Retention = p.duration("BRAIN_RETENTION", 24*time.Hour)
 	c.DrainTimeout = p.duration("BRAIN_DRAIN_TIMEOUT", 5*time.Minute)
+	c.DrainDelay = p.nonNegDuration("BRAIN_DRAIN_DELAY", 0)
 	c.DemoDelay = p.duration("BRAIN_DEMO_TOKEN_DELAY", 30*time.Millisecond)
 	c.MaxIDLen = p.integer("BRAIN_MAX_ID_LEN", transport.DefaultMaxIDLen)
 	c.MaxConns = p.integer("BRAIN_MAX_CONNS", transport.DefaultMaxConns)
@@ -116,6 +120,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("BRAIN_TURN_LEASE=%s: a retry gives up on a silent turn after 6 s, so a crashed replica's turn must be free to take over sooner", a.TurnLease)
 	case c.DrainTimeout <= a.TurnBudget:
 		return config{}, fmt.Errorf("BRAIN_DRAIN_TIMEOUT=%s: must exceed BRAIN_TURN_BUDGET=%s so turns in progress can finish", c.DrainTimeout, a.TurnBudget)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return config{}, fmt.Errorf("BRAIN_METRICS_ADDR=%q: want host:port, such as :9090 or 127.0.0.1:9090", c.MetricsAddr)
+		}
+		if c.MetricsAddr == c.Addr {
+			return config{}, fmt.Errorf("BRAIN_METRICS_ADDR=%q: must differ from BRAIN_ADDR, metrics stay off the public port", c.MetricsAddr)
+		}
 	}
 	rec, err := loadRecord(getenv, c)
 	if err != nil {
@@ -196,6 +208,20 @@ func (p *parser) duration(name string, def time.Duration) time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		p.err = fmt.Errorf("%s=%q: want a positive duration such as 1.5s", name, v)
+		return def
+	}
+	return d
+}
+
+// nonNegDuration is duration where 0 is a valid value (off).
+func (p *parser) nonNegDuration(name string, def time.Duration) time.Duration {
+	v := p.getenv(name)
+	if v == "" || p.err != nil {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		p.err = fmt.Errorf("%s=%q: want a duration such as 5s, or 0", name, v)
 		return def
 	}
 	return d

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -24,8 +26,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "prompts" { // brain prompts check [-q] [dir]
-		os.Exit(promptsCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	if len(os.Args) > 1 {
+		os.Exit(command(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -33,6 +35,27 @@ func main() {
 	if err := run(ctx, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "brain:", err)
 		os.Exit(1)
+	}
+}
+
+// command runs a subcommand instead of the server, returning the exit code: an unknown one
+// prints the usage and fails rather than start a server the operator did not ask for.
+func command(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	switch args[0] {
+	case "prompts": // brain prompts check [-q] [dir]
+		return promptsCommand(args[1:], getenv, stdout, stderr)
+	case "health": // brain health [path]: the image's HEALTHCHECK (distroless has no curl)
+		return healthCommand(args[1:], getenv, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "brain: unknown command or flag %q\n\n", args[0])
+		usage(stderr)
+		return 2
 	}
 }
 
@@ -47,16 +70,30 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	defer log.Sync() //nolint:errcheck // stderr cannot be synced on some systems; nothing to do about it
 
-	store, closeStore, err := openStore(ctx, cfg, log)
+	// The metrics registry is this run's own (no global registration); its listener is off
+	// unless BRAIN_METRICS_ADDR is set.
+	reg := prometheus.NewRegistry()
+	met := newMetrics(reg)
+	if cfg.MetricsAddr != "" {
+		_, stopMetrics, err := serveMetrics(cfg.MetricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics() // last: the drain is still observable
+	}
+
+	rawStore, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+	store := meteredStore{s: rawStore, m: met}
 
 	lib, err := loadPrompts(cfg, log)
 	if err != nil {
 		return err
 	}
+	lib.OnReload(met.onReload)
 	warnLineSecrets(lib.Current(), getenv, log)
 
 	rec, stopRecorder, err := startRecorder(ctx, cfg, log)
@@ -64,17 +101,18 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return err
 	}
 	defer stopRecorder() // after the drain below: the last deliveries are captured first
-	var onDelivery func(agent.DeliveryRecord)
+	onDelivery := met.onDelivery
+	cfg.Agent.OnTurn = chainTurn(cfg.Agent.OnTurn, met.onTurn)
 	if rec != nil {
-		onDelivery = rec.OnDelivery
-		if prev := cfg.Agent.OnTurn; prev != nil {
-			cfg.Agent.OnTurn = func(s agent.TurnStats) { prev(s); rec.OnTurn(s) }
-		} else {
-			cfg.Agent.OnTurn = rec.OnTurn
-		}
+		onDelivery = func(d agent.DeliveryRecord) { met.onDelivery(d); rec.OnDelivery(d) }
+		cfg.Agent.OnTurn = chainTurn(cfg.Agent.OnTurn, rec.OnTurn)
 	}
 
 	primary, fallback := models(cfg, log)
+	primary = meteredLLM{LLM: primary, role: "primary", m: met}
+	if fallback != nil {
+		fallback = meteredLLM{LLM: fallback, role: "fallback", m: met}
+	}
 	cfg.Agent.Getenv = getenv // tool headers name the variables that hold their values
 	control, lookup := saperlyAPI(cfg, lib.Current(), log)
 	ag := agent.New(cfg.Agent, agent.Deps{
@@ -94,7 +132,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxIDLen:   cfg.MaxIDLen,
 		MaxConns:   cfg.MaxConns,
 		OnDelivery: onDelivery,
-	}, ag, store, log)
+		OnResult:   met.onResult,
+	}, meteredResponder{Responder: ag, m: met}, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
 	// stopped and waited for on the way out.
@@ -136,6 +175,26 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// /readyz answers 503 from now on. For BRAIN_DRAIN_DELAY the brain keeps accepting (new
+	// deliveries, retries of calls in progress) so a balancer sees it unready and stops
+	// sending before the listener closes; a second signal cuts the wait short.
+	srv.Drain()
+	if cfg.DrainDelay > 0 {
+		log.Info("draining: unready, still serving", zap.Duration("drain_delay", cfg.DrainDelay))
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		delay := time.NewTimer(cfg.DrainDelay)
+		select {
+		case <-delay.C:
+		case <-again:
+		case err := <-serveErr:
+			delay.Stop()
+			signal.Stop(again)
+			return fmt.Errorf("serve: %w", err)
+		}
+		delay.Stop()
+		signal.Stop(again)
+	}
 	log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
 	defer cancel()
@@ -151,6 +210,14 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// chainTurn calls prev, when set, then next.
+func chainTurn(prev, next func(agent.TurnStats)) func(agent.TurnStats) {
+	if prev == nil {
+		return next
+	}
+	return func(s agent.TurnStats) { prev(s); next(s) }
 }
 
 func newLogger(level string) (*zap.Logger, error) {
