@@ -36,9 +36,6 @@ const (
 	// readyTimeout bounds a /readyz check, so a hung dependency reads as unready, not as a
 	// probe timeout.
 	readyTimeout = time.Second
-	// cacheTimeout bounds the replay check. A store that hangs is treated like a store that
-	// fails (fail open): the caller must not wait on a cache in silence.
-	cacheTimeout = time.Second
 	// maxLogField bounds ids copied into the log: before verification they are the sender's
 	// choice, and a megabyte "delivery id" must not become a megabyte log line.
 	maxLogField = 128
@@ -86,6 +83,10 @@ type Config struct {
 	FallbackLine string
 	// LogText logs the caller's words (personal data). Off by default: only lengths are logged.
 	LogText bool
+	// StoreTimeout bounds the replay check (DeliveryCache). A store that hangs is treated like
+	// a store that fails (fail open): the caller must not wait on a cache in silence. Default
+	// the agent's (BRAIN_STORE_TIMEOUT), the bound on every store operation of a turn.
+	StoreTimeout time.Duration
 	// OnDelivery, when set, is called with every verified delivery about a call (one with a
 	// call id), after its log line is written: the lines spoken with their flush times
 	// included. It runs on the request's goroutine, so it must hand the record off and
@@ -159,6 +160,9 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = agent.Defaults().StoreTimeout
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
@@ -355,7 +359,7 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		}
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
 	cancel()
 	switch {

@@ -95,6 +95,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxIDLen:   cfg.MaxIDLen,
 		MaxConns:   cfg.MaxConns,
 		OnDelivery: onDelivery,
+		// The replay check is a store operation like those of a turn.
+		StoreTimeout: cfg.Agent.StoreTimeout,
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
@@ -192,12 +194,16 @@ func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store,
 	}
 	// Short timeouts: during an outage a turn must go on without state quickly rather than
 	// keep the caller waiting; the agent bounds each operation by its own deadline as well.
+	// Operations with a deadline (every one on a turn's path, BRAIN_STORE_TIMEOUT) end by it;
+	// these bound the others (recording, pending commits' retries) and connection set-up,
+	// derived from the same setting: 2.5 × and 1.25 × it (1 s and 500 ms by default).
 	ro.ContextTimeoutEnabled = true
-	ro.DialTimeout = 500 * time.Millisecond
+	st := cfg.Agent.StoreTimeout
+	ro.DialTimeout = st * 5 / 4
 	ro.DialerRetries = 1 // go-redis would try 5 times, holding every turn of an outage ~1.2 s
-	ro.ReadTimeout = time.Second
-	ro.WriteTimeout = time.Second
-	ro.PoolTimeout = time.Second
+	ro.ReadTimeout = st * 5 / 2
+	ro.WriteTimeout = st * 5 / 2
+	ro.PoolTimeout = st * 5 / 2
 	ro.MaxRetries = 1
 	// go-redis logs through a package-level logger of its own: send it to ours, so stderr stays
 	// JSON during an outage.
