@@ -534,6 +534,13 @@ func (a *Agent) replayLine(ev Event, text string, emit func(Chunk) error, stats 
 	return nil
 }
 
+// Millis is a duration log field in milliseconds with microsecond precision, its key ending in
+// _ms: every duration the brain logs is one, whatever the logger's duration encoding.
+func Millis(key string, d time.Duration) zap.Field {
+	return zap.Float64(key, float64(d.Microseconds())/1000)
+}
+
+// logTurn writes the turn's one log line: its figures, and why it went wrong when it did.
 func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	fields := []zap.Field{
 		zap.String("line_id", s.LineID),
@@ -542,14 +549,14 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 		zap.String("model", s.Model),
 		zap.String("agent", s.Agent),
 		zap.String("prompt_version", s.PromptVersion),
-		zap.Duration("verify", s.Verify),
-		zap.Duration("state_load", s.StateLoad),
-		zap.Duration("pre_model", s.PreModel),
-		zap.Duration("ttft", s.TTFT),
-		zap.Duration("first_chunk", s.FirstLine),
-		zap.Duration("first_line_lag", s.FirstLineLag),
-		zap.Duration("elapsed", s.Total),
-		zap.Int("chunks", s.Lines),
+		Millis("verify_ms", s.Verify),
+		Millis("state_load_ms", s.StateLoad),
+		Millis("pre_model_ms", s.PreModel),
+		Millis("ttft_ms", s.TTFT),
+		Millis("first_line_ms", s.FirstLine),
+		Millis("first_line_lag_ms", s.FirstLineLag),
+		Millis("elapsed_ms", s.Total),
+		zap.Int("lines", s.Lines),
 		zap.Int("chars", s.Chars),
 		zap.Int("holds", s.Holds),
 		zap.Int("model_calls", s.ModelCalls),
@@ -569,6 +576,9 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	}
 	if s.UtteranceCut > 0 {
 		fields = append(fields, zap.Int("utterance_cut_from", s.UtteranceCut))
+	}
+	if s.ModelError != "" {
+		fields = append(fields, zap.String("model_error", s.ModelError))
 	}
 	if a.cfg.LogText {
 		fields = append(fields, zap.String("caller_text", ev.Text))

@@ -263,6 +263,9 @@ type TurnStats struct {
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"
 	Budget              string
 	Outcome             string
+	// ModelError is why the model failed when it did (the last failure of the turn), for
+	// the turn line: the failure is logged there once, not on a line of its own.
+	ModelError string
 	// UtteranceCut is the length, in characters, of a message cut to Config.MaxUtterance; 0
 	// when it was not cut.
 	UtteranceCut int

@@ -343,7 +343,7 @@ func (t *turn) hangUp(ctx context.Context) {
 	if wait > t.cfg.EndCallHold {
 		// A goodbye longer than the hold: cutting it off would be worse than leaving the line
 		// to the caller, who hangs up after it.
-		t.log.Warn("goodbye too long to wait for, not hanging up", zap.Duration("speech_left", wait))
+		t.log.Warn("goodbye too long to wait for, not hanging up", Millis("speech_left_ms", wait))
 		t.stats.HangUp = "too_long"
 		return
 	}

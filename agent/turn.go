@@ -390,9 +390,9 @@ func (t *turn) failBeforeSpeech(err error) {
 		}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) {
-		t.log.Warn("model answered nothing", zap.String("model", t.sources[len(t.sources)-1].model))
+		t.stats.ModelError = "answered nothing: " + t.sources[len(t.sources)-1].model
 	} else {
-		t.log.Warn("model failed before speech", zap.Error(err))
+		t.stats.ModelError = err.Error()
 	}
 	if t.cfg.FallbackModel != "" && len(t.sources) == 1 && time.Since(t.start) < t.cfg.FallbackWithin {
 		t.startSource(t.a.fallback, t.cfg.FallbackModel)
@@ -424,7 +424,7 @@ func (t *turn) modelEnd(err error, calls []ToolCall) {
 		t.ch = NewChunker(t.cfg.Chunker)
 		t.failBeforeSpeech(err)
 	default:
-		t.log.Warn("model stream broke", zap.Error(err))
+		t.stats.ModelError = err.Error()
 		t.finish(t.ch.End(false), t.cfg.RecoveryLine, OutcomeRecovered)
 	}
 }

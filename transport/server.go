@@ -548,12 +548,12 @@ func (s *Server) logDelivery(c echo.Context, d *delivery) {
 		zap.String("verify", d.verify),
 		zap.Int("status", status),
 		zap.String("outcome", d.outcome),
-		zap.Duration("elapsed", time.Since(d.start)),
+		agent.Millis("elapsed_ms", time.Since(d.start)),
 	)
 	if w := d.stream; w != nil {
-		fields = append(fields, zap.Int("chunks", w.Lines()))
+		fields = append(fields, zap.Int("lines", w.Lines()))
 		if !w.First().IsZero() {
-			fields = append(fields, zap.Duration("first_chunk", w.First().Sub(d.start)))
+			fields = append(fields, agent.Millis("first_line_ms", w.First().Sub(d.start)))
 		}
 	}
 	if d.ev.From != "" {

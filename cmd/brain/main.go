@@ -139,7 +139,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
+	log.Info("shutting down", agent.Millis("drain_timeout_ms", cfg.DrainTimeout))
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
 	defer cancel()
 	shutErr := srv.Shutdown(drainCtx)
@@ -171,6 +171,10 @@ func newLogger(level string) (*zap.Logger, error) {
 		enc.AppendFloat64(float64(d.Microseconds()) / 1000)
 	}
 	zc.Sampling = nil // every turn line matters
+	// Errors the brain expects (a rejected prompt file, a refused delivery, a store outage) are
+	// described by their message; the one stack worth logging, a recovered panic's, is logged
+	// explicitly (the event line's "stack").
+	zc.DisableStacktrace = true
 	// Each message is unique to one place in the code; walking the stack for it on every
 	// line cost a third of the logging CPU.
 	zc.DisableCaller = true
@@ -310,7 +314,7 @@ func saperlyAPI(cfg config, lib *prompts.Library, log *zap.Logger) (agent.CallCo
 func models(cfg config, log *zap.Logger) (agent.LLM, agent.LLM) {
 	if cfg.demo() {
 		log.Warn("OPENAI_API_KEY and OPENAI_BASE_URL are not set: answering with the built-in offline demo model",
-			zap.Duration("token_delay", cfg.DemoDelay))
+			agent.Millis("token_delay_ms", cfg.DemoDelay))
 		return &agent.DemoLLM{TokenDelay: cfg.DemoDelay}, nil
 	}
 	log.Info("model", zap.String("model", cfg.Model), zap.String("base_url", or(cfg.OpenAIBaseURL, "https://api.openai.com/v1")))

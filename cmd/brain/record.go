@@ -97,7 +97,7 @@ func startRecorder(ctx context.Context, cfg config, log *zap.Logger) (*agent.Rec
 	var wg sync.WaitGroup
 	wg.Go(func() { rec.Run(runCtx) })
 	log.Info("recording calls", zap.String("dir", rs.Cfg.Dir), zap.Bool("stream", rs.Cfg.Stream),
-		zap.Bool("text", rs.Cfg.Text), zap.Duration("idle", rs.Cfg.Idle))
+		zap.Bool("text", rs.Cfg.Text), agent.Millis("idle_ms", rs.Cfg.Idle))
 	return rec, func() {
 		cancel()
 		wg.Wait()
