@@ -210,7 +210,11 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	stats := TurnStats{CallID: ev.CallID, EventID: ev.ID, LineID: ev.LineID, Verify: ev.Delivery.Verify,
 		DeliveryID: ev.Delivery.ID}
 	log := a.log.With(zap.String("call_id", ev.CallID), zap.String("event_id", ev.ID))
+	duplicate := false
 	defer func() {
+		if duplicate {
+			return // not a turn: the transport logs the refused delivery
+		}
 		stats.Total = time.Since(start)
 		a.logTurn(log, ev, stats)
 		if a.cfg.OnTurn != nil {
@@ -236,8 +240,18 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		Agent: current.Name, PromptVersion: current.Version, Owner: ev.Delivery.Owner,
 	}
 	loadCtx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-	b, err := a.store.BeginTurn(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit))
+	var b session.Begun
+	var err error
+	if ev.Delivery.ReplayTTL > 0 {
+		b, err = a.store.BeginTurnOnce(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit), ev.Delivery.ID, ev.Delivery.ReplayTTL)
+	} else {
+		b, err = a.store.BeginTurn(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit))
+	}
 	cancel()
+	if err == nil && b.Status == session.TurnDuplicate {
+		duplicate = true
+		return fmt.Errorf("delivery %s: %w", ev.Delivery.ID, ErrDuplicateDelivery)
+	}
 	stats.StateLoad = time.Since(start) - stats.Verify
 	if errors.Is(err, session.ErrWrongLine) {
 		stats.Outcome = OutcomeRejected

@@ -87,6 +87,11 @@ type Config struct {
 	// a store that fails (fail open): the caller must not wait on a cache in silence. Default
 	// the agent's (BRAIN_STORE_TIMEOUT), the bound on every store operation of a turn.
 	StoreTimeout time.Duration
+	// ReplayInTurn hands the replay check of a message with words to the responder, which
+	// does it in the turn's first store round trip (agent.Delivery.ReplayTTL), and answers
+	// 409 duplicate_delivery when it reports agent.ErrDuplicateDelivery. Every other event
+	// (status callbacks, blank messages included) is checked here, before it is dispatched.
+	ReplayInTurn bool
 	// OnDelivery, when set, is called with every verified delivery about a call (one with a
 	// call id), after its log line is written: the lines spoken with their flush times
 	// included. It runs on the request's goroutine, so it must hand the record off and
@@ -359,9 +364,14 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		}
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
-	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
-	cancel()
+	inTurn := s.cfg.ReplayInTurn && ev.Kind == agent.EventMessage && d.route == routeWebhook &&
+		ev.CallID != "" && strings.TrimSpace(ev.Text) != ""
+	first, err := true, error(nil)
+	if !inTurn {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+		first, err = s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
+		cancel()
+	}
 	switch {
 	case err != nil:
 		// Fail open: silence on a call is worse than a rare replay slipping through.
@@ -383,6 +393,9 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		Verify:     verified,
 		Callback:   d.route == routeStatus,
 		Owner:      scope,
+	}
+	if inTurn {
+		ev.Delivery.ReplayTTL = s.replayTTL
 	}
 	d.ev = ev
 
@@ -453,6 +466,13 @@ func (s *Server) answer(c echo.Context, d *delivery) {
 	switch {
 	case w.Lines() > 0:
 		d.outcome = outcomeAnswered
+	case errors.Is(err, agent.ErrDuplicateDelivery):
+		// The replay check, done in the turn's first round trip: refused as it is before
+		// dispatch, never spoken to.
+		d.outcome = outcomeRejected
+		if werr := c.JSON(http.StatusConflict, map[string]string{"error": "duplicate_delivery"}); werr != nil {
+			err = errors.Join(err, werr)
+		}
 	case errors.Is(err, agent.ErrWrongLine), errors.Is(err, agent.ErrUnknownCall):
 		// A forged or misrouted event about another line's call, or about a call Saperly
 		// does not know: refused, never spoken to.

@@ -97,6 +97,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 		OnDelivery: onDelivery,
 		// The replay check is a store operation like those of a turn.
 		StoreTimeout: cfg.Agent.StoreTimeout,
+		// A message's replay check rides on the turn's first round trip (BeginTurnOnce).
+		ReplayInTurn: true,
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
