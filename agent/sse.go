@@ -53,7 +53,7 @@ type sseBody struct {
 }
 
 func newSSEBody(src io.ReadCloser) *sseBody {
-	return &sseBody{src: src, r: bufio.NewReaderSize(src, 16<<10)}
+	return &sseBody{src: src, r: bufio.NewReaderSize(src, 4<<10)}
 }
 
 var (
