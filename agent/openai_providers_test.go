@@ -265,21 +265,26 @@ func TestTurnOverProviderStreamError(t *testing.T) {
 	t.Parallel()
 	openRouterErr := `{"id":"cmpl-1","object":"chat.completion.chunk","created":1,"model":"m","error":{"code":"server_error","message":"Provider disconnected unexpectedly"},"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}`
 	cases := []struct {
-		name  string
-		body  string
-		hold  bool
-		heard []string
+		name     string
+		body     string
+		hold     bool
+		heard    []string
+		outcome  string
+		modelErr string // on the turn line (TurnStats.ModelError)
 	}{
 		{
-			name:  "error after a sentence",
-			body:  sse(content("Sure, I can help. "), content("Your order "), content("shipped on"), openRouterErr, "[DONE]"),
-			heard: []string{"Sure, I can help.", agent.DefaultRecoveryLine},
+			name:     "error after a sentence",
+			body:     sse(content("Sure, I can help. "), content("Your order "), content("shipped on"), openRouterErr, "[DONE]"),
+			heard:    []string{"Sure, I can help.", agent.DefaultRecoveryLine},
+			outcome:  agent.OutcomeRecovered,
+			modelErr: "Provider disconnected unexpectedly",
 		},
 		{
-			name:  "finish on a held connection",
-			body:  sse(content("Sure, I can help. "), content("Your order shipped today."), finish("stop")),
-			hold:  true,
-			heard: []string{"Sure, I can help.", "Your order shipped today."},
+			name:    "finish on a held connection",
+			body:    sse(content("Sure, I can help. "), content("Your order shipped today."), finish("stop")),
+			hold:    true,
+			heard:   []string{"Sure, I can help.", "Your order shipped today."},
+			outcome: agent.OutcomeAnswered,
 		},
 	}
 	for _, tc := range cases {
@@ -287,7 +292,8 @@ func TestTurnOverProviderStreamError(t *testing.T) {
 			t.Parallel()
 			lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
 			require.NoError(t, err)
-			a := agent.New(agent.Config{Model: "m"}, agent.Deps{
+			var stats agent.TurnStats
+			a := agent.New(agent.Config{Model: "m", OnTurn: func(s agent.TurnStats) { stats = s }}, agent.Deps{
 				Primary: agent.NewOpenAI(rawSSE(t, tc.body, tc.hold), "k"),
 				Store:   session.NewMemoryStore(session.Options{}),
 				Prompts: lib,
@@ -305,6 +311,12 @@ func TestTurnOverProviderStreamError(t *testing.T) {
 			}))
 			require.NoError(t, ctx.Err(), "the turn waited for the connection")
 			assert.Equal(t, tc.heard, heard)
+			assert.Equal(t, tc.outcome, stats.Outcome)
+			if tc.modelErr == "" {
+				assert.Empty(t, stats.ModelError)
+			} else {
+				assert.Contains(t, stats.ModelError, tc.modelErr, "the failure is on the turn line")
+			}
 		})
 	}
 }
