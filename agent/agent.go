@@ -264,8 +264,7 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		}
 		// Answer without history rather than leave the caller in silence; the retry guard is
 		// lost for this turn, which is the lesser harm.
-		log.Warn("store unavailable, answering without history", zap.Error(err))
-		stats.Degraded = true
+		stats.Degraded, stats.StoreError = true, err.Error() // on the turn line, logged once
 		b = session.Begun{
 			State:  session.State{Call: pin},
 			Status: session.TurnClaimed,
@@ -593,6 +592,9 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	}
 	if s.ModelError != "" {
 		fields = append(fields, zap.String("model_error", s.ModelError))
+	}
+	if s.StoreError != "" {
+		fields = append(fields, zap.String("store_error", s.StoreError))
 	}
 	if a.cfg.LogText {
 		fields = append(fields, zap.String("caller_text", ev.Text))

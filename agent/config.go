@@ -266,6 +266,9 @@ type TurnStats struct {
 	// ModelError is why the model failed when it did (the last failure of the turn), for
 	// the turn line: the failure is logged there once, not on a line of its own.
 	ModelError string
+	// StoreError is why the turn's state could not be loaded (Degraded: answered without
+	// history), for the turn line.
+	StoreError string
 	// UtteranceCut is the length, in characters, of a message cut to Config.MaxUtterance; 0
 	// when it was not cut.
 	UtteranceCut int
