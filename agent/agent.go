@@ -218,7 +218,11 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 	stats := TurnStats{CallID: ev.CallID, EventID: ev.ID, LineID: ev.LineID, Verify: ev.Delivery.Verify,
 		DeliveryID: ev.Delivery.ID}
 	log := a.log.With(zap.String("call_id", ev.CallID), zap.String("event_id", ev.ID))
+	duplicate := false
 	defer func() {
+		if duplicate {
+			return // not a turn: the transport logs the refused delivery
+		}
 		stats.Total = time.Since(start)
 		a.logTurn(log, ev, stats)
 		if a.cfg.OnTurn != nil {
@@ -244,8 +248,18 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		Agent: current.Name, PromptVersion: current.Version, Owner: ev.Delivery.Owner,
 	}
 	loadCtx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-	b, err := a.store.BeginTurn(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit))
+	var b session.Begun
+	var err error
+	if ev.Delivery.ReplayTTL > 0 {
+		b, err = a.store.BeginTurnOnce(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit), ev.Delivery.ID, ev.Delivery.ReplayTTL)
+	} else {
+		b, err = a.store.BeginTurn(loadCtx, pin, ev.ID, historyTail(a.cfg.HistoryLimit))
+	}
 	cancel()
+	if err == nil && b.Status == session.TurnDuplicate {
+		duplicate = true
+		return fmt.Errorf("delivery %s: %w", ev.Delivery.ID, ErrDuplicateDelivery)
+	}
 	stats.StateLoad = time.Since(start) - stats.Verify
 	if errors.Is(err, session.ErrWrongLine) {
 		stats.Outcome = OutcomeRejected
@@ -258,8 +272,7 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		}
 		// Answer without history rather than leave the caller in silence; the retry guard is
 		// lost for this turn, which is the lesser harm.
-		log.Warn("store unavailable, answering without history", zap.Error(err))
-		stats.Degraded = true
+		stats.Degraded, stats.StoreError = true, err.Error() // on the turn line, logged once
 		b = session.Begun{
 			State:  session.State{Call: pin},
 			Status: session.TurnClaimed,
@@ -552,6 +565,13 @@ func (a *Agent) replayLine(ev Event, text string, emit func(Chunk) error, stats 
 	return nil
 }
 
+// Millis is a duration log field in milliseconds with microsecond precision, its key ending in
+// _ms: every duration the brain logs is one, whatever the logger's duration encoding.
+func Millis(key string, d time.Duration) zap.Field {
+	return zap.Float64(key, float64(d.Microseconds())/1000)
+}
+
+// logTurn writes the turn's one log line: its figures, and why it went wrong when it did.
 func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	fields := []zap.Field{
 		zap.String("line_id", s.LineID),
@@ -560,14 +580,14 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 		zap.String("model", s.Model),
 		zap.String("agent", s.Agent),
 		zap.String("prompt_version", s.PromptVersion),
-		zap.Duration("verify", s.Verify),
-		zap.Duration("state_load", s.StateLoad),
-		zap.Duration("pre_model", s.PreModel),
-		zap.Duration("ttft", s.TTFT),
-		zap.Duration("first_chunk", s.FirstLine),
-		zap.Duration("first_line_lag", s.FirstLineLag),
-		zap.Duration("elapsed", s.Total),
-		zap.Int("chunks", s.Lines),
+		Millis("verify_ms", s.Verify),
+		Millis("state_load_ms", s.StateLoad),
+		Millis("pre_model_ms", s.PreModel),
+		Millis("ttft_ms", s.TTFT),
+		Millis("first_line_ms", s.FirstLine),
+		Millis("first_line_lag_ms", s.FirstLineLag),
+		Millis("elapsed_ms", s.Total),
+		zap.Int("lines", s.Lines),
 		zap.Int("chars", s.Chars),
 		zap.Int("holds", s.Holds),
 		zap.Int("model_calls", s.ModelCalls),
@@ -587,6 +607,12 @@ func (a *Agent) logTurn(log *zap.Logger, ev Event, s TurnStats) {
 	}
 	if s.UtteranceCut > 0 {
 		fields = append(fields, zap.Int("utterance_cut_from", s.UtteranceCut))
+	}
+	if s.ModelError != "" {
+		fields = append(fields, zap.String("model_error", s.ModelError))
+	}
+	if s.StoreError != "" {
+		fields = append(fields, zap.String("store_error", s.StoreError))
 	}
 	if a.cfg.LogText {
 		fields = append(fields, zap.String("caller_text", ev.Text))

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/callbrain/callbrain/prompts"
+	"github.com/callbrain/callbrain/session"
 )
 
 // ErrFollowIdle is why a retry following another delivery's turn gave up (Config.FollowIdle).
@@ -110,46 +111,79 @@ const DefaultMaxUtterance = 2000
 // DefaultHoldingPhrases are spoken while the model is slow.
 var DefaultHoldingPhrases = []string{"One moment.", "Let me check.", "Just a second.", "Bear with me.", "Let me see."}
 
+// Defaults returns the turn engine's defaults: the one place they are written. A zero field of
+// a Config takes the value here; cmd/brain's settings table shows and documents them, and the
+// README's configuration table is tested against that.
+func Defaults() Config {
+	return Config{
+		MaxTokens:        450,
+		HistoryLimit:     40,
+		MaxChars:         1800,
+		MaxUtterance:     DefaultMaxUtterance,
+		HoldAfter:        1200 * time.Millisecond,
+		FirstCut:         600 * time.Millisecond,
+		HedgeAfter:       2500 * time.Millisecond,
+		FallbackWithin:   8 * time.Second,
+		StallAfter:       6 * time.Second,
+		TurnBudget:       4*time.Minute + 30*time.Second,
+		StoreTimeout:     400 * time.Millisecond,
+		FollowIdle:       6 * time.Second,
+		TurnLease:        session.DefaultTurnLease,
+		PendingTurns:     10000,
+		PendingBytes:     64 << 20,
+		PendingRetention: 15 * time.Minute,
+		ApologyLine:      DefaultApologyLine,
+		RecoveryLine:     DefaultRecoveryLine,
+		StallLine:        DefaultStallLine,
+		NoInputLine:      DefaultNoInputLine,
+		GoodbyeLine:      DefaultGoodbyeLine,
+		EndCallHold:      12 * time.Second,
+		HoldingPhrases:   DefaultHoldingPhrases,
+	}
+}
+
+// withDefaults returns c with every zero field set from Defaults.
 func (c Config) withDefaults() Config {
-	setDur := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	d := Defaults()
+	setDur := func(f *time.Duration, v time.Duration) {
+		if *f <= 0 {
+			*f = v
 		}
 	}
-	setInt := func(i *int, v int) {
-		if *i <= 0 {
-			*i = v
+	setInt := func(f *int, v int) {
+		if *f <= 0 {
+			*f = v
 		}
 	}
-	setStr := func(s *string, v string) {
-		if *s == "" {
-			*s = v
+	setStr := func(f *string, v string) {
+		if *f == "" {
+			*f = v
 		}
 	}
-	setInt(&c.MaxTokens, 450)
-	setInt(&c.HistoryLimit, 40)
-	setInt(&c.MaxChars, 1800)
-	setInt(&c.MaxUtterance, DefaultMaxUtterance)
-	setDur(&c.HoldAfter, 1200*time.Millisecond)
-	setDur(&c.FirstCut, 600*time.Millisecond)
-	setDur(&c.HedgeAfter, 2500*time.Millisecond)
-	setDur(&c.FallbackWithin, 8*time.Second)
-	setDur(&c.StallAfter, 6*time.Second)
-	setDur(&c.TurnBudget, 4*time.Minute+30*time.Second)
-	setDur(&c.StoreTimeout, 400*time.Millisecond)
-	setDur(&c.FollowIdle, 6*time.Second)
-	setDur(&c.TurnLease, 2*time.Second)
-	setInt(&c.PendingTurns, 10000)
-	setInt(&c.PendingBytes, 64<<20)
-	setDur(&c.PendingRetention, 15*time.Minute)
-	setStr(&c.ApologyLine, DefaultApologyLine)
-	setStr(&c.RecoveryLine, DefaultRecoveryLine)
-	setStr(&c.StallLine, DefaultStallLine)
-	setStr(&c.NoInputLine, DefaultNoInputLine)
-	setStr(&c.GoodbyeLine, DefaultGoodbyeLine)
-	setDur(&c.EndCallHold, 12*time.Second)
+	setInt(&c.MaxTokens, d.MaxTokens)
+	setInt(&c.HistoryLimit, d.HistoryLimit)
+	setInt(&c.MaxChars, d.MaxChars)
+	setInt(&c.MaxUtterance, d.MaxUtterance)
+	setDur(&c.HoldAfter, d.HoldAfter)
+	setDur(&c.FirstCut, d.FirstCut)
+	setDur(&c.HedgeAfter, d.HedgeAfter)
+	setDur(&c.FallbackWithin, d.FallbackWithin)
+	setDur(&c.StallAfter, d.StallAfter)
+	setDur(&c.TurnBudget, d.TurnBudget)
+	setDur(&c.StoreTimeout, d.StoreTimeout)
+	setDur(&c.FollowIdle, d.FollowIdle)
+	setDur(&c.TurnLease, d.TurnLease)
+	setInt(&c.PendingTurns, d.PendingTurns)
+	setInt(&c.PendingBytes, d.PendingBytes)
+	setDur(&c.PendingRetention, d.PendingRetention)
+	setStr(&c.ApologyLine, d.ApologyLine)
+	setStr(&c.RecoveryLine, d.RecoveryLine)
+	setStr(&c.StallLine, d.StallLine)
+	setStr(&c.NoInputLine, d.NoInputLine)
+	setStr(&c.GoodbyeLine, d.GoodbyeLine)
+	setDur(&c.EndCallHold, d.EndCallHold)
 	if len(c.HoldingPhrases) == 0 {
-		c.HoldingPhrases = DefaultHoldingPhrases
+		c.HoldingPhrases = d.HoldingPhrases
 	}
 	return c
 }
@@ -226,6 +260,12 @@ type TurnStats struct {
 	HangUp              string // "sent", "failed", "skipped" (the caller talked over the goodbye) or "too_long"
 	Budget              string
 	Outcome             string
+	// ModelError is why the model failed when it did (the last failure of the turn), for
+	// the turn line: the failure is logged there once, not on a line of its own.
+	ModelError string
+	// StoreError is why the turn's state could not be loaded (Degraded: answered without
+	// history), for the turn line.
+	StoreError string
 	// UtteranceCut is the length, in characters, of a message cut to Config.MaxUtterance; 0
 	// when it was not cut.
 	UtteranceCut int

@@ -116,6 +116,13 @@ type (
 		msg    string
 		fields []zap.Field
 	}
+	// actModelError records why the model failed, for the turn's log line
+	// (TurnStats.ModelError): how ("answered nothing", "failed before speech", "stream
+	// broke") and the error, if any. The last one of a turn wins.
+	actModelError struct {
+		how string
+		err error
+	}
 	// actHangUp asks the carrier to end the call: its goodbye has been heard.
 	actHangUp struct{}
 	// actEnd ends the turn: the one place its outcome and budget are decided.
@@ -133,6 +140,7 @@ func (actCancel) isAction()     {}
 func (actRunTools) isAction()   {}
 func (actLogTools) isAction()   {}
 func (actWarn) isAction()       {}
+func (actModelError) isAction() {}
 func (actHangUp) isAction()     {}
 func (actEnd) isAction()        {}
 
@@ -463,9 +471,9 @@ func (e *engine) failBeforeSpeech(now time.Time, err error) {
 		}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) {
-		e.warn("model answered nothing", zap.String("model", e.sources[len(e.sources)-1].model))
+		e.out = append(e.out, actModelError{how: "answered nothing", err: fmt.Errorf("model %s", e.sources[len(e.sources)-1].model)})
 	} else {
-		e.warn("model failed before speech", zap.Error(err))
+		e.out = append(e.out, actModelError{how: "failed before speech", err: err})
 	}
 	if e.cfg.FallbackModel != "" && len(e.sources) == 1 && now.Sub(e.start) < e.cfg.FallbackWithin {
 		e.startSource(now, true, e.cfg.FallbackModel)
@@ -497,7 +505,7 @@ func (e *engine) modelEnd(now time.Time, err error, calls []ToolCall) {
 		e.ch = NewChunker(e.cfg.Chunker)
 		e.failBeforeSpeech(now, err)
 	default:
-		e.warn("model stream broke", zap.Error(err))
+		e.out = append(e.out, actModelError{how: "stream broke", err: err})
 		e.finish(now, e.ch.End(false), e.cfg.RecoveryLine, OutcomeRecovered)
 	}
 }
@@ -690,7 +698,7 @@ func (e *engine) sayGoodbye(now time.Time) {
 	if wait > e.cfg.EndCallHold {
 		// A goodbye longer than the hold: cutting it off would be worse than leaving the line
 		// to the caller, who hangs up after it.
-		e.warn("goodbye too long to wait for, not hanging up", zap.Duration("speech_left", wait))
+		e.warn("goodbye too long to wait for, not hanging up", Millis("speech_left_ms", wait))
 		e.end(OutcomeAnswered, "too_long")
 		return
 	}

@@ -64,6 +64,8 @@ func show(a action) string {
 		return fmt.Sprintf("log %d tools", len(a.entries))
 	case actWarn:
 		return "warn " + a.msg
+	case actModelError:
+		return "model error: " + a.how
 	case actHangUp:
 		return "hang up"
 	case actEnd:
@@ -236,7 +238,7 @@ func TestEngineRules(t *testing.T) {
 			name:     "a primary failing before speech is retried on the fallback within FallbackWithin",
 			fallback: true,
 			ins:      []timed{fail(200, 0, errBoom), tok(500, 1, "Yes. "), eos(510, 1)},
-			want: []string{"0: model 0 primary", "200: warn model failed before speech", "200: model 1 fallback",
+			want: []string{"0: model 0 primary", "200: model error: failed before speech", "200: model 1 fallback",
 				"510: say Yes.", "510: end answered"},
 		},
 		{
@@ -245,17 +247,17 @@ func TestEngineRules(t *testing.T) {
 			cfg:      func(c *Config) { c.HedgeAfter = 20 * time.Second },
 			ins:      []timed{tick(1200), tick(7200), fail(8100, 0, errBoom)},
 			want: []string{"0: model 0 primary", "1200: say One moment.", "7200: say Let me check.",
-				"8100: warn model failed before speech", "8100: say " + DefaultApologyLine, "8100: end apology budget=stall"},
+				"8100: model error: failed before speech", "8100: say " + DefaultApologyLine, "8100: end apology budget=stall"},
 		},
 		{
 			name: "no fallback: a failure before speech apologises",
 			ins:  []timed{fail(100, 0, errBoom)},
-			want: []string{"0: model 0 primary", "100: warn model failed before speech", "100: say " + DefaultApologyLine, "100: end apology"},
+			want: []string{"0: model 0 primary", "100: model error: failed before speech", "100: say " + DefaultApologyLine, "100: end apology"},
 		},
 		{
 			name: "a model answering nothing apologises",
 			ins:  []timed{eos(100, 0)},
-			want: []string{"0: model 0 primary", "100: warn model answered nothing", "100: say " + DefaultApologyLine, "100: end apology"},
+			want: []string{"0: model 0 primary", "100: model error: answered nothing", "100: say " + DefaultApologyLine, "100: end apology"},
 		},
 		{
 			name: "a stall mid-answer holds once, then ends gracefully",
@@ -296,13 +298,13 @@ func TestEngineRules(t *testing.T) {
 		{
 			name: "a stream breaking mid-answer ends on the last sentence and the recovery line",
 			ins:  []timed{tok(100, 0, "First part. "), tok(110, 0, "Second half"), fail(120, 0, errBoom)},
-			want: []string{"0: model 0 primary", "110: say First part.", "120: warn model stream broke",
+			want: []string{"0: model 0 primary", "110: say First part.", "120: model error: stream broke",
 				"120: say " + DefaultRecoveryLine, "120: end recovered"},
 		},
 		{
 			name: "a stream broken before any word is retried like a failure",
 			ins:  []timed{tok(100, 0, "Hmm"), fail(120, 0, errBoom)},
-			want: []string{"0: model 0 primary", "120: warn model failed before speech", "120: say " + DefaultApologyLine, "120: end apology"},
+			want: []string{"0: model 0 primary", "120: model error: failed before speech", "120: say " + DefaultApologyLine, "120: end apology"},
 		},
 		{
 			name: "max_tokens ends the answer as it stands",
@@ -442,7 +444,7 @@ func TestEngineRules(t *testing.T) {
 			name:     "a failed apology ends the turn cut, not apologised",
 			failLine: 1,
 			ins:      []timed{fail(100, 0, errBoom)},
-			want: []string{"0: model 0 primary", "100: warn model failed before speech", "100: say " + DefaultApologyLine + " (failed)",
+			want: []string{"0: model 0 primary", "100: model error: failed before speech", "100: say " + DefaultApologyLine + " (failed)",
 				"100: end cut"},
 		},
 		{
@@ -461,7 +463,7 @@ func TestEngineRules(t *testing.T) {
 		{
 			name: "after the end every input is ignored",
 			ins:  []timed{eos(100, 0), tok(200, 0, "Late. "), tick(1200), toolsDone(1300)},
-			want: []string{"0: model 0 primary", "100: warn model answered nothing", "100: say " + DefaultApologyLine, "100: end apology"},
+			want: []string{"0: model 0 primary", "100: model error: answered nothing", "100: say " + DefaultApologyLine, "100: end apology"},
 		},
 	}
 	for _, c := range cases {

@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Event kinds on Saperly's webhook_url and status_callback_url (PROTOCOL §1.5, §1.6).
 const (
@@ -51,7 +54,14 @@ type Delivery struct {
 	// "*" for the global secrets. Every write about a call must come from the scope that
 	// owns it (see session.Call.Owner); "" checks nothing (tests and internal callers).
 	Owner string
+	// ReplayTTL, when set, asks Respond to do the transport's replay check in the turn's first
+	// store round trip (session.Store.BeginTurnOnce): a delivery id seen within ReplayTTL
+	// gets ErrDuplicateDelivery, with nothing spoken or written.
+	ReplayTTL time.Duration
 }
+
+// ErrDuplicateDelivery: Respond found the delivery id already seen (Delivery.ReplayTTL).
+var ErrDuplicateDelivery = errors.New("duplicate delivery")
 
 // Chunk is one NDJSON line of a streamed answer. Saperly knows only the "speak" type.
 type Chunk struct {

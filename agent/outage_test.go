@@ -165,6 +165,7 @@ func TestOutageTurnsKeptAndWrittenInOrderWhenStoreReturns(t *testing.T) {
 		r.store.setDown(true)
 		st = r.turn(t, message("c1", "e2", "Is Tuesday free?"))
 		assert.True(t, st.Degraded)
+		assert.NotEmpty(t, st.StoreError, "the failure is on the turn line")
 		assert.True(t, st.Pending, "the commit failed: kept for the store")
 		time.Sleep(time.Second) // the caller speaks again; the retrier keeps failing meanwhile
 		st = r.turn(t, message("c1", "e3", "In the morning, please."))

@@ -62,12 +62,18 @@ type RecordConfig struct {
 	WriteOpenOnStop bool
 }
 
+// Defaults of RecordConfig read from the brain's settings (BRAIN_RECORD_MAXLEN, BRAIN_RECORD_IDLE).
+const (
+	DefaultRecordMaxLen = 10000
+	DefaultRecordIdle   = 30 * time.Minute
+)
+
 func (c RecordConfig) withDefaults() RecordConfig {
 	if c.StreamMaxLen <= 0 {
-		c.StreamMaxLen = 10000
+		c.StreamMaxLen = DefaultRecordMaxLen
 	}
 	if c.Idle <= 0 {
-		c.Idle = 30 * time.Minute
+		c.Idle = DefaultRecordIdle
 	}
 	if c.Settle <= 0 {
 		c.Settle = 2 * time.Second

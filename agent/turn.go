@@ -199,6 +199,8 @@ func (t *turn) exec(acts []action) {
 			}
 		case actWarn:
 			t.log.Warn(act.msg, act.fields...)
+		case actModelError:
+			t.stats.ModelError = act.how + ": " + act.err.Error()
 		case actHangUp:
 			t.hangUp()
 		case actEnd:

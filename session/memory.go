@@ -130,6 +130,18 @@ func (m *MemoryStore) Load(_ context.Context, callID string) (State, error) {
 	return st, nil
 }
 
+// BeginTurnOnce implements Store.
+func (m *MemoryStore) BeginTurnOnce(ctx context.Context, c Call, eventID string, tail int, deliveryID string, ttl time.Duration) (Begun, error) {
+	first, err := m.FirstDelivery(ctx, deliveryID, ttl)
+	if err != nil {
+		return Begun{}, fmt.Errorf("begin turn: %w", err)
+	}
+	if !first {
+		return Begun{Status: TurnDuplicate}, nil
+	}
+	return m.BeginTurn(ctx, c, eventID, tail)
+}
+
 // BeginTurn implements Store.
 func (m *MemoryStore) BeginTurn(_ context.Context, c Call, eventID string, tail int) (Begun, error) {
 	callID := c.ID

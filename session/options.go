@@ -24,19 +24,25 @@ type Options struct {
 	CallerMemory time.Duration
 }
 
+// Defaults of Options read from the brain's settings (BRAIN_RETENTION, BRAIN_TURN_LEASE).
+const (
+	DefaultRetention = 24 * time.Hour
+	DefaultTurnLease = 2 * time.Second
+)
+
 // withDefaults returns o with every empty field set to its default.
 func (o Options) withDefaults() Options {
 	if o.Prefix == "" {
 		o.Prefix = "callbrain:"
 	}
 	if o.Retention <= 0 {
-		o.Retention = 24 * time.Hour
+		o.Retention = DefaultRetention
 	}
 	if o.TurnTTL <= 0 {
 		o.TurnTTL = 10 * time.Minute
 	}
 	if o.TurnLease <= 0 {
-		o.TurnLease = 2 * time.Second
+		o.TurnLease = DefaultTurnLease
 	}
 	if o.CallerMemory <= 0 {
 		o.CallerMemory = 90 * 24 * time.Hour

@@ -142,6 +142,23 @@ func (s *RedisStore) Load(ctx context.Context, callID string) (State, error) {
 // history, HGETALL and LRANGE of the history's tail: 1 round trip, 1 command. The call's
 // keys share one hash slot, so it runs on Redis Cluster too.
 func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error) {
+	return s.begin(ctx, c, eventID, tail, "", 0)
+}
+
+// BeginTurnOnce implements Store: BeginTurn's script does the replay check first (SET NX PX
+// of the delivery key FirstDelivery uses), so a message turn costs one round trip before the
+// model, replay check included.
+func (s *RedisStore) BeginTurnOnce(ctx context.Context, c Call, eventID string, tail int, deliveryID string, ttl time.Duration) (Begun, error) {
+	if deliveryID == "" {
+		return Begun{}, fmt.Errorf("begin turn: record delivery: %w", errEmptyID)
+	}
+	if ttl <= 0 {
+		return Begun{}, fmt.Errorf("begin turn: record delivery %s: ttl %v is not positive", deliveryID, ttl)
+	}
+	return s.begin(ctx, c, eventID, tail, deliveryID, ttl)
+}
+
+func (s *RedisStore) begin(ctx context.Context, c Call, eventID string, tail int, deliveryID string, ttl time.Duration) (Begun, error) {
 	callID := c.ID
 	if callID == "" {
 		return Begun{}, fmt.Errorf("begin turn: %w", errEmptyID)
@@ -154,16 +171,19 @@ func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string, tail
 	rec, hist := s.callKeys(callID)
 	claim, turn := s.turnKeys(ref)
 	blanks := blankFields(c, time.Now())
-	args := make([]any, 0, 6+2*len(blanks))
-	args = append(args, c.Owner, token, s.opts.TurnLease.Milliseconds(), s.opts.Retention.Milliseconds(), tailStart(tail))
+	args := make([]any, 0, 7+2*len(blanks))
+	args = append(args, c.Owner, token, s.opts.TurnLease.Milliseconds(), s.opts.Retention.Milliseconds(), tailStart(tail), ttl.Milliseconds())
 	for k, v := range blanks {
 		args = append(args, k, v)
 	}
-	res, err := beginScript.Run(ctx, s.rdb, []string{rec, hist, claim, turn}, args...).Slice()
+	res, err := beginScript.Run(ctx, s.rdb, []string{rec, hist, claim, turn, s.opts.Prefix + "dlv:" + deliveryID}, args...).Slice()
 	if err != nil {
 		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, err)
 	}
 	if len(res) == 1 {
+		if st, _ := res[0].(string); st == "duplicate" {
+			return Begun{Status: TurnDuplicate}, nil
+		}
 		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, ErrWrongLine)
 	}
 	b, err := decodeBegun(callID, res)
@@ -177,11 +197,15 @@ func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string, tail
 	return b, nil
 }
 
-// beginScript is BeginTurn. KEYS: record, history, claim, turn log. ARGV: owner, token
-// ("" for no event id), lease ms, retention ms, LRANGE start of the tail, then field/value
-// pairs to fill where the record lacks them. It returns {"wrong_line"}, or {status, lease
-// left ms, record fields, history tail, turn log}.
+// beginScript is BeginTurn and BeginTurnOnce. KEYS: record, history, claim, turn log, the
+// delivery key. ARGV: owner, token ("" for no event id), lease ms, retention ms, LRANGE start
+// of the tail, the delivery key's ttl ms (0: no replay check), then field/value pairs to fill
+// where the record lacks them. It returns {"duplicate"} (having written nothing else),
+// {"wrong_line"}, or {status, lease left ms, record fields, history tail, turn log}.
 var beginScript = redis.NewScript(`
+if ARGV[6] ~= '0' then
+  if not redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[6]) then return {'duplicate'} end
+end
 local owner = ARGV[1]
 if owner ~= '' then
   local cur = redis.call('HGET', KEYS[1], 'owner')
@@ -200,7 +224,7 @@ if ARGV[2] ~= '' then
   end
 end
 if status == 'claimed' then redis.call('HINCRBY', KEYS[1], 'turns', 1) end
-for i = 6, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end
+for i = 7, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return {status, left, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], ARGV[5], -1), log}

@@ -126,6 +126,10 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 		{name: "FirstDelivery", run: func() error { _, err := s.FirstDelivery(ctx, "d1", time.Minute); return err }},
 		{name: "UpdateCall", run: func() error { return s.UpdateCall(ctx, session.Call{ID: "c1", Status: "ringing"}) }},
 		{name: "BeginTurn", run: func() error { _, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1"); return err }},
+		{name: "BeginTurnOnce, replay check included", run: func() error {
+			_, err := s.BeginTurnOnce(ctx, session.Call{ID: "c1"}, "e2", 0, "d2", time.Minute)
+			return err
+		}},
 		{name: "BeginTurn without event id", run: func() error { _, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, ""); return err }},
 		{name: "AppendLines", run: func() error { return s.AppendLines(ctx, lease("c1", "e1"), "One.") }},
 		{name: "AppendTools", run: func() error {

@@ -130,6 +130,8 @@ const (
 	// TurnTakenOver: the turn's owner stopped renewing its lease before finishing; this
 	// delivery now holds it and continues after what Begun.Log says was already spoken.
 	TurnTakenOver
+	// TurnDuplicate: BeginTurnOnce found the delivery id already seen; nothing was begun.
+	TurnDuplicate
 )
 
 // TurnLog is what a turn's log holds: the lines spoken so far, in order, and the tool calls
@@ -222,6 +224,11 @@ type Store interface {
 	// turn pinned one. A c.Owner other than the record's returns ErrWrongLine, and nothing is
 	// claimed or written.
 	BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error)
+
+	// BeginTurnOnce is BeginTurn for one delivery of the event, with FirstDelivery's replay
+	// check in the same round trip: it first records deliveryID for ttl and, when the id was
+	// already seen within ttl, begins, claims and writes nothing and returns TurnDuplicate.
+	BeginTurnOnce(ctx context.Context, c Call, eventID string, tail int, deliveryID string, ttl time.Duration) (Begun, error)
 
 	// TakeOver claims a turn whose owner's lease has lapsed, for a delivery following it
 	// (TurnHeld). It fails (Taken false, with the lease's time Left) while the owner renews.

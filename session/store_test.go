@@ -41,6 +41,45 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		return newStore(t, session.Options{})
 	}
 
+	t.Run("BeginTurnOnce", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		c := session.Call{ID: "c1", LineID: "l1"}
+
+		b, err := s.BeginTurnOnce(ctx, c, "e1", 0, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnClaimed, b.Status, "a new delivery begins the turn")
+		assert.Equal(t, 1, b.State.Turns)
+
+		again, err := s.BeginTurnOnce(ctx, c, "e1", 0, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnDuplicate, again.Status, "the same delivery id again: nothing begun")
+		seen, err := s.FirstDelivery(ctx, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.False(t, seen, "BeginTurnOnce recorded the id FirstDelivery checks")
+
+		retry, err := s.BeginTurnOnce(ctx, c, "e1", 0, "d2", time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnHeld, retry.Status, "a retry of the event under a new delivery id follows the turn")
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, 1, st.Turns, "neither the duplicate nor the retry counted a turn")
+
+		first, err := s.FirstDelivery(ctx, "d3", time.Minute)
+		require.NoError(t, err)
+		require.True(t, first)
+		dup, err := s.BeginTurnOnce(ctx, session.Call{ID: "c2"}, "e1", 0, "d3", time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, session.TurnDuplicate, dup.Status, "an id FirstDelivery recorded is a duplicate here too")
+		_, err = s.Load(ctx, "c2")
+		assert.ErrorIs(t, err, session.ErrNotFound, "a duplicate writes no record")
+
+		_, err = s.BeginTurnOnce(ctx, c, "e4", 0, "", time.Minute)
+		assert.Error(t, err, "empty delivery id")
+		_, err = s.BeginTurnOnce(ctx, c, "e4", 0, "d4", 0)
+		assert.Error(t, err, "zero ttl")
+	})
+
 	t.Run("FirstDelivery", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()

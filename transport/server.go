@@ -37,9 +37,6 @@ const (
 	// readyTimeout bounds a /readyz check, so a hung dependency reads as unready, not as a
 	// probe timeout.
 	readyTimeout = time.Second
-	// cacheTimeout bounds the replay check. A store that hangs is treated like a store that
-	// fails (fail open): the caller must not wait on a cache in silence.
-	cacheTimeout = time.Second
 	// maxLogField bounds ids copied into the log: before verification they are the sender's
 	// choice, and a megabyte "delivery id" must not become a megabyte log line.
 	maxLogField = 128
@@ -87,6 +84,15 @@ type Config struct {
 	FallbackLine string
 	// LogText logs the caller's words (personal data). Off by default: only lengths are logged.
 	LogText bool
+	// StoreTimeout bounds the replay check (DeliveryCache). A store that hangs is treated like
+	// a store that fails (fail open): the caller must not wait on a cache in silence. Default
+	// the agent's (BRAIN_STORE_TIMEOUT), the bound on every store operation of a turn.
+	StoreTimeout time.Duration
+	// ReplayInTurn hands the replay check of a message with words to the responder, which
+	// does it in the turn's first store round trip (agent.Delivery.ReplayTTL), and answers
+	// 409 duplicate_delivery when it reports agent.ErrDuplicateDelivery. Every other event
+	// (status callbacks, blank messages included) is checked here, before it is dispatched.
+	ReplayInTurn bool
 	// OnDelivery, when set, is called with every verified delivery about a call (one with a
 	// call id), after its log line is written: the lines spoken with their flush times
 	// included. It runs on the request's goroutine, so it must hand the record off and
@@ -177,6 +183,9 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = agent.Defaults().StoreTimeout
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
@@ -384,9 +393,14 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		}
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
-	first, err := s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
-	cancel()
+	inTurn := s.cfg.ReplayInTurn && ev.Kind == agent.EventMessage && d.route == routeWebhook &&
+		ev.CallID != "" && strings.TrimSpace(ev.Text) != ""
+	first, err := true, error(nil)
+	if !inTurn {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+		first, err = s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
+		cancel()
+	}
 	switch {
 	case err != nil:
 		// Fail open: silence on a call is worse than a rare replay slipping through.
@@ -408,6 +422,9 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		Verify:     verified,
 		Callback:   d.route == routeStatus,
 		Owner:      scope,
+	}
+	if inTurn {
+		ev.Delivery.ReplayTTL = s.replayTTL
 	}
 	d.ev = ev
 
@@ -478,6 +495,13 @@ func (s *Server) answer(c echo.Context, d *delivery) {
 	switch {
 	case w.Lines() > 0:
 		d.outcome = outcomeAnswered
+	case errors.Is(err, agent.ErrDuplicateDelivery):
+		// The replay check, done in the turn's first round trip: refused as it is before
+		// dispatch, never spoken to.
+		d.outcome = outcomeRejected
+		if werr := c.JSON(http.StatusConflict, map[string]string{"error": "duplicate_delivery"}); werr != nil {
+			err = errors.Join(err, werr)
+		}
 	case errors.Is(err, agent.ErrWrongLine), errors.Is(err, agent.ErrUnknownCall):
 		// A forged or misrouted event about another line's call, or about a call Saperly
 		// does not know: refused, never spoken to.
@@ -573,12 +597,12 @@ func (s *Server) logDelivery(c echo.Context, d *delivery) {
 		zap.String("verify", d.verify),
 		zap.Int("status", status),
 		zap.String("outcome", d.outcome),
-		zap.Duration("elapsed", time.Since(d.start)),
+		agent.Millis("elapsed_ms", time.Since(d.start)),
 	)
 	if w := d.stream; w != nil {
-		fields = append(fields, zap.Int("chunks", w.Lines()))
+		fields = append(fields, zap.Int("lines", w.Lines()))
 		if !w.First().IsZero() {
-			fields = append(fields, zap.Duration("first_chunk", w.First().Sub(d.start)))
+			fields = append(fields, agent.Millis("first_line_ms", w.First().Sub(d.start)))
 		}
 	}
 	if d.ev.From != "" {

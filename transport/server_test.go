@@ -98,9 +98,9 @@ func TestWebhookMessageStreams(t *testing.T) {
 	assert.EqualValues(t, 2, fields["attempt"])
 	assert.Equal(t, "ok", fields["verify"])
 	assert.EqualValues(t, 200, fields["status"])
-	assert.EqualValues(t, 3, fields["chunks"])
-	assert.Contains(t, fields, "first_chunk")
-	assert.Contains(t, fields, "elapsed")
+	assert.EqualValues(t, 3, fields["lines"])
+	assert.Contains(t, fields, "first_line_ms")
+	assert.Contains(t, fields, "elapsed_ms")
 	assert.Equal(t, "answered", fields["outcome"])
 	assert.Equal(t, "+141******34", fields["from"], "numbers are masked")
 	assert.NotContains(t, fields, "text", "caller text is personal data, off by default")
@@ -131,7 +131,7 @@ func TestWebhookFallback(t *testing.T) {
 			assert.Equal(t, []agent.Chunk{agent.Speak(DefaultFallbackLine)}, speakLines(t, rec.Body.String()))
 			entry := oneEvent(t, f)
 			assert.Equal(t, c.level, entry.Level)
-			assert.EqualValues(t, 1, entry.ContextMap()["chunks"])
+			assert.EqualValues(t, 1, entry.ContextMap()["lines"])
 		})
 	}
 }
@@ -623,7 +623,7 @@ func TestServeStreamsAndShutsDown(t *testing.T) {
 	entry := f.eventLines()[0]
 	assert.Equal(t, zapcore.InfoLevel, entry.Level, "a caller cutting in is not a fault")
 	assert.Equal(t, "client_gone", entry.ContextMap()["outcome"])
-	assert.EqualValues(t, 2, entry.ContextMap()["chunks"])
+	assert.EqualValues(t, 2, entry.ContextMap()["lines"])
 }
 
 func TestNewRequiresWiring(t *testing.T) {

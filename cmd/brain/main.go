@@ -133,6 +133,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxConns:   cfg.MaxConns,
 		OnDelivery: onDelivery,
 		OnResult:   met.onResult,
+		// The replay check is a store operation like those of a turn.
+		StoreTimeout: cfg.Agent.StoreTimeout,
+		// A message's replay check rides on the turn's first round trip (BeginTurnOnce).
+		ReplayInTurn: true,
 	}, meteredResponder{Responder: ag, m: met}, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
@@ -180,7 +184,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	// sending before the listener closes; a second signal cuts the wait short.
 	srv.Drain()
 	if cfg.DrainDelay > 0 {
-		log.Info("draining: unready, still serving", zap.Duration("drain_delay", cfg.DrainDelay))
+		log.Info("draining: unready, still serving", agent.Millis("drain_delay_ms", cfg.DrainDelay))
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
 		delay := time.NewTimer(cfg.DrainDelay)
@@ -195,7 +199,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		delay.Stop()
 		signal.Stop(again)
 	}
-	log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
+	log.Info("shutting down", agent.Millis("drain_timeout_ms", cfg.DrainTimeout))
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
 	defer cancel()
 	shutErr := srv.Shutdown(drainCtx)
@@ -235,6 +239,10 @@ func newLogger(level string) (*zap.Logger, error) {
 		enc.AppendFloat64(float64(d.Microseconds()) / 1000)
 	}
 	zc.Sampling = nil // every turn line matters
+	// Errors the brain expects (a rejected prompt file, a refused delivery, a store outage) are
+	// described by their message; the one stack worth logging, a recovered panic's, is logged
+	// explicitly (the event line's "stack").
+	zc.DisableStacktrace = true
 	// Each message is unique to one place in the code; walking the stack for it on every
 	// line cost a third of the logging CPU.
 	zc.DisableCaller = true
@@ -261,12 +269,16 @@ func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store,
 	redis.SetLogger(redisLog{log.Named("redis")})
 	// Short timeouts: during an outage a turn must go on without state quickly rather than
 	// keep the caller waiting; the agent bounds each operation by its own deadline as well.
+	// Operations with a deadline (every one on a turn's path, BRAIN_STORE_TIMEOUT) end by it;
+	// these bound the others (recording, pending commits' retries) and connection set-up,
+	// derived from the same setting: 2.5 × and 1.25 × it (1 s and 500 ms by default).
+	st := cfg.Agent.StoreTimeout
 	rdb := target.Client(session.RedisTuning{
-		DialTimeout:   500 * time.Millisecond,
+		DialTimeout:   st * 5 / 4,
 		DialerRetries: 1, // go-redis would try 5 times, holding every turn of an outage ~1.2 s
-		ReadTimeout:   time.Second,
-		WriteTimeout:  time.Second,
-		PoolTimeout:   time.Second,
+		ReadTimeout:   st * 5 / 2,
+		WriteTimeout:  st * 5 / 2,
+		PoolTimeout:   st * 5 / 2,
 		MaxRetries:    1,
 	})
 	where := []zap.Field{zap.String("redis_kind", string(target.Kind)), zap.Strings("redis_addrs", target.Addrs), zap.Int("redis_db", target.DB)}
@@ -371,7 +383,7 @@ func saperlyAPI(cfg config, lib *prompts.Library, log *zap.Logger) (agent.CallCo
 func models(cfg config, log *zap.Logger) (agent.LLM, agent.LLM) {
 	if cfg.demo() {
 		log.Warn("OPENAI_API_KEY and OPENAI_BASE_URL are not set: answering with the built-in offline demo model",
-			zap.Duration("token_delay", cfg.DemoDelay))
+			agent.Millis("token_delay_ms", cfg.DemoDelay))
 		return &agent.DemoLLM{TokenDelay: cfg.DemoDelay}, nil
 	}
 	log.Info("model", zap.String("model", cfg.Model), zap.String("base_url", or(cfg.OpenAIBaseURL, "https://api.openai.com/v1")))

@@ -386,6 +386,11 @@ func (ms meteredStore) BeginTurn(ctx context.Context, c session.Call, eventID st
 	return ms.s.BeginTurn(ctx, c, eventID, tail)
 }
 
+func (ms meteredStore) BeginTurnOnce(ctx context.Context, c session.Call, eventID string, tail int, deliveryID string, ttl time.Duration) (b session.Begun, err error) {
+	defer func(t time.Time) { ms.observe("begin_turn", t, err) }(time.Now())
+	return ms.s.BeginTurnOnce(ctx, c, eventID, tail, deliveryID, ttl)
+}
+
 func (ms meteredStore) TakeOver(ctx context.Context, ref session.TurnRef) (to session.Takeover, err error) {
 	defer func(t time.Time) { ms.observe("take_over", t, err) }(time.Now())
 	return ms.s.TakeOver(ctx, ref)

@@ -22,25 +22,18 @@ const defaultRecordDir = "./recordings"
 type recordSettings struct {
 	On  bool
 	Cfg agent.RecordConfig
+	raw string // BRAIN_RECORD as given
 }
 
-// loadRecord reads BRAIN_RECORD, BRAIN_RECORD_TEXT, BRAIN_RECORD_IDLE and
-// BRAIN_RECORD_MAXLEN. BRAIN_RECORD is a comma-separated list of sinks: dir:PATH (or dir, or
-// 1, for ./recordings) and redis (the recordings stream in REDIS_URL's Redis); empty, 0 or
-// off records nothing.
-func loadRecord(getenv func(string) string, c config) (recordSettings, error) {
-	var rs recordSettings
-	p := parser{getenv: getenv}
-	rs.Cfg.Text = p.boolean("BRAIN_RECORD_TEXT")
-	rs.Cfg.Idle = p.duration("BRAIN_RECORD_IDLE", 30*time.Minute)
-	rs.Cfg.StreamMaxLen = int64(p.integer("BRAIN_RECORD_MAXLEN", 10000))
-	if p.err != nil {
-		return rs, p.err
-	}
-	raw := strings.TrimSpace(getenv("BRAIN_RECORD"))
+// loadRecord reads BRAIN_RECORD (rs.raw; BRAIN_RECORD_TEXT, BRAIN_RECORD_IDLE and
+// BRAIN_RECORD_MAXLEN are read by their settings): a comma-separated list of sinks, dir:PATH
+// (or dir, or 1, for ./recordings) and redis (the recordings stream in REDIS_URL's Redis);
+// empty, 0 or off records nothing.
+func loadRecord(rs *recordSettings, c config) error {
+	raw := strings.TrimSpace(rs.raw)
 	switch strings.ToLower(raw) {
 	case "", "0", "off", "false":
-		return rs, nil
+		return nil
 	}
 	for _, sink := range strings.Split(raw, ",") {
 		sink = strings.TrimSpace(sink)
@@ -52,18 +45,18 @@ func loadRecord(getenv func(string) string, c config) (recordSettings, error) {
 			rs.Cfg.Dir = strings.TrimSpace(arg)
 		case sink == "redis":
 			if c.RedisURL == "" {
-				return rs, fmt.Errorf("BRAIN_RECORD=%s: the redis sink needs REDIS_URL", raw)
+				return fmt.Errorf("BRAIN_RECORD=%s: the redis sink needs REDIS_URL", raw)
 			}
 			rs.Cfg.Stream = true
 		default:
-			return rs, fmt.Errorf("BRAIN_RECORD=%s: %q is not a sink: want dir:PATH, dir or redis, comma-separated", raw, sink)
+			return fmt.Errorf("BRAIN_RECORD=%s: %q is not a sink: want dir:PATH, dir or redis, comma-separated", raw, sink)
 		}
 	}
 	if rs.Cfg.Idle >= c.Retention {
-		return rs, fmt.Errorf("BRAIN_RECORD_IDLE=%s: must be shorter than BRAIN_RETENTION=%s, which keeps the captures", rs.Cfg.Idle, c.Retention)
+		return fmt.Errorf("BRAIN_RECORD_IDLE=%s: must be shorter than BRAIN_RETENTION=%s, which keeps the captures", rs.Cfg.Idle, c.Retention)
 	}
 	rs.On = true
-	return rs, nil
+	return nil
 }
 
 // startRecorder starts recording calls when configured: it returns the recorder (nil when
@@ -100,7 +93,7 @@ func startRecorder(ctx context.Context, cfg config, log *zap.Logger) (*agent.Rec
 	var wg sync.WaitGroup
 	wg.Go(func() { rec.Run(runCtx) })
 	log.Info("recording calls", zap.String("dir", rs.Cfg.Dir), zap.Bool("stream", rs.Cfg.Stream),
-		zap.Bool("text", rs.Cfg.Text), zap.Duration("idle", rs.Cfg.Idle))
+		zap.Bool("text", rs.Cfg.Text), agent.Millis("idle_ms", rs.Cfg.Idle))
 	return rec, func() {
 		cancel()
 		wg.Wait()

@@ -111,8 +111,9 @@ func startInProcess(tb testing.TB, o brainOptions) *inproc {
 	// secret, which is the development secret here as in the binary runs.
 	secrets := []string{transport.DevSecret}
 	srv := transport.New(transport.Config{
-		Secrets: func(string) []string { return secrets },
-		Ready:   st.Ping,
+		Secrets:      func(string) []string { return secrets },
+		Ready:        st.Ping,
+		ReplayInTurn: true, // as cmd/brain: a message's replay check rides on BeginTurnOnce
 	}, ag, st, log)
 
 	// The prompt watcher runs beside the server, as in cmd/brain.

@@ -92,12 +92,12 @@ func (f turnFig) overhead() (time.Duration, bool) {
 // turnLine is the part of a "turn done" / "turn degraded" log line read here.
 type turnLine struct {
 	Outcome      string  `json:"outcome"`
-	Verify       float64 `json:"verify"`
-	StateLoad    float64 `json:"state_load"`
-	PreModel     float64 `json:"pre_model"`
-	TTFT         float64 `json:"ttft"`
-	FirstChunk   float64 `json:"first_chunk"`
-	FirstLineLag float64 `json:"first_line_lag"`
+	Verify       float64 `json:"verify_ms"`
+	StateLoad    float64 `json:"state_load_ms"`
+	PreModel     float64 `json:"pre_model_ms"`
+	TTFT         float64 `json:"ttft_ms"`
+	FirstChunk   float64 `json:"first_line_ms"`
+	FirstLineLag float64 `json:"first_line_lag_ms"`
 	Holds        int     `json:"holds"`
 	Budget       string  `json:"budget"`
 	Degraded     bool    `json:"degraded"`
@@ -122,8 +122,7 @@ type brainLog struct {
 }
 
 // parseLog reads a brain log. Each line is read twice: for its message, then for the fields
-// of that message (the same key may differ in type between messages: "verify" is a duration
-// on turn lines and a word on event lines).
+// of that message.
 func parseLog(r io.Reader) (brainLog, error) {
 	var bl brainLog
 	sc := bufio.NewScanner(r)
@@ -186,8 +185,8 @@ func TestParseLog(t *testing.T) {
 	t.Parallel()
 	log := strings.Join([]string{
 		`{"level":"info","ts":"2025-01-01T00:00:00.000Z","logger":"brain","msg":"listening","addr":"127.0.0.1:1"}`,
-		`{"level":"info","logger":"brain.agent","msg":"turn done","call_id":"c","outcome":"answered","verify":0.05,"state_load":0.2,"pre_model":0.4,"ttft":300.1,"first_chunk":420.5,"first_line_lag":0.12,"elapsed":900,"chunks":3,"holds":0}`,
-		`{"level":"warn","logger":"brain.agent","msg":"turn degraded","outcome":"answered","pre_model":0.4,"first_line_lag":0,"holds":1,"budget":"stall"}`,
+		`{"level":"info","logger":"brain.agent","msg":"turn done","call_id":"c","outcome":"answered","verify_ms":0.05,"state_load_ms":0.2,"pre_model_ms":0.4,"ttft_ms":300.1,"first_line_ms":420.5,"first_line_lag_ms":0.12,"elapsed_ms":900,"lines":3,"holds":0}`,
+		`{"level":"warn","logger":"brain.agent","msg":"turn degraded","outcome":"answered","pre_model_ms":0.4,"first_line_lag_ms":0,"holds":1,"budget":"stall"}`,
 		`{"level":"info","logger":"brain.transport","msg":"event","event_type":"message","verify":"ok","status":200,"outcome":"answered"}`,
 		`{"level":"warn","logger":"brain.transport","msg":"event","event_type":"call_ended","status":503,"outcome":"record_failed"}`,
 		`not json`,

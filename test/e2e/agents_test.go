@@ -157,6 +157,7 @@ func TestAgentHotReload(t *testing.T) {
 	assert.EqualValues(t, brokenLine, rejected.num("line"))
 	assert.Contains(t, rejected.str("error"), "nope", "the error says what is wrong")
 	assert.Equal(t, "error", rejected.str("level"))
+	assert.NotContains(t, rejected, "stacktrace", "an expected error logs no Go stack")
 	calls++
 	sys, line = turn(t, newCall(b), fmt.Sprintf("Hello, this is new call number %d.", calls))
 	assert.Contains(t, sys, "Version two", "after a rejected save new calls keep the last good version")

@@ -118,7 +118,7 @@ func runScript(t *testing.T, b *brain, m *mock, s callScript) {
 			assert.Equal(t, "turn done", line.str("msg"))
 			assert.Equal(t, c.ID, line.str("call_id"))
 			assert.EqualValues(t, turns, line.num("turn"), "the turn number counts the call's messages")
-			assert.EqualValues(t, len(res.Lines), line.num("chunks"), "the turn line counts the lines spoken")
+			assert.EqualValues(t, len(res.Lines), line.num("lines"), "the turn line counts the lines spoken")
 			assert.Equal(t, "answered", line.str("outcome"))
 		})
 		if !ok {

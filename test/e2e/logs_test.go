@@ -65,16 +65,27 @@ func TestLogging(t *testing.T) {
 
 		turn := b.turnLine(t, id)
 		for _, k := range []string{"call_id", "event_id", "line_id", "turn", "outcome", "model", "prompt_version",
-			"ttft", "first_chunk", "elapsed", "chunks", "holds", "fallback"} {
+			"verify_ms", "state_load_ms", "pre_model_ms", "ttft_ms", "first_line_ms", "first_line_lag_ms", "elapsed_ms",
+			"lines", "holds", "fallback"} {
 			assert.Contains(t, turn, k, "the turn line has %s", k)
+		}
+		for k, v := range turn {
+			if strings.HasSuffix(k, "_ms") {
+				assert.IsType(t, float64(0), v, "%s is a number of milliseconds", k)
+			}
 		}
 		event := b.waitLog(t, "the message's event line", func(e logEntry) bool {
 			return e.str("msg") == "event" && e.str("event_id") == id
 		})
 		for _, k := range []string{"event_type", "call_id", "line_id", "delivery_id", "event_id", "attempt", "verify",
-			"status", "outcome", "elapsed"} {
+			"status", "outcome", "elapsed_ms", "lines", "first_line_ms"} {
 			assert.Contains(t, event, k, "the event line has %s", k)
 		}
+		for _, k := range []string{"elapsed", "first_chunk", "chunks", "ttft", "state_load", "stacktrace"} {
+			assert.NotContains(t, turn, k, "no duration key without its unit, no stack")
+			assert.NotContains(t, event, k, "no duration key without its unit, no stack")
+		}
+		assert.LessOrEqual(t, turn.num("first_line_ms"), turn.num("elapsed_ms"))
 		assert.Equal(t, "message", event.str("event_type"))
 		assert.Equal(t, "ok", event.str("verify"))
 		assert.EqualValues(t, 200, event.num("status"))

@@ -15,7 +15,7 @@ import (
 //
 // In JSON (the /mock/script control API) the keys are snake_case and the durations are
 // milliseconds: {"model","reply","tool_calls","ttft_ms","token_delay_ms","status","stall_after",
-// "stall_ms","cut_after","hang"}, a tool call being {"name","arguments"} (see ToolCall).
+// "stall_ms","cut_after","error_after","hang"}, a tool call being {"name","arguments"} (see ToolCall).
 //
 // Pacing counts tokens: the words of the reply, then for each tool call its opening delta and
 // each fragment of its arguments.
@@ -44,6 +44,11 @@ type Behavior struct {
 	// client sees a broken stream (never a clean end). An answer shorter than CutAfter tokens
 	// ends normally; CutAfter equal to the token count cuts before the final chunk.
 	CutAfter int
+	// ErrorAfter > 0: once ErrorAfter tokens are out, the stream reports a provider error
+	// inside it, as OpenRouter does (an "error" object beside a choice with finish_reason
+	// "error"), then [DONE]: still HTTP 200, a clean end of the connection. A non-streamed
+	// answer breaks its connection instead.
+	ErrorAfter int
 	// Hang: never answer; the handler returns when the client goes away.
 	Hang bool
 }
@@ -59,6 +64,7 @@ type behaviorJSON struct {
 	StallAfter   int        `json:"stall_after,omitempty"`
 	StallMs      float64    `json:"stall_ms,omitempty"`
 	CutAfter     int        `json:"cut_after,omitempty"`
+	ErrorAfter   int        `json:"error_after,omitempty"`
 	Hang         bool       `json:"hang,omitempty"`
 }
 
@@ -74,6 +80,7 @@ func (b Behavior) MarshalJSON() ([]byte, error) {
 		StallAfter:   b.StallAfter,
 		StallMs:      ms(b.Stall),
 		CutAfter:     b.CutAfter,
+		ErrorAfter:   b.ErrorAfter,
 		Hang:         b.Hang,
 	})
 }
@@ -97,6 +104,7 @@ func (b *Behavior) UnmarshalJSON(data []byte) error {
 		StallAfter: w.StallAfter,
 		Stall:      fromMs(w.StallMs),
 		CutAfter:   w.CutAfter,
+		ErrorAfter: w.ErrorAfter,
 		Hang:       w.Hang,
 	}
 	if err := nb.validate(); err != nil {
@@ -110,7 +118,7 @@ func (b Behavior) validate() error {
 	switch {
 	case b.TTFT < 0, b.TokenDelay < 0, b.Stall < 0:
 		return errors.New("behavior: negative duration")
-	case b.StallAfter < 0, b.CutAfter < 0:
+	case b.StallAfter < 0, b.CutAfter < 0, b.ErrorAfter < 0:
 		return errors.New("behavior: negative token count")
 	case b.Status != 0 && (b.Status < 100 || b.Status > 599):
 		return fmt.Errorf("behavior: status %d is not an HTTP status", b.Status)

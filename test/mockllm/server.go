@@ -361,6 +361,15 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, b Behavior, 
 		abort(w)
 		return
 	}
+	if errors.Is(err, errInStream) {
+		// OpenRouter's mid-stream error (openrouter.ai/docs/api-reference/streaming).
+		data := fmt.Sprintf(`{"id":%q,"object":"chat.completion.chunk","created":%d,"model":%q,"error":{"code":"server_error","message":"Provider disconnected unexpectedly"},"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}`,
+			a.id, a.created, a.model)
+		if _, err := fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", data); err == nil {
+			_ = rc.Flush()
+		}
+		return
+	}
 	if err != nil {
 		return
 	}
@@ -396,7 +405,7 @@ func (s *Server) complete(ctx context.Context, w http.ResponseWriter, b Behavior
 		}
 		return nil
 	})
-	if errors.Is(err, errCut) {
+	if errors.Is(err, errCut) || errors.Is(err, errInStream) {
 		abort(w)
 		return
 	}
@@ -424,8 +433,12 @@ func (s *Server) complete(ctx context.Context, w http.ResponseWriter, b Behavior
 	})
 }
 
-// errCut is play's signal that the behaviour breaks the connection here.
-var errCut = errors.New("cut")
+// errCut is play's signal that the behaviour breaks the connection here; errInStream that it
+// reports an error inside the stream.
+var (
+	errCut      = errors.New("cut")
+	errInStream = errors.New("error in stream")
+)
 
 // play paces n tokens as b says and hands the index of each to emit. It returns errCut where
 // b cuts the connection, the context's error when the client goes away, or emit's error.
@@ -438,6 +451,9 @@ func play(ctx context.Context, b Behavior, n int, emit func(int) error) error {
 		}
 		if b.CutAfter > 0 && i == b.CutAfter {
 			return errCut
+		}
+		if b.ErrorAfter > 0 && i == b.ErrorAfter {
+			return errInStream
 		}
 		if i == n {
 			return nil

@@ -480,7 +480,7 @@ func TestControlAPI(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, "slow", resp.Choices[0].Message.Content, "reset emptied the script")
 
-	for _, bad := range []string{`[{"ttft":5}]`, `[{"ttft_ms":-1}]`, `{"reply":"not an array"}`, `[{"status":42}]`} {
+	for _, bad := range []string{`[{"ttft":5}]`, `[{"ttft_ms":-1}]`, `[{"error_after":-1}]`, `{"reply":"not an array"}`, `[{"status":42}]`} {
 		status, _ := post("/mock/script", bad)
 		assert.Equal(t, http.StatusBadRequest, status, bad)
 	}
