@@ -91,6 +91,11 @@ type Config struct {
 	// included. It runs on the request's goroutine, so it must hand the record off and
 	// return at once (recording queues it).
 	OnDelivery func(agent.DeliveryRecord)
+	// Hooks turns on the receivers of other platforms' call events (hooks.go); each needs
+	// HookReceiver.
+	Hooks Hooks
+	// HookReceiver records what the receivers accept. Required when any of Hooks is set.
+	HookReceiver HookReceiver
 }
 
 // OwnerGlobal is the signing scope of the global secrets (SAPERLY_WEBHOOK_SECRET): events
@@ -122,6 +127,7 @@ type Server struct {
 	replayTTL time.Duration
 	resp      Responder
 	seen      DeliveryCache
+	hooks     HookReceiver
 	log       *zap.Logger
 	e         *echo.Echo
 	srv       *http.Server
@@ -144,6 +150,8 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 		panic("transport: a Responder is required")
 	case d == nil:
 		panic("transport: a DeliveryCache is required")
+	case (cfg.Hooks.Salpre != nil || cfg.Hooks.Itellico != nil || cfg.Hooks.SpeakNode != nil) && cfg.HookReceiver == nil:
+		panic("transport: Config.HookReceiver is required with Config.Hooks")
 	}
 	if log == nil {
 		log = zap.NewNop()
@@ -178,6 +186,7 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 		replayTTL: max(cfg.ReplayWindow, 2*cfg.ClockSkew),
 		resp:      r,
 		seen:      d,
+		hooks:     cfg.HookReceiver,
 		log:       log.Named("transport"),
 	}
 
@@ -189,6 +198,7 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	e.Use(s.guard)
 	e.POST(routeWebhook, s.webhook)
 	e.POST(routeStatus, s.status)
+	s.routeHooks(e)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	s.e = e

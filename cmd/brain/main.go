@@ -88,13 +88,27 @@ func run(ctx context.Context, getenv func(string) string) error {
 			zap.String("addr", cfg.Addr))
 	}
 	global := cfg.secrets(transport.DevSecret)
+	hs, err := loadHookSettings(cfg, getenv)
+	if err != nil {
+		return err
+	}
+	recRDB, err := recordsClient(cfg)
+	if err != nil {
+		return err
+	}
+	if recRDB != nil {
+		defer recRDB.Close() //nolint:errcheck // closing on the way out; nothing to do about an error
+	}
+	logHooks(hs.Hooks, log)
 	srv := transport.New(transport.Config{
-		Signers:    func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
-		Ready:      store.Ping,
-		LogText:    cfg.LogText,
-		MaxIDLen:   cfg.MaxIDLen,
-		MaxConns:   cfg.MaxConns,
-		OnDelivery: onDelivery,
+		Signers:      func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
+		Ready:        store.Ping,
+		LogText:      cfg.LogText,
+		MaxIDLen:     cfg.MaxIDLen,
+		MaxConns:     cfg.MaxConns,
+		OnDelivery:   onDelivery,
+		Hooks:        hs.Hooks,
+		HookReceiver: agent.NewReceiver(openRecords(recRDB, hs.Retention), hs.DedupeTTL),
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
