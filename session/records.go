@@ -390,6 +390,6 @@ func (m *MemoryRecords) Call(_ context.Context, platform, callID string) (CallRe
 	if !ok {
 		return CallRecord{}, ErrNotFound
 	}
-	rec.Turns = slices.Clone(rec.Turns)
+	rec.Turns, rec.Analysis = slices.Clone(rec.Turns), slices.Clone(rec.Analysis)
 	return rec, nil
 }
