@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -139,4 +140,19 @@ func recordsClient(cfg config) (redis.UniversalClient, error) {
 	ro.ReadTimeout, ro.WriteTimeout, ro.PoolTimeout = time.Second, time.Second, time.Second
 	ro.MaxRetries = 1
 	return redis.NewClient(ro), nil
+}
+
+// chainDelivery calls both delivery hooks, first then next; either may be nil.
+func chainDelivery(first, next func(agent.DeliveryRecord)) func(agent.DeliveryRecord) {
+	if first == nil {
+		return next
+	}
+	return func(d agent.DeliveryRecord) { first(d); next(d) }
+}
+
+// closeRecords stops the Saperly call records' writer on an early return from run.
+func closeRecords(s *agent.SaperlyRecords) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s.Close(ctx)
 }

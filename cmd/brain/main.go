@@ -30,6 +30,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "calls" { // brain calls show|list …
+		code := callsCommand(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	context.AfterFunc(ctx, stop) // a second signal during the drain ends the process at once
 	if err := run(ctx, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "brain:", err)
@@ -100,6 +105,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 		defer recRDB.Close() //nolint:errcheck // closing on the way out; nothing to do about an error
 	}
 	logHooks(hs.Hooks, log)
+	receiver := agent.NewReceiver(openRecords(recRDB, hs.Retention), hs.DedupeTTL)
+	saperlyRecs := agent.NewSaperlyRecords(receiver, log)
+	defer closeRecords(saperlyRecs) // after the drain's own close below, a no-op
+	onDelivery = chainDelivery(onDelivery, saperlyRecs.Offer)
 	srv := transport.New(transport.Config{
 		Signers:      func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
 		Ready:        store.Ping,
@@ -108,7 +117,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxConns:     cfg.MaxConns,
 		OnDelivery:   onDelivery,
 		Hooks:        hs.Hooks,
-		HookReceiver: agent.NewReceiver(openRecords(recRDB, hs.Retention), hs.DedupeTTL),
+		HookReceiver: receiver,
 	}, ag, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
@@ -158,6 +167,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	// Turns the store did not take (an outage) are written now, within what is left of the
 	// drain timeout; whatever still cannot be written is logged as lost.
 	ag.Close(drainCtx)
+	saperlyRecs.Close(drainCtx)
 	if shutErr != nil {
 		return fmt.Errorf("shutdown: %w", shutErr)
 	}
