@@ -232,7 +232,9 @@ func TestSpeakNodeReceiver(t *testing.T) {
 	b := startReceiverBrain(t, "")
 	sess := "sess_" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	ids := map[string]string{"sess_01HZX4K7Q2": sess}
-	sig := func(body []byte) map[string]string { return map[string]string{"X-SpeakNode-Signature": macHex(e2eSpeakNodeKey, body)} }
+	sig := func(body []byte) map[string]string {
+		return map[string]string{"X-SpeakNode-Signature": macHex(e2eSpeakNodeKey, body)}
+	}
 	for _, name := range []string{"speaknode_session_started.json", "speaknode_conversation_complete.json"} {
 		body := hookFixture(t, name, ids)
 		status, out := hookPost(t, b, "/hooks/speaknode", body, sig(body))
