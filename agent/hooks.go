@@ -73,6 +73,13 @@ type CallRecords interface {
 type Receiver struct {
 	store     CallRecords
 	dedupeTTL time.Duration
+	jobs      JobQueue // nil: no background jobs
+}
+
+// WithJobs makes the receiver queue the background jobs of each call it sees end.
+func (r *Receiver) WithJobs(q JobQueue) *Receiver {
+	r.jobs = q
+	return r
 }
 
 // NewReceiver returns a receiver writing to store, remembering processed events for
@@ -102,6 +109,15 @@ func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, e
 			}
 			return false, fmt.Errorf("%w: %w", ErrStoreDown, err)
 		}
+		if ev.Closes && r.jobs != nil {
+			if err := r.jobs.Enqueue(ctx, JobForward, ev.Platform+":"+ev.CallID, ""); err != nil {
+				// Not queued: give the claim back so the platform's retry queues it.
+				if rerr := r.store.ReleaseEvent(context.WithoutCancel(ctx), key); rerr != nil {
+					err = errors.Join(err, rerr)
+				}
+				return false, fmt.Errorf("%w: %w", ErrStoreDown, err)
+			}
+		}
 	}
 	if err := r.store.FinishEvent(ctx, key, r.dedupeTTL); err != nil {
 		// Recorded but not marked done: the event is in the record, so answer success. The
@@ -122,4 +138,12 @@ func callUpdate(ev HookEvent) session.CallUpdate {
 		u.Turns = append(u.Turns, session.RecordTurn{Role: t.Role, Text: t.Text, At: t.At})
 	}
 	return u
+}
+
+func jsonRecord(rec session.CallRecord) ([]byte, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode call record %s: %w", rec.CallID, err)
+	}
+	return b, nil
 }

@@ -30,10 +30,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == "calls" { // brain calls show|list …
-		code := callsCommand(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+	if len(os.Args) > 1 && (os.Args[1] == "calls" || os.Args[1] == "jobs") { // brain calls|jobs …
+		cmd := callsCommand
+		if os.Args[1] == "jobs" {
+			cmd = jobsCommand
+		}
+		code := cmd(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		if err := workerCommand(ctx, os.Getenv); err != nil {
+			fmt.Fprintln(os.Stderr, "brain:", err)
+			stop()
+			os.Exit(1)
+		}
+		return
 	}
 	context.AfterFunc(ctx, stop) // a second signal during the drain ends the process at once
 	if err := run(ctx, os.Getenv); err != nil {
@@ -105,7 +117,22 @@ func run(ctx context.Context, getenv func(string) string) error {
 		defer recRDB.Close() //nolint:errcheck // closing on the way out; nothing to do about an error
 	}
 	logHooks(hs.Hooks, log)
-	receiver := agent.NewReceiver(openRecords(recRDB, hs.Retention), hs.DedupeTTL)
+	js, err := loadJobSettings(getenv)
+	if err != nil {
+		return err
+	}
+	records := openRecords(recRDB, hs.Retention)
+	receiver := agent.NewReceiver(records, hs.DedupeTTL)
+	if recRDB != nil {
+		jobs := session.NewRedisJobs(recRDB, "", js.Visibility)
+		receiver.WithJobs(jobs)
+		if js.Inline {
+			stopWorker := startWorker(ctx, newWorker(js, jobs, records.(agent.RecordReader), log))
+			defer stopWorker()
+		}
+	} else if js.ForwardURL != "" {
+		log.Warn("BRAIN_FORWARD_URL is set but REDIS_URL is not: background jobs need Redis, nothing is forwarded")
+	}
 	saperlyRecs := agent.NewSaperlyRecords(receiver, log)
 	defer closeRecords(saperlyRecs) // after the drain's own close below, a no-op
 	onDelivery = chainDelivery(onDelivery, saperlyRecs.Offer)
