@@ -110,7 +110,7 @@ func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, e
 			return false, fmt.Errorf("%w: %w", ErrStoreDown, err)
 		}
 		if ev.Closes && r.jobs != nil {
-			if err := r.jobs.Enqueue(ctx, JobForward, ev.Platform+":"+ev.CallID, ""); err != nil {
+			if err := r.jobs.Enqueue(ctx, JobSummary, ev.Platform+":"+ev.CallID, ""); err != nil {
 				// Not queued: give the claim back so the platform's retry queues it.
 				if rerr := r.store.ReleaseEvent(context.WithoutCancel(ctx), key); rerr != nil {
 					err = errors.Join(err, rerr)

@@ -23,7 +23,15 @@ import (
 const (
 	// JobForward posts a finished call's record to the downstream URL (a CRM).
 	JobForward = "forward"
+	// JobSummary writes a finished call's summary with the agent's model, then queues the
+	// forward.
+	JobSummary = "summary"
 )
+
+// DefaultSummaryPrompt is the summary job's instruction when PROMPTS_DIR has no summary.txt.
+const DefaultSummaryPrompt = "Summarise this phone call for the business's records in two to four sentences: " +
+	"who called, what they wanted, and what was agreed or left open. Write plain sentences, no lists."
+
 
 // JobQueue is the part of the job stream a Worker and the Receiver use.
 type JobQueue interface {
@@ -34,9 +42,10 @@ type JobQueue interface {
 	Bury(ctx context.Context, j session.Job, cause string) error
 }
 
-// RecordReader reads call records (for jobs about a finished call).
+// RecordReader reads call records (for jobs about a finished call) and stores summaries.
 type RecordReader interface {
 	Call(ctx context.Context, platform, callID string) (session.CallRecord, error)
+	SetSummary(ctx context.Context, platform, callID, text string) (bool, error)
 }
 
 // WorkerConfig sets how background jobs run.
@@ -50,6 +59,12 @@ type WorkerConfig struct {
 	ForwardURL    string
 	ForwardSecret string
 	Client        *http.Client
+	// LLM writes summaries with the model Model returns for a record (the line's agent's);
+	// nil skips the summary. SummaryPrompt is the instruction (DefaultSummaryPrompt if "").
+	LLM           LLM
+	Model         func(rec session.CallRecord) string
+	SummaryPrompt string
+	MaxTokens     int
 }
 
 // Worker runs background jobs from the queue: at least once, each handler idempotent.
@@ -134,6 +149,8 @@ func (w *Worker) handle(ctx context.Context, j session.Job) error {
 	switch j.Kind {
 	case JobForward:
 		return w.forward(ctx, j)
+	case JobSummary:
+		return w.summary(ctx, j)
 	}
 	return fmt.Errorf("unknown job kind %q", j.Kind)
 }
@@ -182,4 +199,58 @@ func (w *Worker) forward(ctx context.Context, j session.Job) error {
 		return fmt.Errorf("forward %s: downstream answered %d", j.Key, res.StatusCode)
 	}
 	return nil
+}
+
+// summary writes the call's summary once (a summary already stored is kept), then queues the
+// forward, so the record forwarded carries it. Run twice, it queues the forward twice: the
+// forward's Idempotency-Key makes that one effect downstream.
+func (w *Worker) summary(ctx context.Context, j session.Job) error {
+	platform, id, ok := strings.Cut(j.Key, ":")
+	if !ok {
+		return fmt.Errorf("summary: bad key %q", j.Key)
+	}
+	rec, err := w.recs.Call(ctx, platform, id)
+	if err != nil {
+		return fmt.Errorf("summary %s: %w", j.Key, err)
+	}
+	if rec.Summary == "" && w.cfg.LLM != nil && len(rec.Turns) > 0 {
+		var b strings.Builder
+		for _, t := range rec.Turns {
+			fmt.Fprintf(&b, "%s: %s\n", t.Role, t.Text)
+		}
+		text, err := complete(ctx, w.cfg.LLM, Request{
+			Model: w.cfg.Model(rec), MaxTokens: w.cfg.MaxTokens,
+			Messages: []Message{{Role: "system", Text: or(w.cfg.SummaryPrompt, DefaultSummaryPrompt)}, {Role: "user", Text: b.String()}},
+		})
+		if err != nil {
+			return fmt.Errorf("summary %s: %w", j.Key, err)
+		}
+		if _, err := w.recs.SetSummary(ctx, platform, id, strings.TrimSpace(text)); err != nil {
+			return err
+		}
+	}
+	if err := w.q.Enqueue(ctx, JobForward, j.Key, ""); err != nil {
+		return fmt.Errorf("summary %s: %w", j.Key, err)
+	}
+	return nil
+}
+
+// complete runs one completion to its end and returns its text.
+func complete(ctx context.Context, llm LLM, req Request) (string, error) {
+	st, err := llm.Stream(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close() //nolint:errcheck // the text is read; nothing to do about a close error
+	var b strings.Builder
+	for {
+		d, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return b.String(), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(d)
+	}
 }

@@ -40,6 +40,8 @@ type CallRecord struct {
 	Turns     []RecordTurn `json:"turns,omitempty"`
 	// Analysis is the platform's post-call analysis, as it sent it (JSON).
 	Analysis json.RawMessage `json:"analysis,omitempty"`
+	// Summary is the post-call summary written by the summary job.
+	Summary string `json:"summary,omitempty"`
 }
 
 // RecordTurn is one turn of a call record's transcript.
@@ -214,6 +216,16 @@ func (r *RedisRecords) ApplyCall(ctx context.Context, u CallUpdate) error {
 	return nil
 }
 
+// SetSummary stores a call's summary unless it has one: a summary job run twice keeps the
+// first. It reports whether this one was stored.
+func (r *RedisRecords) SetSummary(ctx context.Context, platform, callID, text string) (bool, error) {
+	ok, err := r.rdb.HSetNX(ctx, r.recKey(platform, callID), "summary", text).Result()
+	if err != nil {
+		return false, fmt.Errorf("store summary of %s: %w", RecordKey(platform, callID), err)
+	}
+	return ok, nil
+}
+
 // Call returns a call's record, or ErrNotFound.
 func (r *RedisRecords) Call(ctx context.Context, platform, callID string) (CallRecord, error) {
 	key := r.recKey(platform, callID)
@@ -283,6 +295,7 @@ func recordFromHash(h map[string]string) CallRecord {
 		Test: h["test"] == "1", Closed: h["closed"] == "1", Error: h["error"],
 		StartedAt: ms("started_at"), EndedAt: ms("ended_at"), UpdatedAt: ms("updated_at"),
 	}
+	rec.Summary = h["summary"]
 	rec.Duration, _ = strconv.ParseFloat(h["duration"], 64)
 	rec.Events, _ = strconv.Atoi(h["events"])
 	if a := h["analysis"]; a != "" {
@@ -380,6 +393,23 @@ func (m *MemoryRecords) ApplyCall(_ context.Context, u CallUpdate) error {
 	rec.Events++
 	m.recs[k] = rec
 	return nil
+}
+
+// SetSummary is RedisRecords.SetSummary in memory.
+func (m *MemoryRecords) SetSummary(_ context.Context, platform, callID, text string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := RecordKey(platform, callID)
+	rec, ok := m.recs[k]
+	if !ok {
+		return false, ErrNotFound
+	}
+	if rec.Summary != "" {
+		return false, nil
+	}
+	rec.Summary = text
+	m.recs[k] = rec
+	return true, nil
 }
 
 // Call is RedisRecords.Call in memory.

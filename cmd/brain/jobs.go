@@ -6,19 +6,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/callbrain/callbrain/agent"
+	"github.com/callbrain/callbrain/prompts"
 	"github.com/callbrain/callbrain/session"
 )
 
 // jobSettings configures the background jobs (BRAIN_JOBS*, BRAIN_FORWARD_*).
 type jobSettings struct {
 	Inline     bool // BRAIN_JOBS=inline: the brain runs a worker itself
+	Summary    bool // BRAIN_SUMMARY: the model writes each finished call's summary
 	Attempts   int
 	Backoff    time.Duration
 	Visibility time.Duration
@@ -37,6 +41,7 @@ func loadJobSettings(getenv func(string) string) (jobSettings, error) {
 		ForwardURL: getenv("BRAIN_FORWARD_URL"),
 		ForwardKey: getenv("BRAIN_FORWARD_SECRET"),
 	}
+	js.Summary = p.boolean("BRAIN_SUMMARY")
 	if p.err != nil {
 		return js, p.err
 	}
@@ -47,6 +52,9 @@ func loadJobSettings(getenv func(string) string) (jobSettings, error) {
 	default:
 		return js, fmt.Errorf("BRAIN_JOBS=%q: want inline (the brain runs the jobs) or worker (a separate `brain worker` runs them)", mode)
 	}
+	if js.Summary && js.Timeout < 5*time.Second {
+		return js, fmt.Errorf("BRAIN_JOB_TIMEOUT=%s: a summary is written by the model, allow it at least 5s", js.Timeout)
+	}
 	if js.Timeout >= js.Visibility {
 		return js, fmt.Errorf("BRAIN_JOB_TIMEOUT=%s: must be shorter than BRAIN_JOB_VISIBILITY=%s, or a slow job is handed to a second worker while it runs", js.Timeout, js.Visibility)
 	}
@@ -56,16 +64,40 @@ func loadJobSettings(getenv func(string) string) (jobSettings, error) {
 	return js, nil
 }
 
+// enabled reports whether any background job has work to do: jobs are queued only then.
+func (js jobSettings) enabled() bool { return js.Summary || js.ForwardURL != "" }
+
 // consumerName names this process in the job group: host and pid, unique while it lives.
 func consumerName() string {
 	host, _ := os.Hostname()
 	return host + "-" + strconv.Itoa(os.Getpid())
 }
 
-func newWorker(js jobSettings, q *session.RedisJobs, recs agent.RecordReader, log *zap.Logger) *agent.Worker {
+// summaryFile is the summary job's instruction in PROMPTS_DIR (agent.DefaultSummaryPrompt
+// when absent). Not .md: every .md file there is an agent.
+const summaryFile = "summary.txt"
+
+func newWorker(js jobSettings, q *session.RedisJobs, recs agent.RecordReader, cfg config, lib *prompts.Live, llm agent.LLM, log *zap.Logger) *agent.Worker {
+	if !js.Summary {
+		llm = nil // no summaries: the summary job only queues the forward
+	}
+	prompt := ""
+	if raw, err := os.ReadFile(filepath.Join(cfg.PromptsDir, summaryFile)); err == nil {
+		prompt = strings.TrimSpace(string(raw))
+	}
 	return agent.NewWorker(agent.WorkerConfig{
 		Consumer: consumerName(), MaxAttempts: js.Attempts, Backoff: js.Backoff, JobTimeout: js.Timeout,
 		ForwardURL: js.ForwardURL, ForwardSecret: js.ForwardKey,
+		LLM: llm, SummaryPrompt: prompt, MaxTokens: cfg.Agent.MaxTokens,
+		// The line's agent's model for a Saperly call; the default agent's for the others.
+		Model: func(rec session.CallRecord) string {
+			l := lib.Current()
+			a := l.Default()
+			if rec.Platform == agent.PlatformSaperly {
+				a, _ = l.ForLine(rec.Source)
+			}
+			return or(a.Settings.Model, cfg.Model)
+		},
 	}, q, recs, log)
 }
 
@@ -96,8 +128,13 @@ func workerCommand(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
+	lib, err := loadPrompts(cfg, log)
+	if err != nil {
+		return err
+	}
+	primary, _ := models(cfg, log)
 	recs := session.NewRedisRecords(rdb, "", hs.Retention)
-	newWorker(js, session.NewRedisJobs(rdb, "", js.Visibility), recs, log).Run(ctx)
+	newWorker(js, session.NewRedisJobs(rdb, "", js.Visibility), recs, cfg, lib, primary, log).Run(ctx)
 	log.Info("worker stopped")
 	return nil
 }

@@ -123,15 +123,15 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	records := openRecords(recRDB, hs.Retention)
 	receiver := agent.NewReceiver(records, hs.DedupeTTL)
-	if recRDB != nil {
+	if recRDB != nil && js.enabled() {
 		jobs := session.NewRedisJobs(recRDB, "", js.Visibility)
 		receiver.WithJobs(jobs)
 		if js.Inline {
-			stopWorker := startWorker(ctx, newWorker(js, jobs, records.(agent.RecordReader), log))
+			stopWorker := startWorker(ctx, newWorker(js, jobs, records.(agent.RecordReader), cfg, lib, primary, log))
 			defer stopWorker()
 		}
-	} else if js.ForwardURL != "" {
-		log.Warn("BRAIN_FORWARD_URL is set but REDIS_URL is not: background jobs need Redis, nothing is forwarded")
+	} else if js.enabled() {
+		log.Warn("BRAIN_FORWARD_URL or BRAIN_SUMMARY is set but REDIS_URL is not: background jobs need Redis, they are off")
 	}
 	saperlyRecs := agent.NewSaperlyRecords(receiver, log)
 	defer closeRecords(saperlyRecs) // after the drain's own close below, a no-op

@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/callbrain/callbrain/test/mockllm"
 )
 
 // downstream is a CRM stand-in: it applies each forwarded record once per Idempotency-Key,
@@ -198,4 +200,42 @@ func brainJobs(t *testing.T, redisURL string, args ...string) string {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "brain jobs %s: %s", strings.Join(args, " "), out)
 	return string(out)
+}
+
+// TestJobSummaryThenForward: with BRAIN_SUMMARY the finished call's summary is written by the
+// agent's model with PROMPTS_DIR/summary.txt as the instruction, stored on the record, and
+// forwarded with it.
+func TestJobSummaryThenForward(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	startRedis(t, port)
+	redisURL := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	m := startMock(t)
+	summary := "The caller asked how the agent was. Nothing was booked."
+	m.script(t, mockllm.Behavior{Reply: summary})
+	d, srv := newDownstream(t)
+	env := jobsEnv(t, redisURL, srv.URL, map[string]string{"BRAIN_JOBS": "inline", "BRAIN_SUMMARY": "1",
+		"BRAIN_JOB_TIMEOUT": "10s", "BRAIN_JOB_VISIBILITY": "30s", "OPENAI_MODEL": "summary-model"})
+	instruction := "Summarise the call in one line for the CRM."
+	require.NoError(t, os.WriteFile(filepath.Join(env["PROMPTS_DIR"], "summary.txt"), []byte(instruction+"\n"), 0o600))
+	b := startBrain(t, brainConfig{Redis: redisURL, Model: m.URL + "/v1", Env: env})
+
+	ids := map[string]string{`"call_id":1`: `"call_id":4242`}
+	status, out := hookPost(t, b, "/hooks/salpre", hookFixture(t, "salpre_call_ended.json", ids), map[string]string{"X-Api-Key": e2eSalpreKey})
+	require.Equal(t, http.StatusOK, status, out)
+	require.Eventually(t, func() bool {
+		_, applied := d.snapshot()
+		return applied["call:salpre:4242"] == 1
+	}, 20*time.Second, 20*time.Millisecond)
+	d.mu.Lock()
+	body := d.bodies["call:salpre:4242"]
+	d.mu.Unlock()
+	assert.Contains(t, body, `"summary":"`+summary+`"`)
+
+	reqs := m.requests(t)
+	require.Len(t, reqs, 1)
+	assert.Equal(t, "summary-model", reqs[0].Model)
+	require.Len(t, reqs[0].Messages, 2)
+	assert.Equal(t, instruction, reqs[0].Messages[0].Content)
+	assert.Contains(t, reqs[0].Messages[1].Content, "caller: customer message 1")
 }
