@@ -32,7 +32,6 @@ const (
 const DefaultSummaryPrompt = "Summarise this phone call for the business's records in two to four sentences: " +
 	"who called, what they wanted, and what was agreed or left open. Write plain sentences, no lists."
 
-
 // JobQueue is the part of the job stream a Worker and the Receiver use.
 type JobQueue interface {
 	Enqueue(ctx context.Context, kind, key, payload string) error
