@@ -64,6 +64,10 @@ type WorkerConfig struct {
 	Model         func(rec session.CallRecord) string
 	SummaryPrompt string
 	MaxTokens     int
+	// Texter, Sender and SMS answer texts (JobSMS); nil when SMS answers are off.
+	Texter Texter
+	Sender MessageSender
+	SMS    SMSState
 }
 
 // Worker runs background jobs from the queue: at least once, each handler idempotent.
@@ -150,6 +154,8 @@ func (w *Worker) handle(ctx context.Context, j session.Job) error {
 		return w.forward(ctx, j)
 	case JobSummary:
 		return w.summary(ctx, j)
+	case JobSMS:
+		return w.sms(ctx, j)
 	}
 	return fmt.Errorf("unknown job kind %q", j.Kind)
 }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/callbrain/callbrain/agent"
@@ -23,6 +24,7 @@ import (
 type jobSettings struct {
 	Inline     bool // BRAIN_JOBS=inline: the brain runs a worker itself
 	Summary    bool // BRAIN_SUMMARY: the model writes each finished call's summary
+	SMS        bool // BRAIN_SMS_ANSWER: texts to a line are answered by its agent
 	Attempts   int
 	Backoff    time.Duration
 	Visibility time.Duration
@@ -42,6 +44,10 @@ func loadJobSettings(getenv func(string) string) (jobSettings, error) {
 		ForwardKey: getenv("BRAIN_FORWARD_SECRET"),
 	}
 	js.Summary = p.boolean("BRAIN_SUMMARY")
+	js.SMS = p.boolean("BRAIN_SMS_ANSWER")
+	if js.SMS && getenv("SAPERLY_API_KEY") == "" {
+		return js, errors.New("BRAIN_SMS_ANSWER=1 needs SAPERLY_API_KEY: replies are sent through Saperly's API")
+	}
 	if p.err != nil {
 		return js, p.err
 	}
@@ -65,7 +71,7 @@ func loadJobSettings(getenv func(string) string) (jobSettings, error) {
 }
 
 // enabled reports whether any background job has work to do: jobs are queued only then.
-func (js jobSettings) enabled() bool { return js.Summary || js.ForwardURL != "" }
+func (js jobSettings) enabled() bool { return js.Summary || js.SMS || js.ForwardURL != "" }
 
 // consumerName names this process in the job group: host and pid, unique while it lives.
 func consumerName() string {
@@ -77,7 +83,15 @@ func consumerName() string {
 // when absent). Not .md: every .md file there is an agent.
 const summaryFile = "summary.txt"
 
-func newWorker(js jobSettings, q *session.RedisJobs, recs agent.RecordReader, cfg config, lib *prompts.Live, llm agent.LLM, log *zap.Logger) *agent.Worker {
+func newWorker(js jobSettings, q *session.RedisJobs, recs agent.RecordReader, cfg config, lib *prompts.Live, llm agent.LLM,
+	ag *agent.Agent, rdb redis.UniversalClient, log *zap.Logger) *agent.Worker {
+	var texter agent.Texter
+	var sender agent.MessageSender
+	var sms agent.SMSState
+	if js.SMS {
+		texter, sender = ag, agent.NewSaperlyAPI(cfg.SaperlyAPIBase, cfg.SaperlyAPIKey)
+		sms = session.NewRedisSMS(rdb, "", cfg.Retention*30, 2*cfg.Agent.HistoryLimit)
+	}
 	if !js.Summary {
 		llm = nil // no summaries: the summary job only queues the forward
 	}
@@ -89,6 +103,7 @@ func newWorker(js jobSettings, q *session.RedisJobs, recs agent.RecordReader, cf
 		Consumer: consumerName(), MaxAttempts: js.Attempts, Backoff: js.Backoff, JobTimeout: js.Timeout,
 		ForwardURL: js.ForwardURL, ForwardSecret: js.ForwardKey,
 		LLM: llm, SummaryPrompt: prompt, MaxTokens: cfg.Agent.MaxTokens,
+		Texter: texter, Sender: sender, SMS: sms,
 		// The line's agent's model for a Saperly call; the default agent's for the others.
 		Model: func(rec session.CallRecord) string {
 			l := lib.Current()
@@ -132,9 +147,16 @@ func workerCommand(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	primary, _ := models(cfg, log)
+	primary, fallback := models(cfg, log)
+	store, closeStore, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	cfg.Agent.Getenv = getenv
+	ag := agent.New(cfg.Agent, agent.Deps{Primary: primary, Fallback: fallback, Store: store, Prompts: lib, Log: log})
 	recs := session.NewRedisRecords(rdb, "", hs.Retention)
-	newWorker(js, session.NewRedisJobs(rdb, "", js.Visibility), recs, cfg, lib, primary, log).Run(ctx)
+	newWorker(js, session.NewRedisJobs(rdb, "", js.Visibility), recs, cfg, lib, primary, ag, rdb, log).Run(ctx)
 	log.Info("worker stopped")
 	return nil
 }

@@ -126,8 +126,11 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if recRDB != nil && js.enabled() {
 		jobs := session.NewRedisJobs(recRDB, "", js.Visibility)
 		receiver.WithJobs(jobs)
+		if js.SMS {
+			ag.AnswerSMS(jobs)
+		}
 		if js.Inline {
-			stopWorker := startWorker(ctx, newWorker(js, jobs, records.(agent.RecordReader), cfg, lib, primary, log))
+			stopWorker := startWorker(ctx, newWorker(js, jobs, records.(agent.RecordReader), cfg, lib, primary, ag, recRDB, log))
 			defer stopWorker()
 		}
 	} else if js.enabled() {
