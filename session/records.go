@@ -305,12 +305,21 @@ func recordFromHash(h map[string]string) CallRecord {
 }
 
 // MemoryRecords keeps call records and claims in this process: for a brain without Redis.
+// It holds at most memRecordsMax records (the oldest go first) and sweeps expired claims as
+// it grows, so a long-running brain does not grow without bound.
 type MemoryRecords struct {
 	mu     sync.Mutex
 	claims map[string]hookClaim
 	recs   map[string]CallRecord
+	order  []string // record keys, oldest first
 	now    func() time.Time
 }
+
+// Bounds of MemoryRecords.
+const (
+	memRecordsMax = 10000
+	memClaimsMax  = 100000
+)
 
 type hookClaim struct {
 	done    bool
@@ -332,6 +341,13 @@ func (m *MemoryRecords) ClaimEvent(_ context.Context, key string, _ time.Duratio
 			return false, nil
 		}
 		return false, ErrInProgress
+	}
+	if len(m.claims) >= memClaimsMax {
+		for k, c := range m.claims {
+			if !now.Before(c.expires) {
+				delete(m.claims, k)
+			}
+		}
 	}
 	m.claims[key] = hookClaim{expires: now.Add(hookLease)}
 	return true, nil
@@ -361,7 +377,14 @@ func (m *MemoryRecords) ApplyCall(_ context.Context, u CallUpdate) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := RecordKey(u.Platform, u.CallID)
-	rec := m.recs[k]
+	rec, known := m.recs[k]
+	if !known {
+		m.order = append(m.order, k)
+		for len(m.order) > memRecordsMax {
+			delete(m.recs, m.order[0])
+			m.order = m.order[1:]
+		}
+	}
 	rec.Platform, rec.CallID, rec.UpdatedAt = u.Platform, u.CallID, u.At.UTC()
 	for _, f := range []struct {
 		dst *string
