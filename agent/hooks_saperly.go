@@ -17,7 +17,9 @@ type SaperlyRecords struct {
 	log  *zap.Logger
 	q    chan DeliveryRecord
 	wg   sync.WaitGroup
-	once sync.Once
+
+	mu     sync.RWMutex // Offer holds it to read, Close to write: no send on a closed queue
+	closed bool
 }
 
 // saperlyQueue bounds the deliveries waiting to be written; past it a delivery's record is
@@ -36,6 +38,11 @@ func (s *SaperlyRecords) Offer(d DeliveryRecord) {
 	if d.Status != 200 || d.Event.CallID == "" {
 		return
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed { // a delivery that outlived the drain
+		return
+	}
 	select {
 	case s.q <- d:
 	default:
@@ -45,7 +52,12 @@ func (s *SaperlyRecords) Offer(d DeliveryRecord) {
 
 // Close writes what is queued, within ctx, and stops the writer.
 func (s *SaperlyRecords) Close(ctx context.Context) {
-	s.once.Do(func() { close(s.q) })
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.q)
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
