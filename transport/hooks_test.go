@@ -264,6 +264,15 @@ func TestHookBadInput(t *testing.T) {
 	rec = f.post(t, RouteSpeakNode, long, speakNodeHeaders(long, speakNodeKey))
 	assert.Equal(t, 400, rec.Code)
 	assert.Contains(t, errorOf(t, rec), "call id is longer than")
+	huge := bytes.Repeat([]byte(" "), DefaultMaxBody+1)
+	rec = f.post(t, RouteSalpre, huge, auth)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
+	assert.Equal(t, "body_too_large", errorOf(t, rec))
+
+	rec = f.post(t, RouteItellico, []byte("not json"), itellicoHeaders([]byte("not json"), testNow, itellicoKey))
+	assert.Equal(t, 400, rec.Code)
+	assert.Equal(t, "invalid JSON envelope", errorOf(t, rec), "signed, but not an envelope")
+
 	_, err := f.recs.Call(t.Context(), agent.PlatformSpeakNode, "")
 	assert.ErrorIs(t, err, session.ErrNotFound, "nothing recorded for refused input")
 }
