@@ -23,3 +23,4 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzChunker -fuzztime 60s ./agent
 	go test -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 60s ./transport
 	go test -run '^$$' -fuzz FuzzVerify -fuzztime 60s ./transport
+	go test -run '^$$' -fuzz FuzzDecodeHooks -fuzztime 60s ./transport

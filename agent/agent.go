@@ -30,6 +30,7 @@ type Agent struct {
 	log      *zap.Logger
 	outbox   *outbox // turns the store has not taken yet
 	shared   sharedVersions
+	smsJobs  JobQueue // nil: texts are stored, not answered (see AnswerSMS)
 }
 
 // Deps are the Agent's collaborators.
@@ -168,6 +169,9 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		err = a.store.AddSMS(ctx, ev.LineID, session.SMS{
 			ID: ev.MessageID, From: ev.From, To: ev.To, Text: text, At: at,
 		})
+		if err == nil && a.smsJobs != nil {
+			err = a.queueSMSAnswer(ctx, ev, text, at) // not queued: 503, and Saperly's retry queues it
+		}
 	default:
 		return nil // test, message on the status URL, and kinds newer than us: acknowledged only
 	}

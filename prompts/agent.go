@@ -103,15 +103,18 @@ type varRef struct {
 // CallData is what a system prompt is rendered with.
 type CallData struct {
 	CallID, LineID, Caller, Called, Direction string
-	Returning                                 bool              // this caller has called this line before
-	Vars                                      map[string]string // the line's vars; they override the agent's
-	Now                                       time.Time         // when the call is; zero means time.Now()
+	// Channel is "voice" (a call; the default when empty) or "sms" (a text conversation).
+	Channel   string
+	Returning bool              // this caller has called this line before
+	Vars      map[string]string // the line's vars; they override the agent's
+	Now       time.Time         // when the call is; zero means time.Now()
 }
 
 // renderData is the dot of a system prompt template. Every exported field is documented for
 // operators in docs/agents.md.
 type renderData struct {
 	Caller, Called, Direction, LineID, CallID string
+	Channel                                   string
 	Returning                                 bool
 	Vars                                      map[string]string
 	Now                                       time.Time
@@ -129,16 +132,19 @@ func (a *Agent) Render(d CallData) (string, error) {
 	if d.Now.IsZero() {
 		d.Now = time.Now()
 	}
+	if d.Channel == "" {
+		d.Channel = "voice"
+	}
 	now := d.Now.In(a.Location)
 	data := renderData{
 		Caller: d.Caller, Called: d.Called, Direction: d.Direction, LineID: d.LineID, CallID: d.CallID,
-		Returning: d.Returning,
-		Vars:      mergeVars(a.Settings.Vars, d.Vars),
-		Now:       now,
-		Date:      now.Format("Monday, 2 January 2006"),
-		Time:      now.Format("3:04 PM"),
-		Weekday:   now.Weekday().String(),
-		TimeZone:  a.Location.String(),
+		Returning: d.Returning, Channel: d.Channel,
+		Vars:     mergeVars(a.Settings.Vars, d.Vars),
+		Now:      now,
+		Date:     now.Format("Monday, 2 January 2006"),
+		Time:     now.Format("3:04 PM"),
+		Weekday:  now.Weekday().String(),
+		TimeZone: a.Location.String(),
 	}
 	var b strings.Builder
 	if err := a.tmpl.Execute(&b, data); err != nil {

@@ -132,7 +132,11 @@ func (m *MemoryStore) Load(_ context.Context, callID string) (State, error) {
 
 // BeginTurnOnce implements Store.
 func (m *MemoryStore) BeginTurnOnce(ctx context.Context, c Call, eventID string, tail int, deliveryID string, ttl time.Duration) (Begun, error) {
-	first, err := m.FirstDelivery(ctx, deliveryID, ttl)
+	if deliveryID == "" {
+		return Begun{}, fmt.Errorf("begin turn: record delivery: %w", errEmptyID)
+	}
+	// Checked per call, as RedisStore does in the call's slot: apart from FirstDelivery's ids.
+	first, err := m.FirstDelivery(ctx, "{"+c.ID+"}"+deliveryID, ttl)
 	if err != nil {
 		return Begun{}, fmt.Errorf("begin turn: %w", err)
 	}

@@ -33,7 +33,10 @@ var _ Store = (*RedisStore)(nil)
 //
 //	call:{<call id>}       hash: the call's record, times in Unix ms, and its turn count
 //	hist:{<call id>}       list: the call's history, one JSON Entry per element
-//	dlv:<delivery id>      string: a delivery id seen in the last ttl
+//	dlv:<delivery id>      string: a delivery id seen in the last ttl (FirstDelivery)
+//	dlv:{<call id>}<delivery id> string: the same for a message's delivery, checked by
+//	                       BeginTurnOnce's script in the call's slot (a delivery's signature
+//	                       binds it to its body, so a replay always names the same call)
 //	claim:{<call id>}<turn> string: the owner token of a turn's lease, "done" once committed
 //	turn:{<call id>}<turn>  stream: the turn's spoken lines and tool calls, then a closing entry
 //	sms:{<line id>}        list: the line's last 1000 SMS, JSON, newest first
@@ -176,7 +179,9 @@ func (s *RedisStore) begin(ctx context.Context, c Call, eventID string, tail int
 	for k, v := range blanks {
 		args = append(args, k, v)
 	}
-	res, err := beginScript.Run(ctx, s.rdb, []string{rec, hist, claim, turn, s.opts.Prefix + "dlv:" + deliveryID}, args...).Slice()
+	// The delivery key is in the call's slot, as the script's other keys: one slot on Redis
+	// Cluster too (BeginTurn passes it unused).
+	res, err := beginScript.Run(ctx, s.rdb, []string{rec, hist, claim, turn, s.key("dlv:", callID) + deliveryID}, args...).Slice()
 	if err != nil {
 		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, err)
 	}

@@ -225,9 +225,11 @@ type Store interface {
 	// claimed or written.
 	BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error)
 
-	// BeginTurnOnce is BeginTurn for one delivery of the event, with FirstDelivery's replay
-	// check in the same round trip: it first records deliveryID for ttl and, when the id was
-	// already seen within ttl, begins, claims and writes nothing and returns TurnDuplicate.
+	// BeginTurnOnce is BeginTurn for one delivery of the event, with a replay check in the
+	// same round trip: it first records deliveryID for ttl and, when the id was already seen
+	// within ttl, begins, claims and writes nothing and returns TurnDuplicate. The ids it
+	// records are the call's (kept in its Redis Cluster slot), apart from FirstDelivery's: a
+	// delivery's signature binds its id to its body, so a replay always names the same call.
 	BeginTurnOnce(ctx context.Context, c Call, eventID string, tail int, deliveryID string, ttl time.Duration) (Begun, error)
 
 	// TakeOver claims a turn whose owner's lease has lapsed, for a delivery following it

@@ -54,9 +54,12 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		again, err := s.BeginTurnOnce(ctx, c, "e1", 0, "d1", time.Minute)
 		require.NoError(t, err)
 		assert.Equal(t, session.TurnDuplicate, again.Status, "the same delivery id again: nothing begun")
+		// A message's delivery ids are checked in its call's slot (one round trip on Redis
+		// Cluster too), apart from FirstDelivery's: a delivery's signature binds its id to its
+		// body, so a replay of it always names the same call.
 		seen, err := s.FirstDelivery(ctx, "d1", time.Minute)
 		require.NoError(t, err)
-		assert.False(t, seen, "BeginTurnOnce recorded the id FirstDelivery checks")
+		assert.True(t, seen, "FirstDelivery's ids are its own")
 
 		retry, err := s.BeginTurnOnce(ctx, c, "e1", 0, "d2", time.Minute)
 		require.NoError(t, err)
@@ -65,14 +68,9 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		require.NoError(t, err)
 		assert.Equal(t, 1, st.Turns, "neither the duplicate nor the retry counted a turn")
 
-		first, err := s.FirstDelivery(ctx, "d3", time.Minute)
+		other, err := s.BeginTurnOnce(ctx, session.Call{ID: "c2"}, "e1", 0, "d1", time.Minute)
 		require.NoError(t, err)
-		require.True(t, first)
-		dup, err := s.BeginTurnOnce(ctx, session.Call{ID: "c2"}, "e1", 0, "d3", time.Minute)
-		require.NoError(t, err)
-		assert.Equal(t, session.TurnDuplicate, dup.Status, "an id FirstDelivery recorded is a duplicate here too")
-		_, err = s.Load(ctx, "c2")
-		assert.ErrorIs(t, err, session.ErrNotFound, "a duplicate writes no record")
+		assert.Equal(t, session.TurnClaimed, other.Status, "ids are checked per call")
 
 		_, err = s.BeginTurnOnce(ctx, c, "e4", 0, "", time.Minute)
 		assert.Error(t, err, "empty delivery id")

@@ -102,6 +102,11 @@ type Config struct {
 	// not, right after its log line: the seam metrics hang on. It runs on the request's
 	// goroutine and must return at once.
 	OnResult func(Result)
+	// Hooks turns on the receivers of other platforms' call events (hooks.go); each needs
+	// HookReceiver.
+	Hooks Hooks
+	// HookReceiver records what the receivers accept. Required when any of Hooks is set.
+	HookReceiver HookReceiver
 }
 
 // Result is what the transport reports about every delivery, rejected ones included. Its
@@ -145,6 +150,7 @@ type Server struct {
 	replayTTL time.Duration
 	resp      Responder
 	seen      DeliveryCache
+	hooks     HookReceiver
 	log       *zap.Logger
 	e         *echo.Echo
 	srv       *http.Server
@@ -168,6 +174,8 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 		panic("transport: a Responder is required")
 	case d == nil:
 		panic("transport: a DeliveryCache is required")
+	case (cfg.Hooks.Salpre != nil || cfg.Hooks.Itellico != nil || cfg.Hooks.SpeakNode != nil) && cfg.HookReceiver == nil:
+		panic("transport: Config.HookReceiver is required with Config.Hooks")
 	}
 	if log == nil {
 		log = zap.NewNop()
@@ -205,6 +213,7 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 		replayTTL: max(cfg.ReplayWindow, 2*cfg.ClockSkew),
 		resp:      r,
 		seen:      d,
+		hooks:     cfg.HookReceiver,
 		log:       log.Named("transport"),
 	}
 
@@ -216,6 +225,7 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	e.Use(s.guard)
 	e.POST(routeWebhook, s.webhook)
 	e.POST(routeStatus, s.status)
+	s.routeHooks(e)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	s.e = e

@@ -31,6 +31,23 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && (os.Args[1] == "calls" || os.Args[1] == "jobs") { // brain calls|jobs …
+		cmd := callsCommand
+		if os.Args[1] == "jobs" {
+			cmd = jobsCommand
+		}
+		code := cmd(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		if err := workerCommand(ctx, os.Getenv); err != nil {
+			fmt.Fprintln(os.Stderr, "brain:", err)
+			stop()
+			os.Exit(1)
+		}
+		return
+	}
 	context.AfterFunc(ctx, stop) // a second signal during the drain ends the process at once
 	if err := run(ctx, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "brain:", err)
@@ -125,6 +142,40 @@ func run(ctx context.Context, getenv func(string) string) error {
 			zap.String("addr", cfg.Addr))
 	}
 	global := cfg.secrets(transport.DevSecret)
+	hs, err := loadHookSettings(cfg, getenv)
+	if err != nil {
+		return err
+	}
+	recRDB, err := recordsClient(cfg)
+	if err != nil {
+		return err
+	}
+	if recRDB != nil {
+		defer recRDB.Close() //nolint:errcheck // closing on the way out; nothing to do about an error
+	}
+	logHooks(hs.Hooks, log)
+	js, err := loadJobSettings(getenv)
+	if err != nil {
+		return err
+	}
+	records := openRecords(recRDB, hs.Retention)
+	receiver := agent.NewReceiver(records, hs.DedupeTTL)
+	if recRDB != nil && js.enabled() {
+		jobs := session.NewRedisJobs(recRDB, "", js.Visibility)
+		receiver.WithJobs(jobs)
+		if js.SMS {
+			ag.AnswerSMS(jobs)
+		}
+		if js.Inline {
+			stopWorker := startWorker(ctx, newWorker(js, jobs, records.(agent.RecordReader), cfg, lib, primary, ag, recRDB, log))
+			defer stopWorker()
+		}
+	} else if js.enabled() {
+		log.Warn("BRAIN_FORWARD_URL or BRAIN_SUMMARY is set but REDIS_URL is not: background jobs need Redis, they are off")
+	}
+	saperlyRecs := agent.NewSaperlyRecords(receiver, log)
+	defer closeRecords(saperlyRecs) // after the drain's own close below, a no-op
+	onDelivery = chainDelivery(onDelivery, saperlyRecs.Offer)
 	srv := transport.New(transport.Config{
 		Signers:    func(lineID string) (string, []string) { return lineSecrets(lib.Current(), lineID, global, getenv) },
 		Ready:      store.Ping,
@@ -137,6 +188,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 		StoreTimeout: cfg.Agent.StoreTimeout,
 		// A message's replay check rides on the turn's first round trip (BeginTurnOnce).
 		ReplayInTurn: true,
+		Hooks:        hs.Hooks,
+		HookReceiver: receiver,
 	}, meteredResponder{Responder: ag, m: met}, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:
@@ -206,6 +259,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	// Turns the store did not take (an outage) are written now, within what is left of the
 	// drain timeout; whatever still cannot be written is logged as lost.
 	ag.Close(drainCtx)
+	saperlyRecs.Close(drainCtx)
 	if shutErr != nil {
 		return fmt.Errorf("shutdown: %w", shutErr)
 	}
@@ -267,20 +321,7 @@ func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store,
 	// go-redis logs through a package-level logger of its own: send it to ours, so stderr stays
 	// JSON during an outage.
 	redis.SetLogger(redisLog{log.Named("redis")})
-	// Short timeouts: during an outage a turn must go on without state quickly rather than
-	// keep the caller waiting; the agent bounds each operation by its own deadline as well.
-	// Operations with a deadline (every one on a turn's path, BRAIN_STORE_TIMEOUT) end by it;
-	// these bound the others (recording, pending commits' retries) and connection set-up,
-	// derived from the same setting: 2.5 × and 1.25 × it (1 s and 500 ms by default).
-	st := cfg.Agent.StoreTimeout
-	rdb := target.Client(session.RedisTuning{
-		DialTimeout:   st * 5 / 4,
-		DialerRetries: 1, // go-redis would try 5 times, holding every turn of an outage ~1.2 s
-		ReadTimeout:   st * 5 / 2,
-		WriteTimeout:  st * 5 / 2,
-		PoolTimeout:   st * 5 / 2,
-		MaxRetries:    1,
-	})
+	rdb := target.Client(storeTuning(cfg))
 	where := []zap.Field{zap.String("redis_kind", string(target.Kind)), zap.Strings("redis_addrs", target.Addrs), zap.Int("redis_db", target.DB)}
 	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -291,6 +332,27 @@ func openStore(ctx context.Context, cfg config, log *zap.Logger) (session.Store,
 		log.Info("store: redis", where...)
 	}
 	return session.NewRedisStore(rdb, opts), func() { _ = rdb.Close() }, nil
+}
+
+// storeTuning bounds the Redis clients' waits. Short: during an outage a turn must go on
+// without state quickly rather than keep the caller waiting; the agent bounds each operation by
+// its own deadline as well. Operations with a deadline (every one on a turn's path,
+// BRAIN_STORE_TIMEOUT) end by it; these bound the others (recording, pending commits' retries,
+// call records, jobs) and connection set-up, derived from the same setting: 2.5 × and 1.25 ×
+// it (1 s and 500 ms by default).
+func storeTuning(cfg config) session.RedisTuning {
+	st := cfg.Agent.StoreTimeout
+	if st <= 0 {
+		st = agent.Defaults().StoreTimeout // a command that reads no settings (brain calls, jobs)
+	}
+	return session.RedisTuning{
+		DialTimeout:   st * 5 / 4,
+		DialerRetries: 1, // go-redis would try 5 times, holding every turn of an outage ~1.2 s
+		ReadTimeout:   st * 5 / 2,
+		WriteTimeout:  st * 5 / 2,
+		PoolTimeout:   st * 5 / 2,
+		MaxRetries:    1,
+	}
 }
 
 // redisLog carries go-redis's own messages (dial failures, pool trouble) into the zap log.

@@ -70,6 +70,9 @@ func checkPrompts(dir string, quiet bool, out io.Writer) error {
 		return fmt.Errorf("%s: not a readable directory", dir)
 	}
 	lib, err := prompts.Load(dir)
+	if _, serr := prompts.LoadSources(dir); serr != nil {
+		err = errors.Join(err, serr)
+	}
 	if err != nil {
 		n := strings.Count(err.Error(), "\n") + 1
 		return fmt.Errorf("%w\n%s: %d %s", err, dir, n, plural(n, "problem", "problems"))

@@ -192,3 +192,24 @@ func TestPromptsCheckShipped(t *testing.T) {
 		})
 	}
 }
+
+// TestPromptsCheckSources: brain prompts check validates sources.yaml beside lines.yaml.
+func TestPromptsCheckSources(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600))
+	}
+	write("default.md", "You answer.\n")
+	write("sources.yaml", "speaknode:\n  secret_env: SPEAKNODE_SECRET\n")
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, promptsCommand([]string{"check", "-q", dir}, func(string) string { return "" }, &out, &errOut), errOut.String())
+
+	write("sources.yaml", "speaknode:\n  encoding: base32\n")
+	out.Reset()
+	errOut.Reset()
+	require.Equal(t, 1, promptsCommand([]string{"check", "-q", dir}, func(string) string { return "" }, &out, &errOut))
+	assert.Contains(t, errOut.String(), "sources.yaml: speaknode.secret_env is required")
+	assert.Contains(t, errOut.String(), `speaknode.encoding "base32": want hex or base64`)
+	assert.Contains(t, errOut.String(), "2 problems")
+}

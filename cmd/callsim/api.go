@@ -56,6 +56,12 @@ func api(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintf(stdout, "%s %s %s -> %d\n", time.Now().Format("15:04:05.000"), r.Method, r.URL.Path, rec.status)
+		if r.URL.Path == saperly.APIBasePath+"/messages" && rec.status == http.StatusOK {
+			if msgs := stand.Messages(); len(msgs) > 0 { // the one just recorded: requests are printed one at a time
+				last := msgs[len(msgs)-1]
+				fmt.Fprintf(stdout, "  sms from line %s to %s: %q\n", last.LineID, last.To, last.Text)
+			}
+		}
 	})}
 	fmt.Fprintf(stdout, "saperly api stand-in on http://%s%s\n", ln.Addr(), saperly.APIBasePath)
 	return serve.Run(ctx, srv, ln, 2*time.Second)

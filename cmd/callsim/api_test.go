@@ -47,6 +47,17 @@ func TestAPIStandIn(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, hangUp("wrong"))
 	assert.Contains(t, next(), "-> 401")
 
+	sreq, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/messages",
+		strings.NewReader(`{"line_id":"L7","to":"+14155551234","text":"See you Tuesday."}`))
+	require.NoError(t, err)
+	sreq.Header.Set("Authorization", "Bearer k")
+	sres, err := http.DefaultClient.Do(sreq)
+	require.NoError(t, err)
+	sres.Body.Close()
+	assert.Equal(t, http.StatusOK, sres.StatusCode)
+	assert.Contains(t, next(), "POST /api/v1/messages -> 200")
+	assert.Equal(t, `  sms from line L7 to +14155551234: "See you Tuesday."`, next(), "the text sent is shown")
+
 	lookUp := func(id string) (int, string) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/calls/"+id, nil)
 		require.NoError(t, err)

@@ -1,0 +1,448 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrInProgress is returned by ClaimEvent for an event another delivery is processing right
+// now: the sender should retry later.
+var ErrInProgress = errors.New("event in progress")
+
+// CallRecord is the one record of a call, whatever platform it ran on: the same shape for a
+// Salpre, itellicoAI, SpeakNode or Saperly call. Empty fields are unknown.
+type CallRecord struct {
+	Platform  string       `json:"platform"`
+	CallID    string       `json:"call_id"`
+	Source    string       `json:"source,omitempty"` // the platform's line, agent or account
+	Agent     string       `json:"agent,omitempty"`
+	From      string       `json:"from,omitempty"`
+	To        string       `json:"to,omitempty"`
+	Direction string       `json:"direction,omitempty"`
+	Status    string       `json:"status,omitempty"`
+	Test      bool         `json:"is_test,omitempty"`
+	StartedAt time.Time    `json:"started_at,omitzero"`
+	EndedAt   time.Time    `json:"ended_at,omitzero"`
+	Duration  float64      `json:"duration_seconds,omitempty"`
+	Error     string       `json:"error,omitempty"`
+	Closed    bool         `json:"closed,omitempty"`
+	Events    int          `json:"events"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Turns     []RecordTurn `json:"turns,omitempty"`
+	// Analysis is the platform's post-call analysis, as it sent it (JSON).
+	Analysis json.RawMessage `json:"analysis,omitempty"`
+	// Summary is the post-call summary written by the summary job.
+	Summary string `json:"summary,omitempty"`
+}
+
+// RecordTurn is one turn of a call record's transcript.
+type RecordTurn struct {
+	Role string    `json:"role"` // "caller" or "agent"
+	Text string    `json:"text"`
+	At   time.Time `json:"at,omitzero"`
+}
+
+// CallUpdate is one event's change to a call record. Zero fields leave the record as it is.
+type CallUpdate struct {
+	Platform, CallID                                string
+	Source, Agent, From, To, Direction, Status, Err string
+	Test                                            bool
+	StartedAt, EndedAt                              time.Time
+	Duration                                        float64
+	// Append adds turns (a live transcript event); Replace, when set, replaces the transcript
+	// with Turns (a final transcript), so a repeated final transcript never doubles it.
+	Turns   []RecordTurn
+	Replace bool
+	Close   bool
+	// Analysis, when set, is attached as is.
+	Analysis json.RawMessage
+	At       time.Time // when the event happened; the record's UpdatedAt
+}
+
+// RecordKey is how a call record is named: platform and call id.
+func RecordKey(platform, callID string) string { return platform + ":" + callID }
+
+// RedisRecords keeps call records and event claims in Redis. Safe for concurrent use, and
+// shared by every replica.
+type RedisRecords struct {
+	rdb       redis.UniversalClient
+	prefix    string
+	retention time.Duration
+}
+
+// NewRedisRecords returns records kept in rdb under prefix ("" for "callbrain:") for
+// retention after each call's last event.
+func NewRedisRecords(rdb redis.UniversalClient, prefix string, retention time.Duration) *RedisRecords {
+	if prefix == "" {
+		prefix = "callbrain:"
+	}
+	return &RedisRecords{rdb: rdb, prefix: prefix, retention: retention}
+}
+
+// Claim values: an event being processed, and one done.
+const (
+	hookPending = "p"
+	hookDone    = "d"
+)
+
+// hookLease bounds how long a claimed event stays claimed when its processor dies before it
+// finishes: the platform's retry after that processes it.
+const hookLease = 30 * time.Second
+
+// ClaimEvent claims the event named key for processing (SET NX). It returns false for an
+// event already processed within ttl, ErrInProgress for one being processed now, and true
+// when the caller must process it and then call FinishEvent (or ReleaseEvent on failure).
+func (r *RedisRecords) ClaimEvent(ctx context.Context, key string, _ time.Duration) (bool, error) {
+	k := r.prefix + "hook:" + key
+	ok, err := r.rdb.SetNX(ctx, k, hookPending, hookLease).Result()
+	if err != nil {
+		return false, fmt.Errorf("claim event %s: %w", key, err)
+	}
+	if ok {
+		return true, nil
+	}
+	v, err := r.rdb.Get(ctx, k).Result()
+	switch {
+	case errors.Is(err, redis.Nil): // expired in between: try once more
+		return r.ClaimEvent(ctx, key, 0)
+	case err != nil:
+		return false, fmt.Errorf("claim event %s: %w", key, err)
+	case v == hookPending:
+		return false, ErrInProgress
+	}
+	return false, nil
+}
+
+// FinishEvent marks a claimed event processed, remembered for ttl.
+func (r *RedisRecords) FinishEvent(ctx context.Context, key string, ttl time.Duration) error {
+	if err := r.rdb.Set(ctx, r.prefix+"hook:"+key, hookDone, ttl).Err(); err != nil {
+		return fmt.Errorf("finish event %s: %w", key, err)
+	}
+	return nil
+}
+
+// ReleaseEvent gives a claimed event up, so its retry processes it.
+func (r *RedisRecords) ReleaseEvent(ctx context.Context, key string) error {
+	if err := r.rdb.Del(ctx, r.prefix+"hook:"+key).Err(); err != nil {
+		return fmt.Errorf("release event %s: %w", key, err)
+	}
+	return nil
+}
+
+func (r *RedisRecords) recKey(platform, callID string) string {
+	return r.prefix + "rec:{" + RecordKey(platform, callID) + "}"
+}
+
+// ApplyCall applies u to its call's record, creating it on the first event. The record and its
+// transcript share a hash slot and change in one transaction.
+func (r *RedisRecords) ApplyCall(ctx context.Context, u CallUpdate) error {
+	if u.Platform == "" || u.CallID == "" {
+		return fmt.Errorf("apply call %q/%q: %w", u.Platform, u.CallID, errEmptyID)
+	}
+	key := r.recKey(u.Platform, u.CallID)
+	fields := map[string]any{"platform": u.Platform, "call_id": u.CallID, "updated_at": u.At.UnixMilli()}
+	set := func(name, v string) {
+		if v != "" {
+			fields[name] = v
+		}
+	}
+	set("source", u.Source)
+	set("agent", u.Agent)
+	set("from", u.From)
+	set("to", u.To)
+	set("direction", u.Direction)
+	set("status", u.Status)
+	set("error", u.Err)
+	if u.Test {
+		fields["test"] = "1"
+	}
+	if !u.EndedAt.IsZero() {
+		fields["ended_at"] = u.EndedAt.UnixMilli()
+	}
+	if u.Duration > 0 {
+		fields["duration"] = strconv.FormatFloat(u.Duration, 'f', -1, 64)
+	}
+	if u.Close {
+		fields["closed"] = "1"
+	}
+	if len(u.Analysis) > 0 {
+		fields["analysis"] = string(u.Analysis)
+	}
+	turns := make([]any, 0, len(u.Turns))
+	for _, t := range u.Turns {
+		raw, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Errorf("encode turn of %s: %w", u.CallID, err)
+		}
+		turns = append(turns, raw)
+	}
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, fields)
+		if !u.StartedAt.IsZero() {
+			p.HSetNX(ctx, key, "started_at", u.StartedAt.UnixMilli())
+		}
+		p.HIncrBy(ctx, key, "events", 1)
+		if u.Replace {
+			p.Del(ctx, key+":t")
+		}
+		if len(turns) > 0 {
+			p.RPush(ctx, key+":t", turns...)
+		}
+		p.Expire(ctx, key, r.retention)
+		p.Expire(ctx, key+":t", r.retention)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("apply call %s: %w", RecordKey(u.Platform, u.CallID), err)
+	}
+	first := u.StartedAt
+	if first.IsZero() {
+		first = u.At
+	}
+	// The index is its own key (another slot): ZADD NX keeps the first time seen.
+	idx := r.prefix + "rec:index"
+	if err := r.rdb.ZAddNX(ctx, idx, redis.Z{Score: float64(first.UnixMilli()), Member: RecordKey(u.Platform, u.CallID)}).Err(); err != nil {
+		return fmt.Errorf("index call %s: %w", RecordKey(u.Platform, u.CallID), err)
+	}
+	return nil
+}
+
+// SetSummary stores a call's summary unless it has one: a summary job run twice keeps the
+// first. It reports whether this one was stored.
+func (r *RedisRecords) SetSummary(ctx context.Context, platform, callID, text string) (bool, error) {
+	ok, err := r.rdb.HSetNX(ctx, r.recKey(platform, callID), "summary", text).Result()
+	if err != nil {
+		return false, fmt.Errorf("store summary of %s: %w", RecordKey(platform, callID), err)
+	}
+	return ok, nil
+}
+
+// Call returns a call's record, or ErrNotFound.
+func (r *RedisRecords) Call(ctx context.Context, platform, callID string) (CallRecord, error) {
+	key := r.recKey(platform, callID)
+	h, err := r.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return CallRecord{}, fmt.Errorf("load call %s: %w", RecordKey(platform, callID), err)
+	}
+	if len(h) == 0 {
+		return CallRecord{}, ErrNotFound
+	}
+	raw, err := r.rdb.LRange(ctx, key+":t", 0, -1).Result()
+	if err != nil {
+		return CallRecord{}, fmt.Errorf("load transcript %s: %w", RecordKey(platform, callID), err)
+	}
+	rec := recordFromHash(h)
+	for _, s := range raw {
+		var t RecordTurn
+		if err := json.Unmarshal([]byte(s), &t); err != nil {
+			return CallRecord{}, fmt.Errorf("decode transcript %s: %w", RecordKey(platform, callID), err)
+		}
+		rec.Turns = append(rec.Turns, t)
+	}
+	return rec, nil
+}
+
+// Calls returns the records first seen at or after since, on platform ("" for all), oldest
+// first, at most limit of them (the newest).
+func (r *RedisRecords) Calls(ctx context.Context, since time.Time, platform string, limit int) ([]CallRecord, error) {
+	members, err := r.rdb.ZRangeByScore(ctx, r.prefix+"rec:index", &redis.ZRangeBy{
+		Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf",
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list calls: %w", err)
+	}
+	var out []CallRecord
+	for _, m := range members {
+		p, id, _ := strings.Cut(m, ":")
+		if platform != "" && p != platform {
+			continue
+		}
+		rec, err := r.Call(ctx, p, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // expired; its index entry goes with the next trim
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, nil
+}
+
+func recordFromHash(h map[string]string) CallRecord {
+	ms := func(k string) time.Time {
+		n, err := strconv.ParseInt(h[k], 10, 64)
+		if err != nil || n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n).UTC()
+	}
+	rec := CallRecord{
+		Platform: h["platform"], CallID: h["call_id"], Source: h["source"], Agent: h["agent"],
+		From: h["from"], To: h["to"], Direction: h["direction"], Status: h["status"],
+		Test: h["test"] == "1", Closed: h["closed"] == "1", Error: h["error"],
+		StartedAt: ms("started_at"), EndedAt: ms("ended_at"), UpdatedAt: ms("updated_at"),
+	}
+	rec.Summary = h["summary"]
+	rec.Duration, _ = strconv.ParseFloat(h["duration"], 64)
+	rec.Events, _ = strconv.Atoi(h["events"])
+	if a := h["analysis"]; a != "" {
+		rec.Analysis = json.RawMessage(a)
+	}
+	return rec
+}
+
+// MemoryRecords keeps call records and claims in this process: for a brain without Redis.
+// It holds at most memRecordsMax records (the oldest go first) and sweeps expired claims as
+// it grows, so a long-running brain does not grow without bound.
+type MemoryRecords struct {
+	mu     sync.Mutex
+	claims map[string]hookClaim
+	recs   map[string]CallRecord
+	order  []string // record keys, oldest first
+	now    func() time.Time
+}
+
+// Bounds of MemoryRecords.
+const (
+	memRecordsMax = 10000
+	memClaimsMax  = 100000
+)
+
+type hookClaim struct {
+	done    bool
+	expires time.Time
+}
+
+// NewMemoryRecords returns empty in-process records.
+func NewMemoryRecords() *MemoryRecords {
+	return &MemoryRecords{claims: map[string]hookClaim{}, recs: map[string]CallRecord{}, now: time.Now}
+}
+
+// ClaimEvent is RedisRecords.ClaimEvent in memory.
+func (m *MemoryRecords) ClaimEvent(_ context.Context, key string, _ time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if c, ok := m.claims[key]; ok && now.Before(c.expires) {
+		if c.done {
+			return false, nil
+		}
+		return false, ErrInProgress
+	}
+	if len(m.claims) >= memClaimsMax {
+		for k, c := range m.claims {
+			if !now.Before(c.expires) {
+				delete(m.claims, k)
+			}
+		}
+	}
+	m.claims[key] = hookClaim{expires: now.Add(hookLease)}
+	return true, nil
+}
+
+// FinishEvent is RedisRecords.FinishEvent in memory.
+func (m *MemoryRecords) FinishEvent(_ context.Context, key string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.claims[key] = hookClaim{done: true, expires: m.now().Add(ttl)}
+	return nil
+}
+
+// ReleaseEvent is RedisRecords.ReleaseEvent in memory.
+func (m *MemoryRecords) ReleaseEvent(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.claims, key)
+	return nil
+}
+
+// ApplyCall is RedisRecords.ApplyCall in memory (records are not expired).
+func (m *MemoryRecords) ApplyCall(_ context.Context, u CallUpdate) error {
+	if u.Platform == "" || u.CallID == "" {
+		return fmt.Errorf("apply call %q/%q: %w", u.Platform, u.CallID, errEmptyID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := RecordKey(u.Platform, u.CallID)
+	rec, known := m.recs[k]
+	if !known {
+		m.order = append(m.order, k)
+		for len(m.order) > memRecordsMax {
+			delete(m.recs, m.order[0])
+			m.order = m.order[1:]
+		}
+	}
+	rec.Platform, rec.CallID, rec.UpdatedAt = u.Platform, u.CallID, u.At.UTC()
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{{&rec.Source, u.Source}, {&rec.Agent, u.Agent}, {&rec.From, u.From}, {&rec.To, u.To},
+		{&rec.Direction, u.Direction}, {&rec.Status, u.Status}, {&rec.Error, u.Err}} {
+		if f.v != "" {
+			*f.dst = f.v
+		}
+	}
+	rec.Test = rec.Test || u.Test
+	rec.Closed = rec.Closed || u.Close
+	if rec.StartedAt.IsZero() && !u.StartedAt.IsZero() {
+		rec.StartedAt = u.StartedAt.Truncate(time.Millisecond).UTC()
+	}
+	if !u.EndedAt.IsZero() {
+		rec.EndedAt = u.EndedAt.Truncate(time.Millisecond).UTC()
+	}
+	if u.Duration > 0 {
+		rec.Duration = u.Duration
+	}
+	if len(u.Analysis) > 0 {
+		rec.Analysis = slices.Clone(u.Analysis)
+	}
+	if u.Replace {
+		rec.Turns = nil
+	}
+	rec.Turns = append(slices.Clone(rec.Turns), u.Turns...)
+	rec.Events++
+	m.recs[k] = rec
+	return nil
+}
+
+// SetSummary is RedisRecords.SetSummary in memory.
+func (m *MemoryRecords) SetSummary(_ context.Context, platform, callID, text string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := RecordKey(platform, callID)
+	rec, ok := m.recs[k]
+	if !ok {
+		return false, ErrNotFound
+	}
+	if rec.Summary != "" {
+		return false, nil
+	}
+	rec.Summary = text
+	m.recs[k] = rec
+	return true, nil
+}
+
+// Call is RedisRecords.Call in memory.
+func (m *MemoryRecords) Call(_ context.Context, platform, callID string) (CallRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec, ok := m.recs[RecordKey(platform, callID)]
+	if !ok {
+		return CallRecord{}, ErrNotFound
+	}
+	rec.Turns, rec.Analysis = slices.Clone(rec.Turns), slices.Clone(rec.Analysis)
+	return rec, nil
+}

@@ -1,0 +1,136 @@
+package session_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/callbrain/callbrain/session"
+)
+
+// records is what both record stores promise; the contract below runs against each.
+type records interface {
+	ClaimEvent(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	FinishEvent(ctx context.Context, key string, ttl time.Duration) error
+	ReleaseEvent(ctx context.Context, key string) error
+	ApplyCall(ctx context.Context, u session.CallUpdate) error
+	Call(ctx context.Context, platform, callID string) (session.CallRecord, error)
+}
+
+func TestMemoryRecords(t *testing.T) {
+	t.Parallel()
+	testRecords(t, func(*testing.T) records { return session.NewMemoryRecords() })
+}
+
+func TestRedisRecords(t *testing.T) {
+	t.Parallel()
+	testRecords(t, func(t *testing.T) records {
+		rdb := newRedisClient(t)
+		return session.NewRedisRecords(rdb, testPrefix(t, rdb), time.Hour)
+	})
+}
+
+func testRecords(t *testing.T, newStore func(*testing.T) records) {
+	at := time.UnixMilli(1767225600123).UTC()
+	t.Run("claim once", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := t.Context()
+		ok, err := s.ClaimEvent(ctx, "salpre:k1", time.Hour)
+		require.NoError(t, err)
+		assert.True(t, ok)
+		_, err = s.ClaimEvent(ctx, "salpre:k1", time.Hour)
+		assert.ErrorIs(t, err, session.ErrInProgress, "claimed, not finished")
+		require.NoError(t, s.FinishEvent(ctx, "salpre:k1", time.Hour))
+		ok, err = s.ClaimEvent(ctx, "salpre:k1", time.Hour)
+		require.NoError(t, err)
+		assert.False(t, ok, "finished: a duplicate")
+	})
+	t.Run("release lets the retry claim", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := t.Context()
+		ok, err := s.ClaimEvent(ctx, "k2", time.Hour)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.NoError(t, s.ReleaseEvent(ctx, "k2"))
+		ok, err = s.ClaimEvent(ctx, "k2", time.Hour)
+		require.NoError(t, err)
+		assert.True(t, ok)
+	})
+	t.Run("record shape", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := t.Context()
+		_, err := s.Call(ctx, "salpre", "9")
+		require.ErrorIs(t, err, session.ErrNotFound)
+		require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "9", From: "+1555", Direction: "inbound",
+			Status: "initiated", StartedAt: at, At: at, Test: true}))
+		require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "9", Status: "answered",
+			StartedAt: at.Add(time.Hour), Turns: []session.RecordTurn{{Role: "caller", Text: "hi", At: at}}, At: at}))
+		require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "9",
+			Turns: []session.RecordTurn{{Role: "agent", Text: "hello"}}, At: at.Add(time.Second)}))
+		got, err := s.Call(ctx, "salpre", "9")
+		require.NoError(t, err)
+		assert.Equal(t, "+1555", got.From, "a later event without the field keeps it")
+		assert.Equal(t, "answered", got.Status)
+		assert.Equal(t, at, got.StartedAt, "the first start time stays")
+		assert.True(t, got.Test)
+		assert.Equal(t, 3, got.Events)
+		assert.Equal(t, []session.RecordTurn{{Role: "caller", Text: "hi", At: at}, {Role: "agent", Text: "hello"}}, got.Turns)
+
+		analysis := json.RawMessage(`{"score":9}`)
+		require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "9", Replace: true, Close: true,
+			EndedAt: at.Add(time.Minute), Duration: 60, Analysis: analysis,
+			Turns: []session.RecordTurn{{Role: "agent", Text: "final"}}, At: at.Add(time.Minute)}))
+		got, err = s.Call(ctx, "salpre", "9")
+		require.NoError(t, err)
+		assert.Equal(t, []session.RecordTurn{{Role: "agent", Text: "final"}}, got.Turns, "a final transcript replaces the live one")
+		assert.True(t, got.Closed)
+		assert.Equal(t, at.Add(time.Minute), got.EndedAt)
+		assert.InDelta(t, 60, got.Duration, 0)
+		assert.JSONEq(t, `{"score":9}`, string(got.Analysis))
+		analysis[2] = 'X'
+		again, err := s.Call(ctx, "salpre", "9")
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"score":9}`, string(again.Analysis), "the store kept a copy")
+	})
+	t.Run("empty id refused", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		assert.Error(t, s.ApplyCall(t.Context(), session.CallUpdate{Platform: "salpre", At: at}))
+	})
+}
+
+func TestRedisRecordsList(t *testing.T) {
+	t.Parallel()
+	rdb := newRedisClient(t)
+	s := session.NewRedisRecords(rdb, testPrefix(t, rdb), time.Hour)
+	ctx := t.Context()
+	base := time.UnixMilli(1767225600000).UTC()
+	for i, u := range []session.CallUpdate{
+		{Platform: "salpre", CallID: "1", StartedAt: base},
+		{Platform: "speaknode", CallID: "s1", At: base.Add(time.Minute)},
+		{Platform: "salpre", CallID: "2", StartedAt: base.Add(2 * time.Minute)},
+	} {
+		if u.At.IsZero() {
+			u.At = u.StartedAt
+		}
+		require.NoError(t, s.ApplyCall(ctx, u), i)
+	}
+	all, err := s.Calls(ctx, base, "", 0)
+	require.NoError(t, err)
+	assert.Len(t, all, 3)
+	sal, err := s.Calls(ctx, base.Add(time.Second), "salpre", 0)
+	require.NoError(t, err)
+	require.Len(t, sal, 1)
+	assert.Equal(t, "2", sal[0].CallID)
+	last, err := s.Calls(ctx, base, "", 1)
+	require.NoError(t, err)
+	require.Len(t, last, 1)
+	assert.Equal(t, "2", last[0].CallID, "the limit keeps the newest")
+}
