@@ -266,6 +266,13 @@ type Store interface {
 	// AddSMS records an inbound SMS on a line.
 	AddSMS(ctx context.Context, lineID string, s SMS) error
 
+	// SaveVersion stores a prompt version's file under its content hash, for the store's
+	// retention, so any replica can serve a call pinned to a version it never loaded.
+	SaveVersion(ctx context.Context, v PromptVersion) error
+
+	// LoadVersion returns a version SaveVersion stored, or ErrNotFound.
+	LoadVersion(ctx context.Context, version string) (PromptVersion, error)
+
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 }

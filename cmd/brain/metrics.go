@@ -432,6 +432,16 @@ func (ms meteredStore) AddSMS(ctx context.Context, lineID string, s session.SMS)
 	return ms.s.AddSMS(ctx, lineID, s)
 }
 
+func (ms meteredStore) SaveVersion(ctx context.Context, v session.PromptVersion) (err error) {
+	defer func(t time.Time) { ms.observe("save_version", t, err) }(time.Now())
+	return ms.s.SaveVersion(ctx, v)
+}
+
+func (ms meteredStore) LoadVersion(ctx context.Context, version string) (v session.PromptVersion, err error) {
+	defer func(t time.Time) { ms.observe("load_version", t, err) }(time.Now())
+	return ms.s.LoadVersion(ctx, version)
+}
+
 func (ms meteredStore) Ping(ctx context.Context) (err error) {
 	defer func(t time.Time) { ms.observe("ping", t, err) }(time.Now())
 	return ms.s.Ping(ctx)
