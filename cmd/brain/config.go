@@ -42,7 +42,9 @@ type config struct {
 	MaxConns       int
 	DemoDelay      time.Duration
 	Agent          agent.Config
-	Record         recordSettings // BRAIN_RECORD*: see record.go
+	Record         recordSettings
+	CallsRetention time.Duration // BRAIN_CALLS_RETENTION: call records of every platform
+	Jobs           jobSettings   // BRAIN_JOBS*, BRAIN_SUMMARY, BRAIN_SMS_ANSWER, BRAIN_FORWARD_* // BRAIN_RECORD*: see record.go
 }
 
 // demo reports whether no model endpoint was configured, so the offline demo model answers.
@@ -193,6 +195,16 @@ var settings = []setting{
 	},
 	boolean("BRAIN_RECORD_TEXT", "keep the words in recordings", func(c *config) *bool { return &c.Record.Cfg.Text }),
 	duration("BRAIN_RECORD_IDLE", agent.DefaultRecordIdle, "a call silent this long is recorded without its call_ended", func(c *config) *time.Duration { return &c.Record.Cfg.Idle }),
+	duration("BRAIN_CALLS_RETENTION", 30*24*time.Hour, "how long a call record of any platform is kept after its last event", func(c *config) *time.Duration { return &c.CallsRetention }),
+	str("BRAIN_JOBS", "inline", "where background jobs run: inline or worker", func(c *config) *string { return &c.Jobs.Mode }),
+	boolean("BRAIN_SUMMARY", "the agent's model writes each finished call's summary", func(c *config) *bool { return &c.Jobs.Summary }),
+	boolean("BRAIN_SMS_ANSWER", "texts to a line are answered by its agent", func(c *config) *bool { return &c.Jobs.SMS }),
+	str("BRAIN_FORWARD_URL", "", "POST each finished call record there", func(c *config) *string { return &c.Jobs.ForwardURL }),
+	str("BRAIN_FORWARD_SECRET", "", "the secret that signs what is forwarded", func(c *config) *string { return &c.Jobs.ForwardKey }),
+	integer("BRAIN_JOB_ATTEMPTS", 5, "attempts before a job goes to the dead letters", func(c *config) *int { return &c.Jobs.Attempts }),
+	duration("BRAIN_JOB_BACKOFF", time.Second, "wait before a job's second attempt, doubled after", func(c *config) *time.Duration { return &c.Jobs.Backoff }),
+	duration("BRAIN_JOB_VISIBILITY", 30*time.Second, "a job of a worker that died is taken over after this", func(c *config) *time.Duration { return &c.Jobs.Visibility }),
+	check(duration("BRAIN_JOB_TIMEOUT", 20*time.Second, "bound on one attempt of a job", func(c *config) *time.Duration { return &c.Jobs.Timeout }), checkJobs),
 	{
 		name: "BRAIN_RECORD_MAXLEN", def: strconv.Itoa(agent.DefaultRecordMaxLen), doc: "about how many scripts the recordings stream keeps",
 		read: func(p *parser, c *config) {

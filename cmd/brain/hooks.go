@@ -113,13 +113,9 @@ type hookSettings struct {
 	Retention time.Duration
 }
 
-// loadHookSettings reads sources.yaml and BRAIN_CALLS_RETENTION.
+// loadHookSettings reads sources.yaml; the records' retention is BRAIN_CALLS_RETENTION's.
 func loadHookSettings(cfg config, getenv func(string) string) (hookSettings, error) {
-	p := parser{getenv: getenv}
-	hs := hookSettings{Retention: p.duration("BRAIN_CALLS_RETENTION", 30*24*time.Hour)}
-	if p.err != nil {
-		return hs, p.err
-	}
+	hs := hookSettings{Retention: cfg.CallsRetention}
 	var err error
 	hs.Hooks, hs.DedupeTTL, err = loadHooks(cfg.PromptsDir, getenv)
 	return hs, err

@@ -20,11 +20,12 @@ import (
 	"github.com/callbrain/callbrain/session"
 )
 
-// jobSettings configures the background jobs (BRAIN_JOBS*, BRAIN_FORWARD_*).
+// jobSettings configures the background jobs (BRAIN_JOBS*, BRAIN_FORWARD_*), read by their
+// rows of settings and checked by checkJobs.
 type jobSettings struct {
-	Inline     bool // BRAIN_JOBS=inline: the brain runs a worker itself
-	Summary    bool // BRAIN_SUMMARY: the model writes each finished call's summary
-	SMS        bool // BRAIN_SMS_ANSWER: texts to a line are answered by its agent
+	Mode       string // BRAIN_JOBS: "inline" (the brain runs a worker itself) or "worker"
+	Summary    bool   // BRAIN_SUMMARY: the model writes each finished call's summary
+	SMS        bool   // BRAIN_SMS_ANSWER: texts to a line are answered by its agent
 	Attempts   int
 	Backoff    time.Duration
 	Visibility time.Duration
@@ -33,41 +34,25 @@ type jobSettings struct {
 	ForwardKey string
 }
 
-func loadJobSettings(getenv func(string) string) (jobSettings, error) {
-	p := parser{getenv: getenv}
-	js := jobSettings{
-		Attempts:   p.integer("BRAIN_JOB_ATTEMPTS", 5),
-		Backoff:    p.duration("BRAIN_JOB_BACKOFF", time.Second),
-		Visibility: p.duration("BRAIN_JOB_VISIBILITY", 30*time.Second),
-		Timeout:    p.duration("BRAIN_JOB_TIMEOUT", 20*time.Second),
-		ForwardURL: getenv("BRAIN_FORWARD_URL"),
-		ForwardKey: getenv("BRAIN_FORWARD_SECRET"),
+// Inline reports whether the brain runs a job worker itself.
+func (js jobSettings) Inline() bool { return js.Mode == "inline" }
+
+// checkJobs checks the job settings together, once all are read.
+func checkJobs(c *config) error {
+	js := c.Jobs
+	switch {
+	case js.Mode != "inline" && js.Mode != "worker":
+		return fmt.Errorf("BRAIN_JOBS=%q: want inline (the brain runs the jobs) or worker (a separate `brain worker` runs them)", js.Mode)
+	case js.SMS && c.SaperlyAPIKey == "":
+		return errors.New("BRAIN_SMS_ANSWER=1 needs SAPERLY_API_KEY: replies are sent through Saperly's API")
+	case js.Summary && js.Timeout < 5*time.Second:
+		return fmt.Errorf("BRAIN_JOB_TIMEOUT=%s: a summary is written by the model, allow it at least 5s", js.Timeout)
+	case js.Timeout >= js.Visibility:
+		return fmt.Errorf("BRAIN_JOB_TIMEOUT=%s: must be shorter than BRAIN_JOB_VISIBILITY=%s, or a slow job is handed to a second worker while it runs", js.Timeout, js.Visibility)
+	case js.ForwardURL != "" && len(js.ForwardKey) < 16:
+		return errors.New("BRAIN_FORWARD_URL is set: BRAIN_FORWARD_SECRET must be at least 16 characters to sign what is forwarded")
 	}
-	js.Summary = p.boolean("BRAIN_SUMMARY")
-	js.SMS = p.boolean("BRAIN_SMS_ANSWER")
-	if js.SMS && getenv("SAPERLY_API_KEY") == "" {
-		return js, errors.New("BRAIN_SMS_ANSWER=1 needs SAPERLY_API_KEY: replies are sent through Saperly's API")
-	}
-	if p.err != nil {
-		return js, p.err
-	}
-	switch mode := or(getenv("BRAIN_JOBS"), "inline"); mode {
-	case "inline":
-		js.Inline = true
-	case "worker":
-	default:
-		return js, fmt.Errorf("BRAIN_JOBS=%q: want inline (the brain runs the jobs) or worker (a separate `brain worker` runs them)", mode)
-	}
-	if js.Summary && js.Timeout < 5*time.Second {
-		return js, fmt.Errorf("BRAIN_JOB_TIMEOUT=%s: a summary is written by the model, allow it at least 5s", js.Timeout)
-	}
-	if js.Timeout >= js.Visibility {
-		return js, fmt.Errorf("BRAIN_JOB_TIMEOUT=%s: must be shorter than BRAIN_JOB_VISIBILITY=%s, or a slow job is handed to a second worker while it runs", js.Timeout, js.Visibility)
-	}
-	if js.ForwardURL != "" && len(js.ForwardKey) < 16 {
-		return js, errors.New("BRAIN_FORWARD_URL is set: BRAIN_FORWARD_SECRET must be at least 16 characters to sign what is forwarded")
-	}
-	return js, nil
+	return nil
 }
 
 // enabled reports whether any background job has work to do: jobs are queued only then.
@@ -122,10 +107,7 @@ func workerCommand(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	js, err := loadJobSettings(getenv)
-	if err != nil {
-		return err
-	}
+	js := cfg.Jobs
 	log, err := newLogger(cfg.LogLevel)
 	if err != nil {
 		return err

@@ -154,10 +154,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		defer recRDB.Close() //nolint:errcheck // closing on the way out; nothing to do about an error
 	}
 	logHooks(hs.Hooks, log)
-	js, err := loadJobSettings(getenv)
-	if err != nil {
-		return err
-	}
+	js := cfg.Jobs
 	records := openRecords(recRDB, hs.Retention)
 	receiver := agent.NewReceiver(records, hs.DedupeTTL)
 	if recRDB != nil && js.enabled() {
@@ -166,7 +163,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		if js.SMS {
 			ag.AnswerSMS(jobs)
 		}
-		if js.Inline {
+		if js.Inline() {
 			stopWorker := startWorker(ctx, newWorker(js, jobs, records.(agent.RecordReader), cfg, lib, primary, ag, recRDB, log))
 			defer stopWorker()
 		}
