@@ -26,27 +26,12 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 {
-		os.Exit(command(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 && (os.Args[1] == "calls" || os.Args[1] == "jobs") { // brain calls|jobs …
-		cmd := callsCommand
-		if os.Args[1] == "jobs" {
-			cmd = jobsCommand
-		}
-		code := cmd(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+	if len(os.Args) > 1 {
+		code := command(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
-	}
-	if len(os.Args) > 1 && os.Args[1] == "worker" {
-		if err := workerCommand(ctx, os.Getenv); err != nil {
-			fmt.Fprintln(os.Stderr, "brain:", err)
-			stop()
-			os.Exit(1)
-		}
-		return
 	}
 	context.AfterFunc(ctx, stop) // a second signal during the drain ends the process at once
 	if err := run(ctx, os.Getenv); err != nil {
@@ -57,10 +42,20 @@ func main() {
 
 // command runs a subcommand instead of the server, returning the exit code: an unknown one
 // prints the usage and fails rather than start a server the operator did not ask for.
-func command(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "prompts": // brain prompts check [-q] [dir]
 		return promptsCommand(args[1:], getenv, stdout, stderr)
+	case "calls": // brain calls show|list …
+		return callsCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "jobs": // brain jobs dead|retry …
+		return jobsCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "worker": // brain worker: the background jobs only, until a signal
+		if err := workerCommand(ctx, getenv); err != nil {
+			fmt.Fprintln(stderr, "brain:", err)
+			return 1
+		}
+		return 0
 	case "health": // brain health [path]: the image's HEALTHCHECK (distroless has no curl)
 		return healthCommand(args[1:], getenv, stderr)
 	case "version", "-version", "--version":

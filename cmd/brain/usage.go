@@ -28,6 +28,11 @@ Usage:
   brain                       serve (configured from the environment, see below)
   brain prompts check [-q] [dir]
                               check agent files and lines.yaml, print what each renders to
+  brain calls show [PLATFORM:]ID | calls list [-since D] [-platform P]
+                              print call records (every platform's; docs/receivers.md)
+  brain jobs dead | jobs retry ID
+                              list the dead-lettered background jobs, re-drive one (docs/jobs.md)
+  brain worker                run the background jobs only (BRAIN_JOBS=worker on the brains)
   brain version               print the version and commit
   brain health [path]         GET path (default /healthz) on BRAIN_ADDR; exit 0 on 200 (container health checks)
   brain -h | --help | help    this text

@@ -84,7 +84,7 @@ func TestCommand(t *testing.T) {
 		noStdout   bool
 		noServeMsg bool
 	}{
-		{name: "-h", args: []string{"-h"}, stdout: []string{"brain version", "prompts check", "BRAIN_METRICS_ADDR", "127.0.0.1:8080", "BRAIN_DRAIN_DELAY "}},
+		{name: "-h", args: []string{"-h"}, stdout: []string{"brain version", "prompts check", "brain calls", "brain jobs", "brain worker", "BRAIN_METRICS_ADDR", "127.0.0.1:8080", "BRAIN_DRAIN_DELAY "}},
 		{name: "--help", args: []string{"--help"}, stdout: []string{"Settings"}},
 		{name: "version", args: []string{"version"}, stdout: []string{"brain ", " commit "}},
 		{name: "unknown flag", args: []string{"-port=9"}, code: 2, stderr: `unknown command or flag "-port=9"`, noStdout: true},
@@ -93,7 +93,7 @@ func TestCommand(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var out, errOut bytes.Buffer
-			code := command(tt.args, func(string) string { return "" }, &out, &errOut)
+			code := command(t.Context(), tt.args, func(string) string { return "" }, &out, &errOut)
 			assert.Equal(t, tt.code, code)
 			for _, s := range tt.stdout {
 				assert.Contains(t, out.String(), s)
@@ -137,13 +137,26 @@ func TestHealthCommand(t *testing.T) {
 		return ""
 	}
 	var stderr bytes.Buffer
-	assert.Equal(t, 0, command([]string{"health"}, getenv, io.Discard, &stderr))
-	assert.Equal(t, 1, command([]string{"health", "/readyz"}, getenv, io.Discard, &stderr))
+	assert.Equal(t, 0, command(t.Context(), []string{"health"}, getenv, io.Discard, &stderr))
+	assert.Equal(t, 1, command(t.Context(), []string{"health", "/readyz"}, getenv, io.Discard, &stderr))
 	assert.Contains(t, stderr.String(), "503")
-	assert.Equal(t, 2, command([]string{"health", "readyz"}, getenv, io.Discard, &stderr))
+	assert.Equal(t, 2, command(t.Context(), []string{"health", "readyz"}, getenv, io.Discard, &stderr))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	closed := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	assert.Equal(t, 1, command([]string{"health"}, func(string) string { return closed }, io.Discard, &stderr))
+	assert.Equal(t, 1, command(t.Context(), []string{"health"}, func(string) string { return closed }, io.Discard, &stderr))
+}
+
+// TestCommandRoutesRecordCommands: calls and jobs are subcommands, not unknown flags; without
+// REDIS_URL they say where records live instead of printing the usage.
+func TestCommandRoutesRecordCommands(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"calls", "list"}, {"jobs", "dead"}} {
+		var out, errOut bytes.Buffer
+		code := command(t.Context(), args, func(string) string { return "" }, &out, &errOut)
+		assert.NotZero(t, code, "%v", args)
+		assert.Contains(t, errOut.String(), "REDIS_URL", "%v", args)
+		assert.NotContains(t, errOut.String(), "unknown command", "%v", args)
+	}
 }
