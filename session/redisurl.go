@@ -225,49 +225,43 @@ type RedisTuning struct {
 // (NewFailoverClient), or *redis.ClusterClient. Contexts' deadlines bound every command
 // (ContextTimeoutEnabled), as RedisStore requires.
 func (t *RedisTarget) Client(tune RedisTuning) redis.UniversalClient {
-	set := func(dst *time.Duration, v time.Duration) {
-		if v != 0 {
-			*dst = v
-		}
-	}
-	seti := func(dst *int, v int) {
-		if v != 0 {
-			*dst = v
-		}
-	}
 	switch t.Kind {
 	case RedisSentinel:
 		o := *t.failover
-		o.ContextTimeoutEnabled = true
-		set(&o.DialTimeout, tune.DialTimeout)
-		seti(&o.DialerRetries, tune.DialerRetries)
-		set(&o.ReadTimeout, tune.ReadTimeout)
-		set(&o.WriteTimeout, tune.WriteTimeout)
-		set(&o.PoolTimeout, tune.PoolTimeout)
-		seti(&o.PoolSize, tune.PoolSize)
-		seti(&o.MaxRetries, tune.MaxRetries)
+		tune.apply(&o.ContextTimeoutEnabled, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
+			&o.DialerRetries, &o.PoolSize, &o.MaxRetries)
 		return redis.NewFailoverClient(&o)
 	case RedisCluster:
 		o := *t.cluster
-		o.ContextTimeoutEnabled = true
-		set(&o.DialTimeout, tune.DialTimeout)
-		seti(&o.DialerRetries, tune.DialerRetries)
-		set(&o.ReadTimeout, tune.ReadTimeout)
-		set(&o.WriteTimeout, tune.WriteTimeout)
-		set(&o.PoolTimeout, tune.PoolTimeout)
-		seti(&o.PoolSize, tune.PoolSize)
-		seti(&o.MaxRetries, tune.MaxRetries)
+		tune.apply(&o.ContextTimeoutEnabled, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
+			&o.DialerRetries, &o.PoolSize, &o.MaxRetries)
 		return redis.NewClusterClient(&o)
 	default:
 		o := *t.simple
-		o.ContextTimeoutEnabled = true
-		set(&o.DialTimeout, tune.DialTimeout)
-		seti(&o.DialerRetries, tune.DialerRetries)
-		set(&o.ReadTimeout, tune.ReadTimeout)
-		set(&o.WriteTimeout, tune.WriteTimeout)
-		set(&o.PoolTimeout, tune.PoolTimeout)
-		seti(&o.PoolSize, tune.PoolSize)
-		seti(&o.MaxRetries, tune.MaxRetries)
+		tune.apply(&o.ContextTimeoutEnabled, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
+			&o.DialerRetries, &o.PoolSize, &o.MaxRetries)
 		return redis.NewClient(&o)
+	}
+}
+
+// apply turns on context deadlines and sets tune's non-zero fields on one kind of client's
+// options: the three kinds name the same fields in three types.
+func (tune RedisTuning) apply(ctxTimeout *bool, dial, read, write, pool *time.Duration, dialerRetries, poolSize, maxRetries *int) {
+	*ctxTimeout = true
+	for _, d := range []struct {
+		dst *time.Duration
+		v   time.Duration
+	}{{dial, tune.DialTimeout}, {read, tune.ReadTimeout}, {write, tune.WriteTimeout}, {pool, tune.PoolTimeout}} {
+		if d.v != 0 {
+			*d.dst = d.v
+		}
+	}
+	for _, n := range []struct {
+		dst *int
+		v   int
+	}{{dialerRetries, tune.DialerRetries}, {poolSize, tune.PoolSize}, {maxRetries, tune.MaxRetries}} {
+		if n.v != 0 {
+			*n.dst = n.v
+		}
 	}
 }
