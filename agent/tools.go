@@ -76,8 +76,8 @@ func (a *Agent) callTool(ctx context.Context, tool prompts.Tool, call ToolCall, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ctx, span := a.tracer.Start(ctx, "tool "+tool.Name, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("callbrain.tool", tool.Name)))
+	ctx, span := a.tracer.Start(ctx, "tool "+tool.Name, trace.WithSpanKind(trace.SpanKindClient))
+	span.SetAttributes(attribute.String("callbrain.tool", tool.Name))
 	defer func() {
 		if toolFailed(result) {
 			span.SetStatus(codes.Error, "the model was told of an error")

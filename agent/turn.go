@@ -269,11 +269,16 @@ var errPumpPanic = errors.New("model stream panicked")
 // pump forwards one model stream's tokens to the turn loop until the stream ends or the
 // turn no longer wants it. A panic in it (a model client's bug) ends the stream as an error.
 func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
-	ctx, span := t.a.tracer.Start(ctx, "model", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("gen_ai.request.model", req.Model), attribute.Int("callbrain.source", idx)))
+	ctx, span := t.a.tracer.Start(ctx, "model", trace.WithSpanKind(trace.SpanKindClient))
+	tracing := span.IsRecording() // off: no attribute is built
+	if tracing {
+		span.SetAttributes(attribute.String("gen_ai.request.model", req.Model), attribute.Int("callbrain.source", idx))
+	}
 	tokens := 0
 	defer func() {
-		span.SetAttributes(attribute.Int("callbrain.tokens", tokens))
+		if tracing {
+			span.SetAttributes(attribute.Int("callbrain.tokens", tokens))
+		}
 		span.End()
 	}()
 	send := func(p piece) bool {
@@ -303,7 +308,9 @@ func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
 		tok, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			calls := stream.ToolCalls()
-			span.SetAttributes(attribute.Int("callbrain.tool_calls", len(calls)))
+			if tracing {
+				span.SetAttributes(attribute.Int("callbrain.tool_calls", len(calls)))
+			}
 			send(piece{err: err, calls: calls})
 			return
 		}
