@@ -10,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/callbrain/callbrain/prompts"
@@ -31,6 +33,7 @@ type Agent struct {
 	outbox   *outbox // turns the store has not taken yet
 	shared   sharedVersions
 	smsJobs  JobQueue // nil: texts are stored, not answered (see AnswerSMS)
+	tracer   trace.Tracer
 }
 
 // Deps are the Agent's collaborators.
@@ -49,6 +52,10 @@ type Deps struct {
 	Log    *zap.Logger // nil: no logs
 	// HTTP is the client HTTP tools are called with; nil: a pooled client of the agent's own.
 	HTTP *http.Client
+	// Tracer starts a span per turn (a child of the delivery's span in ctx), with a child per
+	// model call and per tool call; tool requests carry its W3C trace context. Nil: no
+	// tracing.
+	Tracer trace.Tracer
 }
 
 // New returns an Agent.
@@ -74,7 +81,8 @@ func New(cfg Config, d Deps) *Agent {
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 		}},
-		log: log.Named("agent"),
+		log:    log.Named("agent"),
+		tracer: tracerOrNoop(d.Tracer),
 	}
 	if d.HTTP != nil {
 		a.http = d.HTTP
@@ -223,11 +231,16 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		DeliveryID: ev.Delivery.ID}
 	log := a.log.With(zap.String("call_id", ev.CallID), zap.String("event_id", ev.ID))
 	duplicate := false
+	ctx, span := a.tracer.Start(ctx, "turn")
 	defer func() {
 		if duplicate {
+			span.SetAttributes(attribute.Bool("callbrain.duplicate", true))
+			span.End()
 			return // not a turn: the transport logs the refused delivery
 		}
 		stats.Total = time.Since(start)
+		endTurnSpan(span, start, stats)
+		span.End()
 		a.logTurn(log, ev, stats)
 		if a.cfg.OnTurn != nil {
 			a.cfg.OnTurn(stats)

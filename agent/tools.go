@@ -13,6 +13,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/callbrain/callbrain/prompts"
 )
 
@@ -65,13 +69,21 @@ func findTool(ag *prompts.Agent, name string) (prompts.Tool, bool) {
 // answer, or a JSON object with an "error" the model can put into words. It never fails:
 // a broken tool must become a spoken sentence, not silence. key is sent as Idempotency-Key,
 // so a tool that honours it never repeats a side effect for the same call, event and index.
-func (a *Agent) callTool(ctx context.Context, tool prompts.Tool, call ToolCall, key string) string {
+func (a *Agent) callTool(ctx context.Context, tool prompts.Tool, call ToolCall, key string) (result string) {
 	timeout := tool.Timeout
 	if timeout <= 0 {
 		timeout = prompts.DefaultToolTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	ctx, span := a.tracer.Start(ctx, "tool "+tool.Name, trace.WithSpanKind(trace.SpanKindClient))
+	span.SetAttributes(attribute.String("callbrain.tool", tool.Name))
+	defer func() {
+		if toolFailed(result) {
+			span.SetStatus(codes.Error, "the model was told of an error")
+		}
+		span.End()
+	}()
 
 	args := map[string]any{}
 	if strings.TrimSpace(call.Args) != "" {
@@ -84,6 +96,7 @@ func (a *Agent) callTool(ctx context.Context, tool prompts.Tool, call ToolCall, 
 		return toolError("the tool is misconfigured")
 	}
 	req.Header.Set("Idempotency-Key", key)
+	injectTrace(req)
 	for header, env := range tool.Headers {
 		if a.cfg.Getenv != nil {
 			if v := a.cfg.Getenv(env); v != "" {
@@ -92,6 +105,9 @@ func (a *Agent) callTool(ctx context.Context, tool prompts.Tool, call ToolCall, 
 		}
 	}
 	res, err := a.http.Do(req)
+	if err == nil {
+		span.SetAttributes(attribute.Int("http.response.status_code", res.StatusCode))
+	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return toolError(fmt.Sprintf("the tool did not answer within %s", timeout))

@@ -63,6 +63,7 @@ type toolServer struct {
 
 type toolRequest struct {
 	key, auth, method string
+	traceparent       string
 	body              map[string]any
 }
 
@@ -74,7 +75,8 @@ func newToolServer(t *testing.T) *toolServer {
 		raw, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(raw, &body)
 		ts.mu.Lock()
-		ts.calls = append(ts.calls, toolRequest{key: r.Header.Get("Idempotency-Key"), auth: r.Header.Get("Authorization"), method: r.Method, body: body})
+		ts.calls = append(ts.calls, toolRequest{key: r.Header.Get("Idempotency-Key"), auth: r.Header.Get("Authorization"), method: r.Method, body: body,
+			traceparent: r.Header.Get("traceparent")})
 		status, delay := ts.status, ts.delay
 		ts.mu.Unlock()
 		if delay > 0 {

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/callbrain/callbrain/prompts"
@@ -266,6 +269,18 @@ var errPumpPanic = errors.New("model stream panicked")
 // pump forwards one model stream's tokens to the turn loop until the stream ends or the
 // turn no longer wants it. A panic in it (a model client's bug) ends the stream as an error.
 func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
+	ctx, span := t.a.tracer.Start(ctx, "model", trace.WithSpanKind(trace.SpanKindClient))
+	tracing := span.IsRecording() // off: no attribute is built
+	if tracing {
+		span.SetAttributes(attribute.String("gen_ai.request.model", req.Model), attribute.Int("callbrain.source", idx))
+	}
+	tokens := 0
+	defer func() {
+		if tracing {
+			span.SetAttributes(attribute.Int("callbrain.tokens", tokens))
+		}
+		span.End()
+	}()
 	send := func(p piece) bool {
 		p.src, p.at = idx, time.Now()
 		select {
@@ -283,6 +298,8 @@ func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
 	}()
 	stream, err := llm.Stream(ctx, req)
 	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "model request failed")
 		send(piece{err: err})
 		return
 	}
@@ -290,12 +307,23 @@ func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
 	for {
 		tok, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			send(piece{err: err, calls: stream.ToolCalls()})
+			calls := stream.ToolCalls()
+			if tracing {
+				span.SetAttributes(attribute.Int("callbrain.tool_calls", len(calls)))
+			}
+			send(piece{err: err, calls: calls})
 			return
 		}
 		if err != nil {
+			if ctx.Err() == nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, "model stream broke")
+			}
 			send(piece{err: err})
 			return
+		}
+		if tok != "" {
+			tokens++
 		}
 		if tok != "" && !send(piece{tok: tok}) {
 			return

@@ -17,6 +17,11 @@ import (
 
 	"github.com/callbrain/callbrain/agent"
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -107,6 +112,9 @@ type Config struct {
 	Hooks Hooks
 	// HookReceiver records what the receivers accept. Required when any of Hooks is set.
 	HookReceiver HookReceiver
+	// Tracer starts one span per delivery to /webhook or /status, the parent of the turn's
+	// span (a W3C traceparent on the request, if any, is its parent). Nil: no tracing.
+	Tracer trace.Tracer
 }
 
 // Result is what the transport reports about every delivery, rejected ones included. Its
@@ -197,6 +205,9 @@ func New(cfg Config, r Responder, d DeliveryCache, log *zap.Logger) *Server {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if cfg.MaxIDLen <= 0 {
 		cfg.MaxIDLen = DefaultMaxIDLen
@@ -324,6 +335,10 @@ func (s *Server) deliver(c echo.Context, route string) (err error) {
 		verify:   "skipped",
 		outcome:  outcomeRejected,
 	}
+	req := c.Request()
+	ctx := propagation.TraceContext{}.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
+	ctx, span := s.cfg.Tracer.Start(ctx, "delivery "+route, trace.WithSpanKind(trace.SpanKindServer))
+	c.SetRequest(req.WithContext(ctx))
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -340,6 +355,7 @@ func (s *Server) deliver(c echo.Context, route string) (err error) {
 		s.logDelivery(c, d)
 		s.result(c, d)
 		s.report(c, d)
+		endDeliverySpan(span, c, d)
 		err = nil
 	}()
 	return s.handle(c, d)
@@ -802,4 +818,30 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// endDeliverySpan records how a delivery went on its span and ends it.
+func endDeliverySpan(span trace.Span, c echo.Context, d *delivery) {
+	defer span.End()
+	if !span.IsRecording() {
+		return
+	}
+	status := c.Response().Status
+	if !c.Response().Committed {
+		status = statusClientGone
+	}
+	span.SetAttributes(
+		attribute.String("http.route", d.route),
+		attribute.Int("http.response.status_code", status),
+		attribute.String("callbrain.kind", d.ev.Kind),
+		attribute.String("callbrain.outcome", d.outcome),
+		attribute.String("callbrain.verify", d.verify),
+		attribute.String("callbrain.delivery_id", d.id),
+		attribute.Int("callbrain.attempt", d.attempt),
+		attribute.String("callbrain.call_id", d.ev.CallID),
+		attribute.String("callbrain.event_id", d.ev.ID),
+	)
+	if status >= 500 || d.outcome == outcomePanic {
+		span.SetStatus(codes.Error, d.outcome)
+	}
 }

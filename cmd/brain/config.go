@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 type config struct {
 	Addr          string
 	MetricsAddr   string // BRAIN_METRICS_ADDR: GET /metrics; "" (the default) serves none
+	OTLPEndpoint  string // OTEL_EXPORTER_OTLP_ENDPOINT: traces exported over OTLP/HTTP; "": no tracing
 	RedisURL      string
 	OpenAIBaseURL string
 	OpenAIKey     string
@@ -79,6 +81,22 @@ var settings = []setting{
 			}
 			if c.MetricsAddr == c.Addr {
 				return fmt.Errorf("BRAIN_METRICS_ADDR=%q: must differ from BRAIN_ADDR, metrics stay off the public port", c.MetricsAddr)
+			}
+			return nil
+		},
+	},
+	{
+		name: "OTEL_EXPORTER_OTLP_ENDPOINT", def: "off",
+		doc: "export OpenTelemetry traces over OTLP/HTTP to this base URL, e.g. http://collector:4318; the other standard OTEL_ variables apply",
+		read: func(p *parser, c *config) {
+			c.OTLPEndpoint = strings.TrimSpace(p.getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+		},
+		check: func(c *config) error {
+			if c.OTLPEndpoint == "" {
+				return nil
+			}
+			if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT=%q: want an http or https URL, such as http://collector:4318", c.OTLPEndpoint)
 			}
 			return nil
 		},

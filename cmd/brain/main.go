@@ -93,6 +93,11 @@ func run(ctx context.Context, getenv func(string) string) error {
 		}
 		defer stopMetrics() // last: the drain is still observable
 	}
+	tracer, stopTracer, err := newTracer(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	defer stopTracer() // after the drain: the last deliveries' spans are exported
 
 	rawStore, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -129,7 +134,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	control, lookup := saperlyAPI(cfg, lib.Current(), log)
 	ag := agent.New(cfg.Agent, agent.Deps{
 		Primary: primary, Fallback: fallback, Store: store, Prompts: lib,
-		Control: control, Lookup: lookup, Log: log,
+		Control: control, Lookup: lookup, Log: log, Tracer: tracer,
 	})
 
 	if cfg.DevSecret {
@@ -182,6 +187,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		ReplayInTurn: true,
 		Hooks:        hs.Hooks,
 		HookReceiver: receiver,
+		Tracer:       tracer,
 	}, meteredResponder{Responder: ag, m: met}, store, log)
 
 	// The prompt watcher, and SIGHUP for a reload on demand, live as long as the server:

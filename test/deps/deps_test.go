@@ -31,6 +31,10 @@ const (
 	echoPath   = "github.com/labstack/echo"
 	redisPath  = "github.com/redis/go-redis"
 	openaiPath = "github.com/sashabaranov/go-openai"
+	// OpenTelemetry: agent and transport use its API (spans, attributes, the W3C propagator);
+	// only cmd builds the SDK's TracerProvider and its OTLP exporter.
+	otelSDKPath       = "go.opentelemetry.io/otel/sdk"
+	otelExportersPath = "go.opentelemetry.io/otel/exporters"
 )
 
 // graph maps an import path to the packages its non-test files import directly.
@@ -156,6 +160,12 @@ var rules = []rule{
 		name:       "session and prompts never depend on go-openai",
 		from:       is("session", "prompts"),
 		forbid:     within(openaiPath),
+		transitive: true,
+	},
+	{
+		name:       "the OpenTelemetry SDK and exporters are used only by cmd: below it, the API alone",
+		from:       and(nonTest, not(isCmd)),
+		forbid:     func(dep string) bool { return within(otelSDKPath)(dep) || within(otelExportersPath)(dep) },
 		transitive: true,
 	},
 	{
@@ -348,6 +358,22 @@ func TestCheck(t *testing.T) {
 		want   []string // each must appear in one violation; none means a clean graph
 	}{
 		{name: "clean", change: func(graph) {}},
+		{
+			name: "agent and transport use the OpenTelemetry API, cmd its SDK",
+			change: func(g graph) {
+				g[m("agent")] = append(g[m("agent")], "go.opentelemetry.io/otel/trace")
+				g[m("transport")] = append(g[m("transport")], "go.opentelemetry.io/otel/trace")
+				g[m("cmd/brain")] = append(g[m("cmd/brain")], "go.opentelemetry.io/otel/sdk/trace")
+			},
+		},
+		{
+			name: "transport reaches the OpenTelemetry exporter",
+			change: func(g graph) {
+				g[m("transport")] = append(g[m("transport")], "example.com/obs")
+				g["example.com/obs"] = []string{"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"}
+			},
+			want: []string{"the OpenTelemetry SDK and exporters are used only by cmd: below it, the API alone: transport → example.com/obs → go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"},
+		},
 		{
 			name:   "transport imports session",
 			change: func(g graph) { g[m("transport")] = append(g[m("transport")], m("session")) },
