@@ -12,8 +12,11 @@ import (
 
 // followBlock bounds one XREAD BLOCK in FollowTurn. A cancelled context without a deadline
 // cannot interrupt a blocked read, so this is how late FollowTurn may notice it; a deadline is
-// honoured exactly, since the block is clamped to it.
-const followBlock = time.Second
+// honoured exactly, since the block is clamped to it. It is short because a retry that takes
+// over a dead replica's turn cancels its follow and can speak only once the read returns: with
+// a 1 s block the caller heard up to a second more of silence after the lease lapsed. Five
+// reads a second, only while a retried delivery follows a live turn, are cheap.
+const followBlock = 200 * time.Millisecond
 
 // Fields of turn log stream entries: a spoken line, a finished tool call (a JSON Entry), or
 // the closing entry.
@@ -483,9 +486,9 @@ end
 return 1
 `)
 
-// FollowTurn implements Store with a loop of XREAD BLOCK (at most 1s each, clamped to ctx's
-// deadline): 1 round trip per batch of lines, plus 1 per second of waiting. Each wait holds a
-// pool connection. A cancelled ctx is noticed when the current wait ends, within a second;
+// FollowTurn implements Store with a loop of XREAD BLOCK (at most followBlock each, clamped to
+// ctx's deadline): 1 round trip per batch of lines, plus 5 per second of waiting. Each wait
+// holds a pool connection. A cancelled ctx is noticed when the current wait ends, within 200 ms;
 // a deadline ends the wait on time. With ContextTimeoutEnabled on the client (cmd sets it),
 // ctx also bounds connecting and writing. An empty eventID has no log: it returns
 // ErrNotFound.
