@@ -41,6 +41,28 @@ func writePrompt(t *testing.T, dir, name, content string) {
 	require.NoError(t, os.Rename(tmp, filepath.Join(dir, name)))
 }
 
+// orderAgent is an agent file whose one tool, get_order_status, is POSTed to toolURL with the
+// order desk's token (from ORDERDESK_TOKEN): the example orders agent, reduced to its tool.
+func orderAgent(toolURL string) string {
+	return `---
+tools:
+  - name: get_order_status
+    description: Look an order up by its number.
+    parameters:
+      type: object
+      properties:
+        order_id: {type: string}
+      required: [order_id]
+    url: ` + toolURL + `
+    method: POST
+    headers:
+      Authorization: ORDERDESK_TOKEN
+    timeout: 5s
+---
+You answer the order line of Northwind Goods. Look orders up with get_order_status.
+`
+}
+
 // promptVersion is an agent file's version as the brain logs it: the first 12 hex digits of
 // the SHA-256 of the whole file (docs/agents.md, Versions).
 func promptVersion(content string) string {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,27 +72,11 @@ func TestClusterFailoverMidCall(t *testing.T) {
 
 	const said = "When can I come in for a cleaning?"
 	ev := c.message(said)
-	watch := &nthLineTransport{n: 1, reach: make(chan struct{})}
-	sent := *a.client
-	sent.HTTP = &http.Client{Transport: watch}
-	type outcome struct {
-		res *saperly.Result
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := deliver(t, &sent, saperly.WebhookPath, ev)
-		done <- outcome{res, err}
-	}()
-	select {
-	case <-watch.reach:
-	case o := <-done:
-		t.Fatalf("the answer ended before its first line: %v %s", o.err, describe(o.res))
-	}
+	done := deliverUntilLine(t, a, ev, 1)
 	from, to, err := cl.Failover(t.Context(), "call:{"+c.ID+"}")
 	require.NoError(t, err)
 	t.Logf("failed over the call's slot from %s to %s", from, to)
-	first := <-done
+	first := done()
 	checkSpoken(t, first.res, first.err)
 	assert.Equal(t, reply, first.res.Text(), "speech continues through the failover: %s", describe(first.res))
 	assert.NotContains(t, texts(first.res), apologyLine)

@@ -79,33 +79,43 @@ func replicaPair(t *testing.T, env map[string]string) (m *mock, a, b *brain) {
 // answer, and returns those lines.
 func killAfterLines(t *testing.T, a *brain, ev saperly.Event, n int) []string {
 	t.Helper()
-	watch := &nthLineTransport{n: n, reach: make(chan struct{})}
-	sent := *a.client
-	sent.HTTP = &http.Client{Transport: watch}
-	type outcome struct {
-		res *saperly.Result
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := deliver(t, &sent, saperly.WebhookPath, ev)
-		done <- outcome{res, err}
-	}()
-	select {
-	case <-watch.reach:
-	case o := <-done:
-		t.Fatalf("the first delivery ended before line %d: %v %s", n, o.err, describe(o.res))
-	}
+	done := deliverUntilLine(t, a, ev, n)
 	// The brain logs each line just after sending it; kill it once the log has caught up, as
 	// a real crash a moment later would find it (one that came between the two loses that
 	// line from the replay, and the model's continuation covers it).
 	waitTurnLog(t, ev, n)
 	a.kill9(t)
-	first := <-done
+	first := done()
 	require.NotNil(t, first.res, "the first delivery's answer, broken off: %v", first.err)
 	heard := texts(first.res)
 	require.Len(t, heard, n, "the caller heard %d lines before replica A died: %s", n, describe(first.res))
 	return heard
+}
+
+// delivered is the end of a delivery made in the background.
+type delivered struct {
+	res *saperly.Result
+	err error
+}
+
+// deliverUntilLine delivers ev to b in the background and returns once the caller has heard n
+// lines of the answer (failing t if it ends sooner); the function it returns waits for the rest.
+func deliverUntilLine(t *testing.T, b *brain, ev saperly.Event, n int) func() delivered {
+	t.Helper()
+	watch := &nthLineTransport{n: n, reach: make(chan struct{})}
+	sent := *b.client
+	sent.HTTP = &http.Client{Transport: watch}
+	done := make(chan delivered, 1)
+	go func() {
+		res, err := deliver(t, &sent, saperly.WebhookPath, ev)
+		done <- delivered{res, err}
+	}()
+	select {
+	case <-watch.reach:
+	case d := <-done:
+		t.Fatalf("the answer ended before line %d: %v %s", n, d.err, describe(d.res))
+	}
+	return func() delivered { return <-done }
 }
 
 // waitTurnLog waits until the turn log of message ev in the shared Redis holds n lines.
@@ -214,23 +224,7 @@ func TestReplicaKilledAfterATool(t *testing.T) {
 	srv := httptest.NewServer(desk)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
-	writePrompt(t, dir, "default.md", `---
-tools:
-  - name: get_order_status
-    description: Look an order up by its number.
-    parameters:
-      type: object
-      properties:
-        order_id: {type: string}
-      required: [order_id]
-    url: `+srv.URL+`/orders/status
-    method: POST
-    headers:
-      Authorization: ORDERDESK_TOKEN
-    timeout: 5s
----
-You answer the order line of Northwind Goods. Look orders up with get_order_status.
-`)
+	writePrompt(t, dir, "default.md", orderAgent(srv.URL+"/orders/status"))
 	m, a, b := replicaPair(t, map[string]string{"PROMPTS_DIR": dir, "ORDERDESK_TOKEN": "Bearer " + token})
 	c := newCall(a)
 	result := "I checked that for you. Your order shipped with UPS, and it should arrive on Thursday afternoon. " +

@@ -98,21 +98,7 @@ func TestTracesExported(t *testing.T) {
 
 	line := saperly.NewUUID()
 	dir := t.TempDir()
-	writePrompt(t, dir, "orders.md", `---
-tools:
-  - name: get_order_status
-    description: Look an order up by its number.
-    parameters:
-      type: object
-      properties:
-        order_id: {type: string}
-      required: [order_id]
-    url: `+tools.URL+`/orders/status
-    headers:
-      Authorization: ORDERDESK_TOKEN
----
-You answer the order line. Look orders up with get_order_status.
-`)
+	writePrompt(t, dir, "orders.md", orderAgent(tools.URL+"/orders/status"))
 	writePrompt(t, dir, "lines.yaml", line+":\n  agent: orders\n")
 	m := startMock(t)
 	b := startBrain(t, brainConfig{Model: m.URL + "/v1", Env: map[string]string{

@@ -256,45 +256,43 @@ func TestModelError(t *testing.T) {
 	})
 }
 
-// TestStreamCut: a model stream that breaks mid-answer ends with the last complete sentence
-// and a short recovery line, still 200 (README).
-func TestStreamCut(t *testing.T) {
+// TestStreamBreaksMidAnswer: a model stream that breaks mid-answer, by a cut connection or by
+// an error a provider reports inside its 200 stream (OpenRouter's shape), ends with the last
+// complete sentence and a short recovery line, still 200 (README): never the half sentence
+// that followed, and the turn line says why.
+func TestStreamBreaksMidAnswer(t *testing.T) {
 	t.Parallel()
-	m, b := newRedisPair(t, nil)
-	c := newCall(b)
 	const sentence = "Sure, I can help with that."
 	reply := sentence + " Let me look at the calendar for next week and find you a good time."
-	m.script(t, mockllm.Behavior{Reply: reply, CutAfter: tokensOf(sentence + " Let me look")})
+	breakAt := tokensOf(sentence + " Let me look")
+	for _, tc := range []struct {
+		name       string
+		behavior   mockllm.Behavior
+		modelError string // on the turn line; "" when not asserted
+	}{
+		{name: "connection cut", behavior: mockllm.Behavior{Reply: reply, CutAfter: breakAt}},
+		{name: "error in the stream", behavior: mockllm.Behavior{Reply: reply, ErrorAfter: breakAt},
+			modelError: "Provider disconnected unexpectedly"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, b := newRedisPair(t, nil)
+			c := newCall(b)
+			m.script(t, tc.behavior)
 
-	ev, res := c.say(t, "Can I come in next week?")
-	ts := texts(res)
-	require.GreaterOrEqual(t, len(ts), 2, "%q", ts)
-	assert.Equal(t, recoveryLine, ts[len(ts)-1], "a recovery line closes the answer")
-	spoken := strings.TrimSpace(strings.TrimSuffix(modelSpeech(res), recoveryLine))
-	assert.Equal(t, sentence, spoken, "the model's words up to the last complete sentence")
-	assert.Equal(t, "recovered", b.turnLine(t, ev["event_id"].(string)).str("outcome"))
-}
-
-// TestStreamErrorInStream: a provider that reports an error inside a 200 stream (OpenRouter's
-// shape) after a sentence: the caller hears that sentence and the recovery line, never the
-// half sentence that followed, and the turn line says why (model_error).
-func TestStreamErrorInStream(t *testing.T) {
-	t.Parallel()
-	m, b := newRedisPair(t, nil)
-	c := newCall(b)
-	const sentence = "Sure, I can help with that."
-	reply := sentence + " Let me look at the calendar for next week and find you a good time."
-	m.script(t, mockllm.Behavior{Reply: reply, ErrorAfter: tokensOf(sentence + " Let me look")})
-
-	ev, res := c.say(t, "Can I come in next week?")
-	ts := texts(res)
-	require.GreaterOrEqual(t, len(ts), 2, "%q", ts)
-	assert.Equal(t, recoveryLine, ts[len(ts)-1], "a recovery line closes the answer")
-	spoken := strings.TrimSpace(strings.TrimSuffix(modelSpeech(res), recoveryLine))
-	assert.Equal(t, sentence, spoken, "the model's words up to the last complete sentence")
-	line := b.turnLine(t, ev["event_id"].(string))
-	assert.Equal(t, "recovered", line.str("outcome"))
-	assert.Contains(t, line.str("model_error"), "Provider disconnected unexpectedly")
+			ev, res := c.say(t, "Can I come in next week?")
+			ts := texts(res)
+			require.GreaterOrEqual(t, len(ts), 2, "%q", ts)
+			assert.Equal(t, recoveryLine, ts[len(ts)-1], "a recovery line closes the answer")
+			spoken := strings.TrimSpace(strings.TrimSuffix(modelSpeech(res), recoveryLine))
+			assert.Equal(t, sentence, spoken, "the model's words up to the last complete sentence")
+			line := b.turnLine(t, ev["event_id"].(string))
+			assert.Equal(t, "recovered", line.str("outcome"))
+			if tc.modelError != "" {
+				assert.Contains(t, line.str("model_error"), tc.modelError)
+			}
+		})
+	}
 }
 
 // TestTurnCap: an answer far longer than Saperly's 1800-character cap is ended on a sentence
