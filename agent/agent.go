@@ -91,13 +91,14 @@ func New(cfg Config, d Deps) *Agent {
 	return a
 }
 
-// writeTurn commits a turn to the store: its history entries, and the close of its turn log.
+// writeTurn commits a turn to the store: its history entries, its last spoken lines and the
+// close of its turn log.
 // It is the only place a turn's commit calls the store, retries included. A write fenced out
 // by another delivery's lease is done with: that delivery took the turn over (this replica
 // lost the store for longer than the lease) and records it, or an earlier try of this write
 // went through and its reply was lost. Writing it here too would say it twice.
 func (a *Agent) writeTurn(ctx context.Context, p *pendingTurn) error {
-	err := a.store.CommitTurn(ctx, p.lease, p.entries...)
+	err := a.store.CommitTurn(ctx, p.lease, p.lines, p.entries...)
 	if errors.Is(err, session.ErrLeaseLost) {
 		a.log.Warn("turn not saved here: another delivery holds it",
 			zap.String("call_id", p.callID), zap.String("event_id", p.eventID), zap.Error(err))

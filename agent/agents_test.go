@@ -185,7 +185,7 @@ func TestRetryOfATurnThatRecordedNothingApologises(t *testing.T) {
 	b, err := h.store.BeginTurn(t.Context(), session.Call{ID: "c1", LineID: "line-1"}, "e1", 0)
 	require.NoError(t, err)
 	require.Equal(t, session.TurnClaimed, b.Status)
-	require.NoError(t, h.store.CommitTurn(t.Context(), b.Lease))
+	require.NoError(t, h.store.CommitTurn(t.Context(), b.Lease, nil))
 
 	heard := texts(h.respond(t.Context(), message("c1", "e1", "Hello?")))
 	assert.Equal(t, []string{agent.DefaultApologyLine}, heard, "never an empty answer")

@@ -66,13 +66,13 @@ func (f *flaky) AppendLines(ctx context.Context, l session.Lease, lines ...strin
 	return f.MemoryStore.AppendLines(ctx, l, lines...)
 }
 
-func (f *flaky) CommitTurn(ctx context.Context, l session.Lease, entries ...session.Entry) error {
+func (f *flaky) CommitTurn(ctx context.Context, l session.Lease, lines []string, entries ...session.Entry) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
 		return errStoreDown
 	}
-	if err := f.MemoryStore.CommitTurn(ctx, l, entries...); err != nil {
+	if err := f.MemoryStore.CommitTurn(ctx, l, lines, entries...); err != nil {
 		return err
 	}
 	callID, eventID := l.Ref.Call, l.Ref.Event

@@ -52,6 +52,7 @@ type pendingTurn struct {
 	eventID string // lease.Ref.Event
 	histID  string // the event id the history entries carry (eventID, or a synthetic one)
 	entries []session.Entry
+	lines   []string  // the spoken lines the turn log does not hold yet: the commit carries them
 	size    int       // bytes held, for PendingBytes
 	since   time.Time // when the turn was committed
 	tries   int       // writes attempted
@@ -59,12 +60,16 @@ type pendingTurn struct {
 	kept    bool      // its turn ended with it unwritten (TurnStats.Pending)
 }
 
-// newPendingTurn is the turn of ev, held under lease, with its history entries. Entries
+// newPendingTurn is the turn of ev, held under lease, with the spoken lines its turn log
+// misses and its history entries. Entries
 // without an event id get the turn's history id, so writing them again never doubles them.
-func newPendingTurn(ev Event, lease session.Lease, entries []session.Entry, now time.Time) *pendingTurn {
-	p := &pendingTurn{callID: ev.CallID, lease: lease, eventID: ev.ID, histID: historyID(ev), since: now}
+func newPendingTurn(ev Event, lease session.Lease, lines []string, entries []session.Entry, now time.Time) *pendingTurn {
+	p := &pendingTurn{callID: ev.CallID, lease: lease, eventID: ev.ID, histID: historyID(ev), since: now, lines: lines}
 	p.entries = slices.Clone(entries)
 	p.size = len(p.callID) + len(p.lease.Ref.Line) + len(p.lease.Token) + len(p.eventID) + len(p.histID)
+	for _, l := range lines {
+		p.size += len(l)
+	}
 	for i := range p.entries {
 		e := &p.entries[i]
 		if e.EventID == "" {

@@ -24,7 +24,7 @@ func pt(call, event string, ms, size int) *pendingTurn {
 		text[i] = 'x'
 	}
 	ev := Event{CallID: call, ID: event}
-	return newPendingTurn(ev, session.Lease{Ref: session.TurnRef{Line: ev.LineID, Call: ev.CallID, Event: ev.ID}}, []session.Entry{{Kind: session.EntryUser, Text: string(text), At: int64(ms)}}, at(ms))
+	return newPendingTurn(ev, session.Lease{Ref: session.TurnRef{Line: ev.LineID, Call: ev.CallID, Event: ev.ID}}, nil, []session.Entry{{Kind: session.EntryUser, Text: string(text), At: int64(ms)}}, at(ms))
 }
 
 // queued lists the event ids of every queued turn, per call in order.
@@ -212,7 +212,7 @@ func TestNewPendingTurnNamesEveryEntry(t *testing.T) {
 		{Kind: session.EntryTool, ToolCall: "call_1", ToolName: "status", ToolArgs: "{}", Text: "shipped", At: 1000},
 		{Kind: session.EntryAssistant, Text: "It shipped.", At: 1000},
 	}
-	p := newPendingTurn(ev, session.Lease{Ref: session.TurnRef{Line: ev.LineID, Call: ev.CallID, Event: ev.ID}}, entries, at(0))
+	p := newPendingTurn(ev, session.Lease{Ref: session.TurnRef{Line: ev.LineID, Call: ev.CallID, Event: ev.ID}}, nil, entries, at(0))
 	id := historyID(ev)
 	for i, e := range p.entries {
 		assert.Equal(t, id, e.EventID, "entry %d", i)

@@ -94,7 +94,7 @@ func TestRetryTakesOverATurnWhoseOwnerDied(t *testing.T) {
 		assert.Equal(t, want, history(t, h.store, "c1"), "the turn is recorded once, every word the caller heard in it")
 
 		// The dead owner, come back, cannot record it again.
-		require.ErrorIs(t, h.store.CommitTurn(t.Context(), dead, want...), session.ErrLeaseLost)
+		require.ErrorIs(t, h.store.CommitTurn(t.Context(), dead, nil, want...), session.ErrLeaseLost)
 		assert.Equal(t, want, history(t, h.store, "c1"))
 
 		// A later retry of the event replays the whole answer.
@@ -230,11 +230,11 @@ func (p *partition) AppendLines(ctx context.Context, l session.Lease, lines ...s
 	return p.Store.AppendLines(ctx, l, lines...)
 }
 
-func (p *partition) CommitTurn(ctx context.Context, l session.Lease, entries ...session.Entry) error {
+func (p *partition) CommitTurn(ctx context.Context, l session.Lease, lines []string, entries ...session.Entry) error {
 	if p.down.Load() {
 		return errPartition
 	}
-	return p.Store.CommitTurn(ctx, l, entries...)
+	return p.Store.CommitTurn(ctx, l, lines, entries...)
 }
 
 func TestOwnerCutOffLongerThanTheLeaseStopsAndRecordsNothing(t *testing.T) {
@@ -274,5 +274,61 @@ func TestOwnerCutOffLongerThanTheLeaseStopsAndRecordsNothing(t *testing.T) {
 		assert.Equal(t, "lease_lost", stats[0].Budget)
 		assert.NotContains(t, strings.Join(heard, " "), "all morning", "it stopped at its next write, not at the end of the answer")
 		assert.Empty(t, history(t, mem, "c1"), "it recorded nothing: the turn is the other delivery's to record")
+	})
+}
+
+// logTally is a store that counts the turn-log writes a turn makes, and the lines each
+// carries (issue 10 §2: the last lines ride on the commit).
+type logTally struct {
+	session.Store
+	mu          sync.Mutex
+	appends     [][]string // the lines of each AppendLines, renewals (no lines) included
+	commitLines []string
+}
+
+func (s *logTally) AppendLines(ctx context.Context, l session.Lease, lines ...string) error {
+	s.mu.Lock()
+	s.appends = append(s.appends, lines)
+	s.mu.Unlock()
+	return s.Store.AppendLines(ctx, l, lines...)
+}
+
+func (s *logTally) CommitTurn(ctx context.Context, l session.Lease, lines []string, entries ...session.Entry) error {
+	s.mu.Lock()
+	s.commitLines = append(s.commitLines, lines...)
+	s.mu.Unlock()
+	return s.Store.CommitTurn(ctx, l, lines, entries...)
+}
+
+// TestCommitCarriesTheAnswersLastLine: every line but the last goes to the turn log as it is
+// spoken (a replica killed after it must not lose it); the last one, spoken in the step that
+// ends the turn, goes in with the commit, which closes the log in the same round trip. A
+// retry afterwards replays all of them.
+func TestCommitCarriesTheAnswersLastLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		llm := newRounds(say("Sure, I can look at that for you. We have openings on Tuesday. Which one would you prefer?", 0, 20*time.Millisecond))
+		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
+		tally := &logTally{Store: mem}
+		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+		require.NoError(t, err)
+		a := agent.New(agent.Config{Model: "primary", TurnLease: lease}, agent.Deps{Primary: llm, Store: tally, Prompts: lib})
+		h := &harness{t: t, store: mem, agent: a}
+		ev := message("c1", "e1", "When can I come in?")
+		answer := texts(h.respond(t.Context(), ev))
+		require.Len(t, answer, 3)
+
+		var logged []string
+		for _, lines := range tally.appends {
+			logged = append(logged, lines...)
+		}
+		assert.Equal(t, answer[:2], logged, "the lines before the last, as they were spoken")
+		assert.Len(t, tally.appends, 2, "one write per line while streaming, no renewal needed")
+		assert.Equal(t, answer[2:], tally.commitLines, "the last line rides on the commit")
+
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		assert.Equal(t, answer, texts(h.respond(t.Context(), retry)), "a retry replays the whole answer")
+		assert.Len(t, llm.requests(), 1)
 	})
 }

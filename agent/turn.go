@@ -181,7 +181,10 @@ var errLeaseLost = errors.New("another delivery took the turn over")
 
 // exec carries out the engine's actions in order. A line Saperly does not take ends the
 // turn there: the actions after it are dropped, and the engine hears that the caller is gone.
+// Lines of the step that ends the turn (the answer's last phrase) are not given to the turn
+// log's writer: the commit, a moment later, carries them, saving a store round trip a turn.
 func (t *turn) exec(acts []action) {
+	log := !slices.ContainsFunc(acts, endsTurn)
 	for _, act := range acts {
 		switch act := act.(type) {
 		case actSpeak:
@@ -189,7 +192,7 @@ func (t *turn) exec(acts []action) {
 				t.exec(t.e.step(time.Now(), inGone{sent: t.sent}))
 				return
 			}
-			t.spoke(act)
+			t.spoke(act, log)
 		case actStartModel:
 			t.startModel(act)
 		case actCancel:
@@ -212,15 +215,20 @@ func (t *turn) exec(acts []action) {
 	}
 }
 
-// spoke records a line Saperly took.
-func (t *turn) spoke(act actSpeak) {
+func endsTurn(a action) bool {
+	_, ok := a.(actEnd)
+	return ok
+}
+
+// spoke records a line Saperly took, and gives it to the turn log's writer when log is set.
+func (t *turn) spoke(act actSpeak, log bool) {
 	now := time.Now()
 	if t.stats.Lines == 0 { // a taken-over turn's replayed lines came first
 		t.stats.FirstLine = now.Sub(t.start)
 	}
 	t.stats.Lines++
 	t.sent++
-	if t.rec != nil {
+	if t.rec != nil && log {
 		t.rec.add(logItem{line: act.line})
 	}
 	if !act.trigger.IsZero() {
@@ -437,9 +445,6 @@ const continueNote = "Your answer above was cut off by a technical problem; the 
 	"Continue it from exactly where it stopped, without repeating, summarising or apologising for anything " +
 	"already said. If it was complete, answer with nothing."
 
-// resume makes t the continuation of a turn this delivery took over: the caller has heard
-// log's lines, and log's tool calls have run. The model sees them, and is asked to go on; the
-
 // commit writes the turn to the history once: the caller's words and exactly the lines that
 // were sent (of a turn taken over, the lines heard before it too). It runs after Saperly may
 // have gone, so it is detached from the request's cancellation but still bounded; a turn the
@@ -450,13 +455,12 @@ func (t *turn) commit(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*t.cfg.StoreTimeout)
 	defer cancel()
-	if t.rec != nil && t.rec.written < len(t.e.spoken) {
-		// The turn log missed lines (a store hiccup mid-turn): complete it before closing, so
-		// a retry replays the whole answer, not a truncated one. If this fails too, the close
-		// below most likely does as well, and a follower takes the turn over.
-		if err := t.a.store.AppendLines(ctx, t.lease, t.e.spoken[t.rec.written:]...); err != nil {
-			t.log.Warn("turn log not completed", zap.Error(err))
-		}
+	// The lines the turn log misses (the last phrase, whatever a store hiccup kept from it,
+	// or all of them when the turn had no lease to write under) go into it with the commit,
+	// so a retry replays the whole answer.
+	tail := t.e.spoken
+	if t.rec != nil {
+		tail = tail[t.rec.written:]
 	}
 	at := eventTime(t.ev).UnixMilli()
 	entries := make([]session.Entry, 0, len(t.e.tools)+2)
@@ -466,7 +470,7 @@ func (t *turn) commit(ctx context.Context) {
 		Kind: session.EntryAssistant, Text: strings.Join(append(slices.Clip(t.e.prefix), t.e.spoken...), " "), At: at, EventID: t.ev.ID,
 		Cut: t.e.gone, EndCall: t.e.endCall,
 	})
-	t.stats.Pending = t.a.outbox.commit(ctx, newPendingTurn(t.ev, t.lease, entries, time.Now()))
+	t.stats.Pending = t.a.outbox.commit(ctx, newPendingTurn(t.ev, t.lease, slices.Clone(tail), entries, time.Now()))
 }
 
 // logItem is one record for the turn log: a spoken line, or a round's finished tool calls.
@@ -513,6 +517,9 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 			batch, closed := r.queue, r.closed
 			r.queue = nil
 			r.mu.Unlock()
+			if closed {
+				return // the commit carries what is left
+			}
 			if !r.lost && (len(batch) > 0 || due) {
 				// Items that queued up while the last write was out go in one round trip.
 				octx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
@@ -533,9 +540,6 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 				}
 				due = false
 				renew.Reset(every)
-			}
-			if closed {
-				return
 			}
 			select {
 			case <-r.wake:
@@ -591,7 +595,9 @@ func (r *lineRecorder) add(it logItem) {
 	}
 }
 
-// close waits until every item added has been written (or given up on).
+// close stops the writer once the write in flight, if any, is done, and drops the items not
+// written: the commit writes the lines the log misses (written tells how many it holds), and
+// the history holds the tool calls.
 func (r *lineRecorder) close() {
 	r.mu.Lock()
 	r.closed = true

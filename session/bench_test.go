@@ -24,7 +24,7 @@ func benchTurn(b *testing.B, s session.Store) {
 				b.Fatal(err)
 			}
 		}
-		err := s.CommitTurn(ctx, lease(call, ev),
+		err := s.CommitTurn(ctx, lease(call, ev), nil,
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: int64(i), EventID: ev},
 			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three.", At: int64(i), EventID: ev},
 		)

@@ -104,7 +104,7 @@ func TestRedisClusterFailoverMidTurn(t *testing.T) {
 
 	require.NoError(t, s.AppendLines(ctx, b.Lease, "how can I help?"), "speech continues on the new master")
 	assert.Equal(t, "how can I help?", fol.next(t), "a follower on the old master carries on")
-	require.NoError(t, s.CommitTurn(ctx, b.Lease,
+	require.NoError(t, s.CommitTurn(ctx, b.Lease, nil,
 		session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
 		session.Entry{Kind: session.EntryAssistant, Text: "Hello, how can I help?", At: 1, EventID: "e1"}))
 	require.NoError(t, fol.wait(t))
@@ -151,7 +151,7 @@ func TestRedisSentinelStore(t *testing.T) {
 		call := session.Call{ID: "sentinel-call", LineID: "line-1"}
 		b, err := s.BeginTurn(ctx, call, "e1", 10)
 		require.NoError(t, err)
-		require.NoError(t, s.CommitTurn(ctx, b.Lease,
+		require.NoError(t, s.CommitTurn(ctx, b.Lease, nil,
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
 			session.Entry{Kind: session.EntryAssistant, Text: "Hello!", At: 1, EventID: "e1"}))
 		// WAIT: the replica has the turn before it is promoted.

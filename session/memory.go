@@ -309,7 +309,7 @@ func (m *MemoryStore) holds(key, token string, now time.Time) bool {
 }
 
 // CommitTurn implements Store.
-func (m *MemoryStore) CommitTurn(_ context.Context, l Lease, entries ...Entry) error {
+func (m *MemoryStore) CommitTurn(_ context.Context, l Lease, lines []string, entries ...Entry) error {
 	callID, eventID := l.Ref.Call, l.Ref.Event
 	if callID == "" {
 		return fmt.Errorf("commit turn: %w", errEmptyID)
@@ -328,6 +328,9 @@ func (m *MemoryStore) CommitTurn(_ context.Context, l Lease, entries ...Entry) e
 	m.appendHistory(callID, enc, now)
 	if eventID != "" {
 		t := m.turn(key, now)
+		if !t.closed {
+			t.lines = append(t.lines, lines...)
+		}
 		t.closed = true
 		t.exp = now.Add(m.opts.TurnTTL)
 		t.changed()

@@ -203,11 +203,11 @@ func TestRedisStoreCommitRetriedAfterOutage(t *testing.T) {
 			// A connection already set up and the commit script loaded, as in a running brain (a
 			// fresh connection would stall in its handshake, and an unloaded script in its
 			// NOSCRIPT answer, before the commit is applied).
-			require.NoError(t, s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c0", Event: "e0"}}))
+			require.NoError(t, s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c0", Event: "e0"}}, nil))
 
 			back := tc.away(t, r, p)
 			cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			err := s.CommitTurn(cctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e1"}}, t1...)
+			err := s.CommitTurn(cctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e1"}}, nil, t1...)
 			cancel()
 			require.Error(t, err, "the store is away")
 			back()
@@ -221,10 +221,10 @@ func TestRedisStoreCommitRetriedAfterOutage(t *testing.T) {
 			require.Equal(t, int64(len(t1)*tc.applied), before, "copies of the failed commit Redis holds")
 
 			require.Eventually(t, func() bool {
-				return s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e2"}}, t2...) == nil
+				return s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e2"}}, nil, t2...) == nil
 			},
 				waitFor, 10*time.Millisecond, "the call's next turn, once the client has reconnected")
-			require.NoError(t, s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e1"}}, t1...), "the kept turn's retry")
+			require.NoError(t, s.CommitTurn(ctx, session.Lease{Ref: session.TurnRef{Call: "c1", Event: "e1"}}, nil, t1...), "the kept turn's retry")
 
 			st, err := s.Load(ctx, "c1")
 			require.NoError(t, err)

@@ -434,10 +434,10 @@ return 1
 `)
 
 // CommitTurn implements Store with one script: GET of the claim, RPUSH of the entries,
-// PEXPIRE of the record and the history, and, with an event id, XADD of the closing entry,
-// PEXPIRE of the turn log and SET of the claim to "done" for the turn TTL: 1 round trip,
-// atomic (the call's keys share one hash slot, so on Redis Cluster too).
-func (s *RedisStore) CommitTurn(ctx context.Context, l Lease, entries ...Entry) error {
+// PEXPIRE of the record and the history, and, with an event id, XADD of each line and of the
+// closing entry, PEXPIRE of the turn log and SET of the claim to "done" for the turn TTL:
+// 1 round trip, atomic (the call's keys share one hash slot, so on Redis Cluster too).
+func (s *RedisStore) CommitTurn(ctx context.Context, l Lease, lines []string, entries ...Entry) error {
 	callID, eventID := l.Ref.Call, l.Ref.Event
 	if callID == "" {
 		return fmt.Errorf("commit turn: %w", errEmptyID)
@@ -452,8 +452,14 @@ func (s *RedisStore) CommitTurn(ctx context.Context, l Lease, entries ...Entry) 
 	if eventID != "" {
 		closing = "1"
 	}
-	args := make([]any, 0, 4+len(enc))
-	args = append(args, l.Token, s.opts.Retention.Milliseconds(), s.opts.TurnTTL.Milliseconds(), closing)
+	if eventID == "" {
+		lines = nil // no log to carry them
+	}
+	args := make([]any, 0, 5+len(lines)+len(enc))
+	args = append(args, l.Token, s.opts.Retention.Milliseconds(), s.opts.TurnTTL.Milliseconds(), closing, len(lines))
+	for _, text := range lines {
+		args = append(args, text)
+	}
 	for _, e := range enc {
 		args = append(args, e)
 	}
@@ -468,18 +474,20 @@ func (s *RedisStore) CommitTurn(ctx context.Context, l Lease, entries ...Entry) 
 }
 
 // commitScript is CommitTurn. KEYS: record, history, claim, turn log. ARGV: token ("" checks
-// nothing), retention ms, turn TTL ms, "1" to close the log, then the encoded entries. It
-// returns 0 when another token holds the claim.
+// nothing), retention ms, turn TTL ms, "1" to close the log, the number n of lines, then the
+// n lines and the encoded entries. It returns 0 when another token holds the claim.
 var commitScript = redis.NewScript(`
 if ARGV[1] ~= '' then
   local cur = redis.call('GET', KEYS[3])
   if cur and cur ~= ARGV[1] then return 0 end
 end
-for i = 5, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+local first = 6 + tonumber(ARGV[5])
+for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 if ARGV[4] == '1' then
-  redis.call('XADD', KEYS[4], '*', 'end', '1')
+  for i = 6, first - 1 do redis.call('XADD', KEYS[4], '*', '` + streamText + `', ARGV[i]) end
+  redis.call('XADD', KEYS[4], '*', '` + streamEnd + `', '1')
   redis.call('PEXPIRE', KEYS[4], ARGV[3])
   redis.call('SET', KEYS[3], 'done', 'PX', ARGV[3])
 end

@@ -139,7 +139,7 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 			return s.AppendLines(ctx, session.Lease{Ref: turnRef("c1", "e9"), Token: "tok"})
 		}},
 		{name: "TakeOver", run: func() error { _, err := s.TakeOver(ctx, turnRef("c1", "e9")); return err }},
-		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, lease("c1", "e1"), entry) }},
+		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, lease("c1", "e1"), nil, entry) }},
 		{name: "FollowTurn of a closed log", run: func() error {
 			return s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error { return nil })
 		}},
@@ -175,7 +175,7 @@ func TestRedisStoreKeys(t *testing.T) {
 	b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1", 0)
 	require.NoError(t, err)
 	require.NoError(t, s.AppendLines(ctx, b.Lease, "One."))
-	require.NoError(t, s.CommitTurn(ctx, b.Lease, session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
+	require.NoError(t, s.CommitTurn(ctx, b.Lease, nil, session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
 	require.NoError(t, s.AddSMS(ctx, "l1", session.SMS{Text: "hi"}))
 
 	ttls := map[string]time.Duration{

@@ -246,12 +246,14 @@ type Store interface {
 	AppendTools(ctx context.Context, l Lease, tools ...Entry) error
 
 	// CommitTurn appends entries to the call's history and closes the turn's log (when
-	// l.Ref.Event is non-empty), atomically, ending l. It returns ErrLeaseLost, writing
+	// l.Ref.Event is non-empty), atomically, ending l. lines are spoken lines the log does not
+	// hold yet (the answer's last ones): they go into the log before it closes, in the same
+	// step, so a turn's last lines cost no write of their own. It returns ErrLeaseLost, writing
 	// nothing, when another delivery holds the turn now, or l's turn was committed already.
 	// Committing the same entries again (a retry of a commit that failed, or timed out after
 	// the store applied it) leaves the folded history as it was, since Fold keeps a (kind,
 	// event id) once and orders turns by At.
-	CommitTurn(ctx context.Context, l Lease, entries ...Entry) error
+	CommitTurn(ctx context.Context, l Lease, lines []string, entries ...Entry) error
 
 	// FollowTurn calls fn with every line of the turn's log, from the first, waiting for
 	// more until the log is closed (returns nil) or ctx ends (returns ctx's error). A log that

@@ -218,7 +218,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			{Kind: session.EntryUser, Text: "hi", At: 1000, EventID: "e1"},
 			{Kind: session.EntryAssistant, Text: "Hello!", At: 1000, EventID: "e1"},
 		}
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), turn...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), nil, turn...))
 
 		st, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e2")
 		require.NoError(t, err)
@@ -276,7 +276,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			leases = append(leases, b.Lease)
 		}
 		for _, l := range leases {
-			require.NoError(t, s.CommitTurn(ctx, l))
+			require.NoError(t, s.CommitTurn(ctx, l, nil))
 			f := follow(ctx, s, l.Ref)
 			require.NoError(t, f.wait(t))
 			assert.Equal(t, []string{"Answer to " + l.Ref.Call + " on " + l.Ref.Line + "."}, f.got, "only its own turn's lines")
@@ -324,7 +324,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			ev := fmt.Sprintf("e%d", i)
 			b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, ev, 0)
 			require.NoError(t, err)
-			require.NoError(t, s.CommitTurn(ctx, b.Lease,
+			require.NoError(t, s.CommitTurn(ctx, b.Lease, nil,
 				session.Entry{Kind: session.EntryUser, Text: ev, At: int64(2 * i), EventID: ev},
 				session.Entry{Kind: session.EntryAssistant, Text: "A" + ev, At: int64(2 * i), EventID: ev}))
 		}
@@ -370,12 +370,12 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 
 		forged := session.Lease{Ref: owner.Ref, Token: "not-the-owner"}
 		require.ErrorIs(t, s.AppendLines(ctx, forged, "Two."), session.ErrLeaseLost)
-		require.ErrorIs(t, s.CommitTurn(ctx, forged, session.Entry{Kind: session.EntryUser, Text: "x", At: 1, EventID: "e1"}), session.ErrLeaseLost)
+		require.ErrorIs(t, s.CommitTurn(ctx, forged, nil, session.Entry{Kind: session.EntryUser, Text: "x", At: 1, EventID: "e1"}), session.ErrLeaseLost)
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.Empty(t, st.History, "a fenced commit writes nothing")
 
-		require.NoError(t, s.CommitTurn(ctx, owner, session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"}))
+		require.NoError(t, s.CommitTurn(ctx, owner, nil, session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"}))
 		require.ErrorIs(t, s.AppendLines(ctx, owner, "Late."), session.ErrLeaseLost, "the turn is over")
 		to, err = s.TakeOver(ctx, owner.Ref)
 		require.NoError(t, err)
@@ -416,9 +416,9 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			tool,
 			{Kind: session.EntryAssistant, Text: "One. Two. Three. Four.", At: 1, EventID: "e1"},
 		}
-		require.ErrorIs(t, s.CommitTurn(ctx, dead, entries...), session.ErrLeaseLost)
-		require.NoError(t, s.CommitTurn(ctx, to.Lease, entries...))
-		require.ErrorIs(t, s.CommitTurn(ctx, dead, entries...), session.ErrLeaseLost)
+		require.ErrorIs(t, s.CommitTurn(ctx, dead, nil, entries...), session.ErrLeaseLost)
+		require.NoError(t, s.CommitTurn(ctx, to.Lease, nil, entries...))
+		require.ErrorIs(t, s.CommitTurn(ctx, dead, nil, entries...), session.ErrLeaseLost)
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.Equal(t, entries, st.History, "the turn is recorded once, by its new owner")
@@ -444,7 +444,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		require.NoError(t, err)
 		waitUntil(t, time.Now().Add(150*time.Millisecond))
 		require.NoError(t, s.AppendLines(ctx, b.Lease, "Still here."))
-		require.NoError(t, s.CommitTurn(ctx, b.Lease))
+		require.NoError(t, s.CommitTurn(ctx, b.Lease, nil))
 	})
 
 	t.Run("FollowTurn", func(t *testing.T) {
@@ -465,14 +465,16 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		}
 		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "Four.", "Five."), "a batch keeps its order")
 		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1")), "an empty batch")
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"),
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), []string{"Six.", "Seven."},
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
-			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three. Four. Five.", At: 1, EventID: "e1"},
-		))
+			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three. Four. Five. Six. Seven.", At: 1, EventID: "e1"},
+		), "the commit carries the last lines into the log before closing it")
 		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "Too late."), "a line after the close")
+		require.ErrorIs(t, s.CommitTurn(ctx, session.Lease{Ref: turnRef("c1", "e1"), Token: "retried"}, []string{"Again."}),
+			session.ErrLeaseLost, "a commit of a closed turn")
 
 		late := follow(ctx, s, turnRef("c1", "e1"))
-		want := []string{"One.", "Two.", "", "Three.", "Four.", "Five."}
+		want := []string{"One.", "Two.", "", "Three.", "Four.", "Five.", "Six.", "Seven."}
 		for name, f := range map[string]*follower{"early": early, "mid": mid, "late": late} {
 			assert.NoError(t, f.wait(t), name)
 			assert.Equal(t, want, f.got, name)
@@ -523,8 +525,8 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		require.NoError(t, s.AppendLines(ctx, lease("c1", ""), "One."), "no log: dropped")
 		err := s.FollowTurn(ctx, turnRef("c1", ""), func(string) error { return nil })
 		require.ErrorIs(t, err, session.ErrNotFound)
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", ""),
-			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", ""), []string{"Hello."},
+			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1}), "no log: its lines are dropped")
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.Len(t, st.History, 1)
@@ -534,7 +536,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		t.Parallel()
 		s, ctx := newStore(t, session.Options{TurnTTL: 100 * time.Millisecond}), t.Context()
 		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "One."))
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1")))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), nil))
 		require.Eventually(t, func() bool {
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 			defer cancel()
@@ -550,7 +552,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			{Kind: session.EntryUser, Text: "What time do you open?", At: 1000, EventID: "e1"},
 			{Kind: session.EntryAssistant, Text: "At nine.", At: 1000, EventID: "e1", Cut: true},
 		}
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), turn...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), nil, turn...))
 
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err, "history alone makes a call known")
@@ -561,10 +563,10 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		require.NoError(t, f.wait(t), "the log is closed")
 		assert.Empty(t, f.got)
 
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2")), "no entries: only closes the log")
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2"), nil), "no entries: only closes the log")
 		require.NoError(t, follow(ctx, s, turnRef("c1", "e2")).wait(t))
 
-		assert.Error(t, s.CommitTurn(ctx, lease("", "e3")), "empty call id")
+		assert.Error(t, s.CommitTurn(ctx, lease("", "e3"), nil), "empty call id")
 	})
 
 	t.Run("ConcurrentWritersKeepEverything", func(t *testing.T) {
@@ -574,7 +576,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		for i := range 10 {
 			wg.Go(func() {
 				ev := fmt.Sprintf("e%d", i)
-				assert.NoError(t, s.CommitTurn(ctx, lease("c1", ev),
+				assert.NoError(t, s.CommitTurn(ctx, lease("c1", ev), nil,
 					session.Entry{Kind: session.EntryUser, Text: ev, At: int64(i), EventID: ev}))
 			})
 		}
@@ -604,17 +606,17 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		u2, a2 := user(3000, "e2", "Opening hours?"), answer(3000, "e2", "We open at nine and close at five.")
 
 		// The interrupted event overtook the turn it refers to.
-		require.NoError(t, s.CommitTurn(ctx, lease("early", "e1"), u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("early", "e1"), nil, u1, a1))
 		require.NoError(t, s.AppendEntry(ctx, "early", "", interrupt(3500, "We open at")))
-		require.NoError(t, s.CommitTurn(ctx, lease("early", "e2"), u2, a2))
+		require.NoError(t, s.CommitTurn(ctx, lease("early", "e2"), nil, u2, a2))
 		// The interrupted event arrived after the next turn.
-		require.NoError(t, s.CommitTurn(ctx, lease("late", "e1"), u1, a1))
-		require.NoError(t, s.CommitTurn(ctx, lease("late", "e2"), u2, a2))
+		require.NoError(t, s.CommitTurn(ctx, lease("late", "e1"), nil, u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("late", "e2"), nil, u2, a2))
 		require.NoError(t, s.AppendEntry(ctx, "late", "", interrupt(1500, "Hello,")))
 		// A turn committed twice (a claim expired under a slow answer), and a cut before any
 		// word was played.
-		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), u1, a1))
-		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), nil, u1, a1))
+		require.NoError(t, s.CommitTurn(ctx, lease("dup", "e1"), nil, u1, a1))
 		require.NoError(t, s.AppendEntry(ctx, "dup", "", interrupt(1200, "")))
 
 		for _, tc := range []struct {
@@ -648,11 +650,11 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		// Turn 1 was answered by a replica that could not reach the store; turn 2 was
 		// committed by another replica once the store was back; then turn 1's retried commit
 		// lands, twice (the first attempt timed out after the store had applied it).
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2"), t2...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2"), nil, t2...))
 		require.NoError(t, s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, Text: "Hello,", At: 1500}))
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), t1...))
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), t1...))
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e3"), t3...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), nil, t1...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), nil, t1...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e3"), nil, t3...))
 
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
@@ -817,7 +819,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		}
 		t1, t2 := tool("call_1", `{"status":"shipped"}`), tool("call_2", `{"status":"late"}`)
 		a := session.Entry{Kind: session.EntryAssistant, Text: "It shipped. Goodbye!", At: 1000, EventID: "e1", EndCall: true}
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), u, t1, t2, a))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), nil, u, t1, t2, a))
 		st, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 		assert.Equal(t, []session.Entry{u, t1, t2, a}, st.History, "two tool calls of one turn are both kept")
@@ -830,7 +832,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 
 		cut := a
 		cut.EventID, cut.Cut, cut.At = "e2", true, 2000
-		require.NoError(t, s.CommitTurn(ctx, lease("c2", "e2"), cut))
+		require.NoError(t, s.CommitTurn(ctx, lease("c2", "e2"), nil, cut))
 		st, err = s.Load(ctx, "c2")
 		require.NoError(t, err)
 		assert.True(t, st.EndPending(), "the connection closed during the goodbye")
@@ -869,7 +871,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
 			{Kind: session.EntryAssistant, Text: "Hello!", At: 1, EventID: "e1"},
 		}
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), turn...))
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), nil, turn...))
 		want, err := s.Load(ctx, "c1")
 		require.NoError(t, err)
 
@@ -905,7 +907,7 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 				return err
 			}},
 			{name: "CommitTurn", write: func(ctx context.Context, s session.Store) error {
-				return s.CommitTurn(ctx, lease("c1", "e2"))
+				return s.CommitTurn(ctx, lease("c1", "e2"), nil)
 			}},
 			{name: "AppendEntry", write: func(ctx context.Context, s session.Store) error {
 				return s.AppendEntry(ctx, "c1", "", session.Entry{Kind: session.EntryInterrupt, At: 5})

@@ -406,9 +406,9 @@ func (ms meteredStore) AppendTools(ctx context.Context, l session.Lease, tools .
 	return ms.s.AppendTools(ctx, l, tools...)
 }
 
-func (ms meteredStore) CommitTurn(ctx context.Context, l session.Lease, entries ...session.Entry) (err error) {
+func (ms meteredStore) CommitTurn(ctx context.Context, l session.Lease, lines []string, entries ...session.Entry) (err error) {
 	defer func(t time.Time) { ms.observe("commit_turn", t, err) }(time.Now())
-	return ms.s.CommitTurn(ctx, l, entries...)
+	return ms.s.CommitTurn(ctx, l, lines, entries...)
 }
 
 // FollowTurn waits on another delivery's turn for as long as it speaks: its duration is that
