@@ -22,10 +22,14 @@ import (
 // A turn answers one claimed message. Its rules are the reducer in engine.go; turn is the
 // driver around it: it owns the goroutines (one per model request, two while hedging; one
 // for a round of tool calls; the line recorder), the clock and timer, the clients, and the
-// teardown, which is deferred and runs on every exit, panics included. The driver's single
-// loop feeds the engine its inputs as they come and carries out the actions it returns.
-// STYLE prefers emit callbacks to channels; timers that must fire while a model blocks are
-// the reason for the exception.
+// teardown, which is deferred and runs on every exit, panics included.
+//
+// Whichever goroutine has an input steps the engine with it and carries out the actions,
+// under mu: a model pump with each token, the tool runner with its results, the driver's
+// loop with timer ticks, the lease's loss and the caller's leaving. A token thus reaches
+// the caller with no hand-off between goroutines (a channel hop per token was a tenth of
+// a turn's CPU). The loop sleeps until the engine's next deadline and is woken when a step
+// moves that deadline earlier, ends the turn, or panics.
 type turn struct {
 	a     *Agent
 	cfg   Config // the agent's settings over the brain's
@@ -35,26 +39,24 @@ type turn struct {
 	log   *zap.Logger
 	stats *TurnStats
 	start time.Time
-	e     *engine
 
-	ctx      context.Context // parent of every model request; ends with the turn
-	pieces   chan piece
-	wg       sync.WaitGroup
-	cancels  []context.CancelFunc // one per model request, by source index
-	toolDone chan []session.Entry // non-nil while a round of tool calls runs
-	rec      *lineRecorder
-	lease    session.Lease // the turn's claim; an empty token when there is none
-	sent     int           // lines of this turn Saperly took
-	ended    bool          // the engine's actEnd was carried out
-}
+	ctx  context.Context // parent of every model request; ends with the turn
+	wg   sync.WaitGroup
+	wake chan struct{} // the loop is to look at the engine again (capacity 1)
+	rec  *lineRecorder
+	// lease is the turn's claim; an empty token when there is none.
+	lease session.Lease
 
-// piece is what a model pump reports: a token, or the end of its stream.
-type piece struct {
-	src   int
-	tok   string
-	err   error      // io.EOF at the normal end
-	calls []ToolCall // with io.EOF: the tool calls the answer ended with
-	at    time.Time
+	mu sync.Mutex // guards the fields below, and the engine
+	e  *engine
+	// cancels holds one function per model request, by source index.
+	cancels []context.CancelFunc
+	armed   time.Time // when the loop's timer fires
+	sent    int       // lines of this turn Saperly took
+	ended   bool      // the engine's actEnd was carried out
+	// panicked is what a step panicked with: the turn stops taking inputs, and the
+	// teardown ends it as failed.
+	panicked any
 }
 
 func newTurn(a *Agent, ev Event, st session.State, ag *prompts.Agent, system string, emit func(Chunk) error, log *zap.Logger, start time.Time, stats *TurnStats) *turn {
@@ -63,7 +65,7 @@ func newTurn(a *Agent, ev Event, st session.State, ag *prompts.Agent, system str
 	cfg := a.cfg.forAgent(ag.Settings)
 	t := &turn{
 		a: a, cfg: cfg, ag: ag, ev: ev, emit: emit, log: log, stats: stats, start: start,
-		pieces: make(chan piece, 16),
+		wake: make(chan struct{}, 1),
 	}
 	req := Request{
 		Model:       cfg.Model,
@@ -92,15 +94,18 @@ func (t *turn) run(ctx context.Context) (err error) {
 		t.rec = newLineRecorder(ctx, t.a, t.lease, t.log)
 	}
 	defer func() {
-		if p := recover(); p != nil {
+		if p := recover(); p != nil { // the loop's own code: a step recovers in input
 			t.log.Error("turn panicked", zap.Any("panic", p), zap.Stack("stack"))
-			err = fmt.Errorf("%w: %v", errTurnPanic, p)
-			t.abort()
+			t.mu.Lock()
+			t.panicked = p
+			t.mu.Unlock()
 		}
 		cancel()    // stops every model request at once: barge-in, hang-up, or the turn is over
 		t.wg.Wait() // a tool call in flight finishes: its side effect may have happened
-		if t.toolDone != nil {
-			t.e.lateTools(<-t.toolDone) // the caller left while it ran: its side effect still counts
+		// No other goroutine of the turn is left: the engine is the teardown's alone.
+		if t.panicked != nil {
+			err = fmt.Errorf("%w: %v", errTurnPanic, t.panicked)
+			t.abort()
 		}
 		if t.rec != nil {
 			t.rec.close()
@@ -132,48 +137,85 @@ func (t *turn) abort() {
 	}
 }
 
+// loop starts the turn, then sleeps until the engine's next deadline, the lease's loss,
+// the caller's leaving or a wake-up from a step in another goroutine, until the turn ends.
 func (t *turn) loop(ctx context.Context) error {
-	t.exec(t.e.step(time.Now(), inStart{}))
+	t.input(inStart{})
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var lost <-chan struct{} // stays nil (never ready) without a recorder
 	if t.rec != nil {
 		lost = t.rec.lostC
 	}
-	for !t.ended {
-		timer.Reset(max(time.Until(t.e.nextWake()), 0))
+	for {
+		t.mu.Lock()
+		over := t.ended || t.panicked != nil // a panicked turn is ended by run's teardown
+		if !over {
+			t.armed = t.e.nextWake()
+		}
+		armed := t.armed
+		t.mu.Unlock()
+		if over {
+			return nil
+		}
+		timer.Reset(max(time.Until(armed), 0))
 		select {
-		case p := <-t.pieces:
-			if ctx.Err() != nil {
-				// Saperly closed the connection while this piece was on its way: select picks
-				// among ready cases at random, and nothing more may be said (or counted).
-				t.exec(t.e.step(time.Now(), inGone{sent: -1}))
-				return context.Cause(ctx)
-			}
-			if p.err != nil {
-				t.exec(t.e.step(time.Now(), inStreamEnd{src: p.src, err: p.err, calls: p.calls, at: p.at}))
-			} else {
-				t.exec(t.e.step(time.Now(), inToken{src: p.src, tok: p.tok, at: p.at}))
-			}
-		case entries := <-t.toolDone:
-			t.toolDone = nil
-			t.exec(t.e.step(time.Now(), inToolsDone{entries: entries}))
-		case now := <-timer.C:
-			t.exec(t.e.step(now, inTick{}))
+		case <-t.wake:
+		case <-timer.C:
+			t.input(inTick{})
 		case <-lost:
 			// Another delivery took the turn over: Saperly retried, so it gave up on this
 			// answer, and the other delivery is finishing it.
-			t.exec(t.e.step(time.Now(), inLeaseLost{}))
-			if t.ended {
+			t.input(inLeaseLost{})
+			t.mu.Lock()
+			ended := t.ended
+			t.mu.Unlock()
+			if ended {
 				return errLeaseLost
 			}
 			lost = nil // saying goodbye: the engine hangs up as it meant to
 		case <-ctx.Done():
-			t.exec(t.e.step(time.Now(), inGone{sent: -1}))
+			t.input(inGone{sent: -1})
 			return context.Cause(ctx)
 		}
 	}
-	return nil
+}
+
+// input steps the engine with in and carries out its actions, from any of the turn's
+// goroutines. An input that arrives after Saperly closed the connection finds the caller
+// gone: nothing more may be said. Once the turn has ended (or a step panicked) inputs are
+// dropped, but tool results, whose side effects happened, still go into the history.
+func (t *turn) input(in input) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer func() {
+		if p := recover(); p != nil {
+			t.log.Error("turn panicked", zap.Any("panic", p), zap.Stack("stack"))
+			t.panicked = p
+			t.poke()
+		}
+	}()
+	if _, gone := in.(inGone); !gone && !t.ended && t.panicked == nil && t.ctx.Err() != nil {
+		t.exec(t.e.step(time.Now(), inGone{sent: -1}))
+	}
+	if t.ended || t.panicked != nil {
+		if done, ok := in.(inToolsDone); ok {
+			t.e.lateTools(done.entries)
+		}
+		return
+	}
+	t.exec(t.e.step(time.Now(), in))
+	if t.ended || t.e.nextWake().Before(t.armed) {
+		t.poke()
+	}
+}
+
+// poke wakes the loop, unless a wake-up is pending already.
+func (t *turn) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
 }
 
 // errLeaseLost ends a turn another delivery took over.
@@ -274,13 +316,13 @@ func (t *turn) startModel(act actStartModel) {
 // errPumpPanic is the stream error of a model pump that panicked.
 var errPumpPanic = errors.New("model stream panicked")
 
-// pump forwards one model stream's tokens to the turn loop until the stream ends or the
-// turn no longer wants it. A panic in it (a model client's bug) ends the stream as an error.
-func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
+// pump feeds one model stream's tokens to the engine until the stream ends or the turn no
+// longer wants it (ctx ends). A panic in the model client ends the stream as an error.
+func (t *turn) pump(ctx context.Context, src int, llm LLM, req Request) {
 	ctx, span := t.a.tracer.Start(ctx, "model", trace.WithSpanKind(trace.SpanKindClient))
 	tracing := span.IsRecording() // off: no attribute is built
 	if tracing {
-		span.SetAttributes(attribute.String("gen_ai.request.model", req.Model), attribute.Int("callbrain.source", idx))
+		span.SetAttributes(attribute.String("gen_ai.request.model", req.Model), attribute.Int("callbrain.source", src))
 	}
 	tokens := 0
 	defer func() {
@@ -289,26 +331,23 @@ func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
 		}
 		span.End()
 	}()
-	send := func(p piece) bool {
-		p.src, p.at = idx, time.Now()
-		select {
-		case t.pieces <- p:
-			return true
-		case <-ctx.Done():
-			return false
+	// end reports the stream's end, unless the turn cancelled it.
+	end := func(err error, calls []ToolCall) {
+		if ctx.Err() == nil {
+			t.input(inStreamEnd{src: src, err: err, calls: calls, at: time.Now()})
 		}
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			t.log.Error("model stream panicked", zap.Any("panic", p), zap.Stack("stack"))
-			send(piece{err: fmt.Errorf("%w: %v", errPumpPanic, p)})
+			end(fmt.Errorf("%w: %v", errPumpPanic, p), nil)
 		}
 	}()
 	stream, err := llm.Stream(ctx, req)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "model request failed")
-		send(piece{err: err})
+		end(err, nil)
 		return
 	}
 	defer stream.Close()
@@ -319,7 +358,7 @@ func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
 			if tracing {
 				span.SetAttributes(attribute.Int("callbrain.tool_calls", len(calls)))
 			}
-			send(piece{err: err, calls: calls})
+			end(err, calls)
 			return
 		}
 		if err != nil {
@@ -327,22 +366,23 @@ func (t *turn) pump(ctx context.Context, idx int, llm LLM, req Request) {
 				span.RecordError(err)
 				span.SetStatus(codes.Error, "model stream broke")
 			}
-			send(piece{err: err})
+			end(err, nil)
 			return
 		}
-		if tok != "" {
-			tokens++
+		if tok == "" {
+			continue
 		}
-		if tok != "" && !send(piece{tok: tok}) {
+		tokens++
+		if ctx.Err() != nil {
 			return
 		}
+		t.input(inToken{src: src, tok: tok, at: time.Now()})
 	}
 }
 
-// startTools runs a round of tool calls in one goroutine, which reports on t.toolDone.
+// startTools runs a round of tool calls in one goroutine, which gives the engine their
+// results when they are done.
 func (t *turn) startTools(act actRunTools) {
-	done := make(chan []session.Entry, 1)
-	t.toolDone = done
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -351,7 +391,7 @@ func (t *turn) startTools(act actRunTools) {
 			if p := recover(); p != nil { // runTool recovers each call; this is the runner's own bug
 				t.log.Error("tool runner panicked", zap.Any("panic", p), zap.Stack("stack"))
 			}
-			done <- entries
+			t.input(inToolsDone{entries: entries})
 		}()
 		entries = t.runTools(act.calls, act.first)
 	}()
