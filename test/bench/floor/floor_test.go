@@ -80,18 +80,24 @@ func TestFloorMessage(t *testing.T) {
 	assert.Equal(t, http.StatusOK, res.Status)
 	assert.JSONEq(t, `{}`, string(res.Body))
 
+	const reply = "Sure, I can help with that. We have openings on Tuesday afternoon, and on Wednesday at ten. Which works better?"
+	f.mock.Push(mockllm.Behavior{Reply: reply})
 	res, err = f.client.Say(ctx, call, line, "I'd like to book a cleaning.")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, res.Status)
 	assert.Equal(t, "application/x-ndjson", res.ContentType)
-	require.Greater(t, len(res.Lines), 1, "the answer is cut into phrases")
+	var got []string
 	for _, l := range res.Lines {
 		assert.Equal(t, "speak", l.Type, l.Raw)
-		assert.NotEmpty(t, l.Text, l.Raw)
+		got = append(got, l.Text)
 	}
+	assert.Equal(t, []string{
+		"Sure, I can help with that.", // a short clause is not cut at its comma
+		"We have openings on Tuesday afternoon,",
+		"and on Wednesday at ten.",
+		"Which works better?",
+	}, got)
 	first := speech(res)
-	assert.Equal(t, "Sure, I can help you book that. We have openings on Tuesday at 3:30 p.m. and Wednesday at 10 a.m. Which works better for you?", first)
-	assert.Equal(t, "Sure, I can help you book that.", res.Lines[0].Text, "a short clause is not cut at its comma")
 
 	res, err = f.client.Say(ctx, call, line, "Tuesday, please.")
 	require.NoError(t, err)
@@ -105,6 +111,18 @@ func TestFloorMessage(t *testing.T) {
 	assert.Equal(t, mockllm.Message{Role: "assistant", Content: first}, msgs[2])
 	assert.Equal(t, mockllm.Message{Role: "user", Content: "Tuesday, please."}, msgs[3])
 	assert.Equal(t, 450, reqs[1].MaxTokens)
+}
+
+// A model that fails before speaking still gets the caller an answer: an apology, not silence.
+func TestFloorModelFailure(t *testing.T) {
+	f := startFloor(t)
+	call := f.newCall(t)
+	f.mock.Push(mockllm.Behavior{Status: http.StatusInternalServerError})
+	res, err := f.client.Say(t.Context(), call, line, "Hello?")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, res.Status)
+	require.Len(t, res.Lines, 1)
+	assert.Equal(t, apology, res.Lines[0].Text)
 }
 
 // A delivery whose signature or timestamp does not verify is refused with 401 and its reason,
