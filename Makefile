@@ -1,4 +1,4 @@
-.PHONY: run test bench fuzz build
+.PHONY: run test bench bench-floor fuzz build
 
 # Runs the server on embedded defaults (in-process store, offline demo model, dev secret on loopback).
 run:
@@ -18,6 +18,11 @@ build:
 # Redis; raw output in docs/bench/. See docs/performance.md.
 bench:
 	bash test/bench/run.sh
+
+# Issue 10 §2's comparison: the brain binary and the bare floor server (test/bench/floor) on
+# 300 calls, 150 at once, alternated twice; raw output in docs/bench/*-floor-<target>.txt.
+bench-floor:
+	BENCH_ONLY=floor bash test/bench/run.sh
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzChunker -fuzztime 60s ./agent

@@ -26,9 +26,11 @@ import (
 
 // loadConfig shapes a load run. Every knob has an environment variable (BENCH_LOAD_*).
 type loadConfig struct {
-	Calls    int           // calls in the run; each is started once and ended once
-	Messages int           // messages per call
-	Ramp     time.Duration // calls start evenly spread over this
+	Calls int // calls in the run; each is started once and ended once
+	// Concurrency is how many calls run at once at most (the load engine's); default Calls.
+	Concurrency int
+	Messages    int           // messages per call
+	Ramp        time.Duration // calls start evenly spread over this
 	// Think is the mean time between the end of one answer and the next message (and before
 	// hanging up): Saperly speaking the answer, then the caller speaking. It is drawn uniformly
 	// from [Think/2, 3·Think/2] so calls do not march in step. The default, 5 s, is short for a
@@ -41,14 +43,16 @@ type loadConfig struct {
 
 func loadConfigFromEnv(t *testing.T) loadConfig {
 	t.Helper()
+	calls := envInt(t, "BENCH_LOAD_CALLS", 1000)
 	return loadConfig{
-		Calls:      envInt(t, "BENCH_LOAD_CALLS", 1000),
-		Messages:   envInt(t, "BENCH_LOAD_MESSAGES", 3),
-		Ramp:       envDur(t, "BENCH_LOAD_RAMP", 10*time.Second),
-		Think:      envDur(t, "BENCH_LOAD_THINK", 5*time.Second),
-		TTFT:       envDur(t, "BENCH_LOAD_TTFT", 300*time.Millisecond),
-		TokenDelay: envDur(t, "BENCH_LOAD_TOKEN_DELAY", 20*time.Millisecond),
-		Timeout:    envDur(t, "BENCH_LOAD_TIMEOUT", 3*time.Minute),
+		Calls:       calls,
+		Concurrency: envInt(t, "BENCH_LOAD_CONCURRENCY", calls),
+		Messages:    envInt(t, "BENCH_LOAD_MESSAGES", 3),
+		Ramp:        envDur(t, "BENCH_LOAD_RAMP", 10*time.Second),
+		Think:       envDur(t, "BENCH_LOAD_THINK", 5*time.Second),
+		TTFT:        envDur(t, "BENCH_LOAD_TTFT", 300*time.Millisecond),
+		TokenDelay:  envDur(t, "BENCH_LOAD_TOKEN_DELAY", 20*time.Millisecond),
+		Timeout:     envDur(t, "BENCH_LOAD_TIMEOUT", 3*time.Minute),
 	}
 }
 
@@ -91,6 +95,8 @@ type loadTarget struct {
 	// turns returns each turn's figures to the nanosecond (in process), or nil: then they come
 	// from the log, to the microsecond.
 	turns func() []turnFig
+	// bare: the target writes no turn log (the floor), so the figures read from it are left out.
+	bare  bool
 	redis *redisCounter // in process: the brain's Redis round trips
 	pool  *redis.Client // in process: the brain's Redis client, for its pool statistics
 	pid   int
@@ -99,9 +105,10 @@ type loadTarget struct {
 // TestLoad runs a thousand concurrent calls against the brain, with a private Redis and the
 // stand-in model binary paced like a real model, all on loopback. Each call is call_started,
 // three messages and call_ended, the caller speaking between them. Every run is bounded by its
-// call count and by BENCH_LOAD_TIMEOUT.
+// call count and by BENCH_LOAD_TIMEOUT. BENCH_LOAD_CONCURRENCY caps the calls running at once
+// (default: all of them); issue 10 §2's shape is BENCH_LOAD_CALLS=300 BENCH_LOAD_CONCURRENCY=150.
 //
-// Two targets, each a subtest (BENCH_LOAD_TARGET picks one):
+// Three targets, each a subtest (BENCH_LOAD_TARGET picks one):
 //
 //   - binary: the built cmd/brain, configured through its environment. Its CPU and memory are
 //     read from /proc, its latencies from its own turn log lines (milliseconds to the
@@ -109,8 +116,13 @@ type loadTarget struct {
 //   - in_process: the brain wired in this process (as in the benchmarks), whose turn figures
 //     come from agent.Config.OnTurn to the nanosecond; CPU and memory are then the test
 //     process's, clients included. BENCH_CPUPROFILE=<file> writes a Go CPU profile.
+//   - floor: test/bench/floor, the bare server of issue 10 §2 that does only the hot path
+//     (verify, one Redis pipeline, the model's stream cut into phrases, NDJSON, one pipeline),
+//     the reference for the brain's CPU per message. It logs no turns: its report has no
+//     brain-side latencies, only what /proc, Redis and the clients see. BENCH_PERF works as
+//     for binary.
 //
-// Each reports throughput, the brain's overhead to the first line, what the clients saw, every
+// Each reports throughput, the brain's overhead to the first line (not the floor), what the clients saw, every
 // failure (the test fails on any), CPU, memory and Redis traffic. BENCH_LOAD=1 runs it.
 func TestLoad(t *testing.T) {
 	requireEnv(t, envLoad)
@@ -143,6 +155,27 @@ func TestLoad(t *testing.T) {
 			stop: func() error {
 				stopPerf()
 				return br.stop()
+			},
+		})
+	})
+
+	t.Run("floor", func(t *testing.T) {
+		if only != "" && only != t.Name()[len("TestLoad/"):] {
+			t.Skip("BENCH_LOAD_TARGET=" + only)
+		}
+		floorBin := buildFloor(t)
+		rds := startRedis(t)
+		mock, modelURL := startMock(t, mockBin, cfg.TTFT, cfg.TokenDelay)
+		fl, url := startFloorProc(t, floorBin, redisURL(rds), modelURL)
+		pid := fl.pid()
+		stopPerf := startPerf(t, pid)
+		runLoad(t, cfg, rds, mock, loadTarget{
+			name: "floor (test/bench/floor)", URL: url, pid: pid, logPath: fl.LogPath, bare: true,
+			cpu: func() (time.Duration, error) { u, err := readUsage(pid); return u.Sched, err },
+			mem: func() (int64, int64, error) { return memory(pid) },
+			stop: func() error {
+				stopPerf()
+				return fl.stop()
 			},
 		})
 	})
@@ -192,7 +225,7 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	play, err := loadgen.ScriptPlayer(runner, scripts, nil)
 	require.NoError(t, err)
 	engine, err := loadgen.New(loadgen.Config{
-		Concurrency: cfg.Calls, Calls: cfg.Calls, Ramp: cfg.Ramp, MaxDuration: cfg.Timeout,
+		Concurrency: cfg.Concurrency, Calls: cfg.Calls, Ramp: cfg.Ramp, MaxDuration: cfg.Timeout,
 	}, play)
 	require.NoError(t, err)
 
@@ -263,7 +296,7 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	<-sampled
 	require.NotEqual(t, loadgen.StopMaxDuration, res.Stop, "the run hit BENCH_LOAD_TIMEOUT")
 	require.NoError(t, target.stop(), "the brain must exit cleanly")
-	if keep := os.Getenv("BENCH_LOAD_LOG"); keep != "" {
+	if keep := os.Getenv("BENCH_LOAD_LOG"); keep != "" && !target.bare {
 		raw, err := os.ReadFile(target.logPath)
 		require.NoError(t, err)
 		path := keep + "." + t.Name()[len("TestLoad/"):] + ".log"
@@ -271,15 +304,19 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 		t.Logf("the brain's log is kept in %s", path)
 	}
 
-	f, err := os.Open(target.logPath)
-	require.NoError(t, err)
-	defer f.Close()
-	bl, err := parseLog(f)
-	require.NoError(t, err)
-	turns := bl.Turns[min(warm, len(bl.Turns)):]
+	var bl brainLog
+	var turns []turnFig
 	source := "its log, to the µs"
-	if target.turns != nil {
-		turns, source = target.turns(), "OnTurn, ns"
+	if !target.bare {
+		f, err := os.Open(target.logPath)
+		require.NoError(t, err)
+		defer f.Close()
+		bl, err = parseLog(f)
+		require.NoError(t, err)
+		turns = bl.Turns[min(warm, len(bl.Turns)):]
+		if target.turns != nil {
+			turns, source = target.turns(), "OnTurn, ns"
+		}
 	}
 
 	var over, verify, load, pre, lag, ttft, firstLine dist
@@ -343,8 +380,8 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	cpu := cpu1 - cpu0
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
-	p("load run against the %s: %d calls × (call_started + %d messages + call_ended), ramp %s, think ~%s, model ttft %s, token delay %s",
-		target.name, cfg.Calls, cfg.Messages, cfg.Ramp, cfg.Think, cfg.TTFT, cfg.TokenDelay)
+	p("load run against the %s: %d calls × (call_started + %d messages + call_ended), at most %d at once, ramp %s, think ~%s, model ttft %s, token delay %s",
+		target.name, cfg.Calls, cfg.Messages, cfg.Concurrency, cfg.Ramp, cfg.Think, cfg.TTFT, cfg.TokenDelay)
 	p("wall                      %.1f s", wall.Seconds())
 	p("peak concurrent calls     %d", res.PeakActive)
 	p("throughput                %.1f messages/s, %.1f deliveries/s over the whole run; busiest second: %d messages sent",
@@ -352,18 +389,24 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	p("answered                  messages %d of %d, events %d of %d", messages, cfg.Calls*cfg.Messages,
 		res.Deliveries["call_started"]+res.Deliveries["call_ended"], 2*cfg.Calls)
 	p("failures                  %d %v %v", res.ErrorCount, res.Errors, res.ErrorSamples)
-	p("brain overhead 1st line   %s   (pre_model + first_line_lag, from %s; %d turns not measured)", over, source, unmeasured)
-	p("  pre_model               %s", pre)
-	p("    verify                %s   (read and check the delivery)", verify)
-	p("    state_load            %s   (claim and state load)", load)
-	p("  first_line_lag          %s", lag)
-	p("model ttft (brain's view) %s", ttft)
-	p("first line (brain's view) %s   (receipt → first line flushed)", firstLine)
+	if !target.bare {
+		p("brain overhead 1st line   %s   (pre_model + first_line_lag, from %s; %d turns not measured)", over, source, unmeasured)
+		p("  pre_model               %s", pre)
+		p("    verify                %s   (read and check the delivery)", verify)
+		p("    state_load            %s   (claim and state load)", load)
+		p("  first_line_lag          %s", lag)
+		p("model ttft (brain's view) %s", ttft)
+		p("first line (brain's view) %s   (receipt → first line flushed)", firstLine)
+	}
 	p("first line (client)       p50 %s  p99 %s  max %s  (the load engine's HDR histogram)", msF(res.FirstLine.P50Ms), msF(res.FirstLine.P99Ms), msF(res.FirstLine.MaxMs))
 	p("whole answer (client)     p50 %s  p99 %s  max %s", msF(res.Turn.P50Ms), msF(res.Turn.P99Ms), msF(res.Turn.MaxMs))
-	p("turn outcomes             %v;  holding phrases %d;  degraded/fallback/budget turns %d", outcomes, holds, degraded)
-	p("deliveries logged         %v", statuses)
-	p("warnings/errors logged    %d (turn lines aside)", len(bl.Warnings))
+	if target.bare {
+		p("lines logged              %d besides the ready line (the floor logs only errors)", bareLogLines(t, target.logPath))
+	} else {
+		p("turn outcomes             %v;  holding phrases %d;  degraded/fallback/budget turns %d", outcomes, holds, degraded)
+		p("deliveries logged         %v", statuses)
+		p("warnings/errors logged    %d (turn lines aside)", len(bl.Warnings))
+	}
 	p("CPU (%s)  %.2f s = %.1f%% of one core over the run, busiest second %.0f%%;  %.0f µs per message, its call's events included",
 		target.name, cpu.Seconds(), 100*float64(cpu)/float64(wall), 100*busiest, us(cpu/time.Duration(max(messages, 1))))
 	p("RSS peak                  %.1f MiB", float64(peakRSS)/(1<<20))
@@ -395,8 +438,24 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 
 	assert.Zero(t, res.ErrorCount, "every delivery must be answered 200 (%v)", res.ErrorSamples)
 	assert.Zero(t, res.Silent, "every message must be answered with speech")
-	assert.Len(t, turns, messages, "one turn per answered message")
-	assert.Zero(t, bl.Unreadable, "unreadable brain log lines")
+	if !target.bare {
+		assert.Len(t, turns, messages, "one turn per answered message")
+		assert.Zero(t, bl.Unreadable, "unreadable brain log lines")
+	}
+}
+
+// bareLogLines counts the lines of the floor's output other than its ready line: its errors.
+func bareLogLines(t *testing.T, path string) int {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		if _, ready := listening(l); !ready && l != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // msF prints milliseconds as the bench figures do.

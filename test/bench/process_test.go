@@ -287,13 +287,42 @@ func startBrainProc(t *testing.T, bin, redisURL, modelURL string) (*proc, string
 		"PROMPTS_DIR="+prompts,
 		"BRAIN_LOG_LEVEL=info",
 	)
-	p, addr := startProc(t, "brain", func(l string) (string, bool) {
-		var v struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(l), &v) != nil || v.Msg != "listening" {
-			return "", false
-		}
-		return v.Addr, true
-	}, env, bin)
+	p, addr := startProc(t, "brain", listening, env, bin)
+	return p, "http://" + addr
+}
+
+// listening is the ready-matcher of the brain and of the floor: the JSON log line
+// {"msg":"listening","addr":…} they print once they accept connections.
+func listening(l string) (string, bool) {
+	var v struct{ Msg, Addr string }
+	if json.Unmarshal([]byte(l), &v) != nil || v.Msg != "listening" {
+		return "", false
+	}
+	return v.Addr, true
+}
+
+// buildFloor builds test/bench/floor, the bare hot-path server of issue 10 §2.
+func buildFloor(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", dir+string(os.PathSeparator),
+		"github.com/callbrain/callbrain/test/bench/floor")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return filepath.Join(dir, "floor")
+}
+
+// startFloorProc starts the floor binary as startBrainProc starts the brain: on a free
+// loopback port, with Redis and the stand-in model, through the same environment variables.
+func startFloorProc(t *testing.T, bin, redisURL, modelURL string) (*proc, string) {
+	t.Helper()
+	env := append(baseEnv(),
+		"BRAIN_ADDR=127.0.0.1:0",
+		"REDIS_URL="+redisURL,
+		"OPENAI_BASE_URL="+modelURL,
+		"OPENAI_API_KEY=bench",
+	)
+	p, addr := startProc(t, "floor", listening, env, bin)
 	return p, "http://" + addr
 }
 

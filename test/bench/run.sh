@@ -8,6 +8,8 @@
 #
 #   bash test/bench/run.sh               # everything, ~10 minutes on 2 cores
 #   BENCH_ONLY=bench bash test/bench/run.sh    # one part: bench, cpu or load
+#   BENCH_ONLY=floor bash test/bench/run.sh    # issue 10 §2: the brain binary against the bare
+#                                        # floor server, alternated (not part of "everything")
 #   BENCH_COUNT=10 BENCH_TIME=3s ...     # more benchmark samples
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -80,5 +82,19 @@ if [ -z "$only" ] || [ "$only" = load ]; then
   if [ -s "$tmp/load.pprof" ]; then
     go tool pprof -top -cum -nodecount 80 "$tmp/load.test" "$tmp/load.pprof" > "$out/$stamp-load-profile.txt" 2>/dev/null || true
   fi
+fi
+# Issue 10 §2's comparison: 300 calls, 150 at once, the model at 300 ms to the first token and
+# 20 ms per token, against the brain binary and test/bench/floor in turn, BENCH_FLOOR_ROUNDS
+# times (2). Each run's raw output: $out/<UTC date-time>-floor-<target>.txt.
+if [ "$only" = floor ]; then
+  for _ in $(seq "${BENCH_FLOOR_ROUNDS:-2}"); do
+    for target in binary floor; do
+      file="$out/$(date -u +%Y%m%d-%H%M)-floor-$target.txt"
+      [ ! -e "$file" ] || file="${file%.txt}-$(date -u +%S).txt"
+      echo "bench: load run of issue 10's shape against $target → $file" >&2
+      { header; BENCH_LOAD=1 BENCH_LOAD_CALLS=300 BENCH_LOAD_CONCURRENCY=150 BENCH_LOAD_TARGET=$target \
+          go test -run 'TestLoad' -v -count 1 -timeout 20m ./test/bench; } 2>&1 | tee "$file"
+    done
+  done
 fi
 echo "bench: done; compare with an earlier run: go run golang.org/x/perf/cmd/benchstat@latest $out/<old>-bench.txt $out/$stamp-bench.txt" >&2
