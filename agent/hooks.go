@@ -66,6 +66,7 @@ type CallRecords interface {
 	FinishEvent(ctx context.Context, key string, ttl time.Duration) error
 	ReleaseEvent(ctx context.Context, key string) error
 	ApplyCall(ctx context.Context, u session.CallUpdate) error
+	ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u session.CallUpdate) (bool, error)
 }
 
 // Receiver records the events of every platform into one call record per call, each event
@@ -92,6 +93,14 @@ func NewReceiver(store CallRecords, dedupeTTL time.Duration) *Receiver {
 // ErrEventInProgress, or ErrStoreDown (nothing recorded: the sender should retry).
 func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, err error) {
 	key := ev.Platform + ":" + ev.DedupeKey
+	if ev.CallID != "" && !(ev.Closes && r.jobs != nil) {
+		// Nothing to do beside the record: checking the event and applying it is one step.
+		applied, err := r.store.ApplyCallOnce(ctx, key, r.dedupeTTL, callUpdate(ev))
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrStoreDown, err)
+		}
+		return !applied, nil
+	}
 	fresh, err := r.store.ClaimEvent(ctx, key, r.dedupeTTL)
 	switch {
 	case errors.Is(err, session.ErrInProgress):

@@ -142,17 +142,37 @@ func (r *RedisRecords) recKey(platform, callID string) string {
 	return r.prefix + "rec:{" + RecordKey(platform, callID) + "}"
 }
 
-// ApplyCall applies u to its call's record, creating it on the first event. The record and its
-// transcript share a hash slot and change in one transaction.
+// ApplyCall applies u to its call's record, creating it on the first event: one round trip
+// (the record and its transcript share a hash slot and change in one script; the index, in
+// another slot, is sent in the same pipeline).
 func (r *RedisRecords) ApplyCall(ctx context.Context, u CallUpdate) error {
-	if u.Platform == "" || u.CallID == "" {
-		return fmt.Errorf("apply call %q/%q: %w", u.Platform, u.CallID, errEmptyID)
+	_, err := r.apply(ctx, "", 0, u)
+	return err
+}
+
+// ApplyCallOnce applies u to its call's record unless the event named key was applied in the
+// last ttl, and remembers key for ttl, in one step and one round trip. It reports whether u
+// was applied. Its marks are kept beside the record (its hash slot), not with ClaimEvent's
+// claims: an event is deduplicated by one of the two, never both (agent.Receiver picks by
+// the kind of event).
+func (r *RedisRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u CallUpdate) (bool, error) {
+	if key == "" {
+		return false, fmt.Errorf("apply call %q/%q once: %w", u.Platform, u.CallID, errEmptyID)
 	}
+	return r.apply(ctx, key, ttl, u)
+}
+
+// apply is ApplyCall, and ApplyCallOnce when mark is set.
+func (r *RedisRecords) apply(ctx context.Context, mark string, ttl time.Duration, u CallUpdate) (bool, error) {
+	if u.Platform == "" || u.CallID == "" {
+		return false, fmt.Errorf("apply call %q/%q: %w", u.Platform, u.CallID, errEmptyID)
+	}
+	name := RecordKey(u.Platform, u.CallID)
 	key := r.recKey(u.Platform, u.CallID)
-	fields := map[string]any{"platform": u.Platform, "call_id": u.CallID, "updated_at": u.At.UnixMilli()}
-	set := func(name, v string) {
+	fields := []any{"platform", u.Platform, "call_id", u.CallID, "updated_at", u.At.UnixMilli()}
+	set := func(field, v string) {
 		if v != "" {
-			fields[name] = v
+			fields = append(fields, field, v)
 		}
 	}
 	set("source", u.Source)
@@ -163,58 +183,88 @@ func (r *RedisRecords) ApplyCall(ctx context.Context, u CallUpdate) error {
 	set("status", u.Status)
 	set("error", u.Err)
 	if u.Test {
-		fields["test"] = "1"
+		fields = append(fields, "test", "1")
 	}
 	if !u.EndedAt.IsZero() {
-		fields["ended_at"] = u.EndedAt.UnixMilli()
+		fields = append(fields, "ended_at", u.EndedAt.UnixMilli())
 	}
 	if u.Duration > 0 {
-		fields["duration"] = strconv.FormatFloat(u.Duration, 'f', -1, 64)
+		fields = append(fields, "duration", strconv.FormatFloat(u.Duration, 'f', -1, 64))
 	}
 	if u.Close {
-		fields["closed"] = "1"
+		fields = append(fields, "closed", "1")
 	}
 	if len(u.Analysis) > 0 {
-		fields["analysis"] = string(u.Analysis)
+		fields = append(fields, "analysis", string(u.Analysis))
 	}
-	turns := make([]any, 0, len(u.Turns))
+	started := ""
+	if !u.StartedAt.IsZero() {
+		started = strconv.FormatInt(u.StartedAt.UnixMilli(), 10)
+	}
+	keys := []string{key, key + ":t", key}
+	checkMark := "0"
+	if mark != "" {
+		keys[2], checkMark = key+":ev:"+mark, "1"
+	}
+	args := make([]any, 0, 6+len(fields)+len(u.Turns))
+	args = append(args, checkMark, ttl.Milliseconds(), r.retention.Milliseconds(), started, boolArg(u.Replace), len(fields)/2)
+	args = append(args, fields...)
 	for _, t := range u.Turns {
 		raw, err := json.Marshal(t)
 		if err != nil {
-			return fmt.Errorf("encode turn of %s: %w", u.CallID, err)
+			return false, fmt.Errorf("encode turn of %s: %w", u.CallID, err)
 		}
-		turns = append(turns, raw)
-	}
-	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, fields)
-		if !u.StartedAt.IsZero() {
-			p.HSetNX(ctx, key, "started_at", u.StartedAt.UnixMilli())
-		}
-		p.HIncrBy(ctx, key, "events", 1)
-		if u.Replace {
-			p.Del(ctx, key+":t")
-		}
-		if len(turns) > 0 {
-			p.RPush(ctx, key+":t", turns...)
-		}
-		p.Expire(ctx, key, r.retention)
-		p.Expire(ctx, key+":t", r.retention)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("apply call %s: %w", RecordKey(u.Platform, u.CallID), err)
+		args = append(args, raw)
 	}
 	first := u.StartedAt
 	if first.IsZero() {
 		first = u.At
 	}
-	// The index is its own key (another slot): ZADD NX keeps the first time seen.
-	idx := r.prefix + "rec:index"
-	if err := r.rdb.ZAddNX(ctx, idx, redis.Z{Score: float64(first.UnixMilli()), Member: RecordKey(u.Platform, u.CallID)}).Err(); err != nil {
-		return fmt.Errorf("index call %s: %w", RecordKey(u.Platform, u.CallID), err)
+	// The index is its own key (another slot): ZADD NX keeps the first time seen. Sent in
+	// the same pipeline; an event applied already changes nothing there either.
+	pipe := r.rdb.Pipeline()
+	res := applyCallScript.EvalSha(ctx, pipe, keys, args...)
+	pipe.ZAddNX(ctx, r.prefix+"rec:index", redis.Z{Score: float64(first.UnixMilli()), Member: name})
+	_, err := pipe.Exec(ctx)
+	if err != nil && redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
+		// The server does not know the script yet (a new or restarted Redis): Run loads it.
+		res = applyCallScript.Run(ctx, r.rdb, keys, args...)
+		err = res.Err()
 	}
-	return nil
+	if err != nil {
+		return false, fmt.Errorf("apply call %s: %w", name, err)
+	}
+	applied, err := res.Int()
+	if err != nil {
+		return false, fmt.Errorf("apply call %s: %w", name, err)
+	}
+	return applied == 1, nil
 }
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// applyCallScript is apply. KEYS: record, transcript, the event's mark (the record when there
+// is none). ARGV: "1" to check and set the mark, its TTL in ms, the retention in ms, started_at
+// ("" for none), "1" to replace the transcript, the number n of field/value pairs, the 2n
+// fields and values, then the encoded turns. It returns 0, changing nothing, when the mark
+// was set already.
+var applyCallScript = redis.NewScript(`
+if ARGV[1] == '1' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return 0 end
+local i = 7 + 2 * tonumber(ARGV[6])
+if i > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 7, i - 1)) end
+if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[1], 'started_at', ARGV[4]) end
+redis.call('HINCRBY', KEYS[1], 'events', 1)
+if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
+if i <= #ARGV then redis.call('RPUSH', KEYS[2], unpack(ARGV, i, #ARGV)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+`)
 
 // SetSummary stores a call's summary unless it has one: a summary job run twice keeps the
 // first. It reports whether this one was stored.
@@ -342,15 +392,21 @@ func (m *MemoryRecords) ClaimEvent(_ context.Context, key string, _ time.Duratio
 		}
 		return false, ErrInProgress
 	}
-	if len(m.claims) >= memClaimsMax {
-		for k, c := range m.claims {
-			if !now.Before(c.expires) {
-				delete(m.claims, k)
-			}
-		}
-	}
+	m.sweepClaims(now)
 	m.claims[key] = hookClaim{expires: now.Add(hookLease)}
 	return true, nil
+}
+
+// sweepClaims drops the expired claims once there are memClaimsMax of them.
+func (m *MemoryRecords) sweepClaims(now time.Time) {
+	if len(m.claims) < memClaimsMax {
+		return
+	}
+	for k, c := range m.claims {
+		if !now.Before(c.expires) {
+			delete(m.claims, k)
+		}
+	}
 }
 
 // FinishEvent is RedisRecords.FinishEvent in memory.
@@ -369,6 +425,23 @@ func (m *MemoryRecords) ReleaseEvent(_ context.Context, key string) error {
 	return nil
 }
 
+// ApplyCallOnce is RedisRecords.ApplyCallOnce in memory.
+func (m *MemoryRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u CallUpdate) (bool, error) {
+	if key == "" || u.Platform == "" || u.CallID == "" {
+		return false, fmt.Errorf("apply call %q/%q once: %w", u.Platform, u.CallID, errEmptyID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if c, ok := m.claims[key]; ok && now.Before(c.expires) {
+		return false, nil
+	}
+	m.sweepClaims(now)
+	m.claims[key] = hookClaim{done: true, expires: now.Add(ttl)}
+	m.applyLocked(u)
+	return true, nil
+}
+
 // ApplyCall is RedisRecords.ApplyCall in memory (records are not expired).
 func (m *MemoryRecords) ApplyCall(_ context.Context, u CallUpdate) error {
 	if u.Platform == "" || u.CallID == "" {
@@ -376,6 +449,11 @@ func (m *MemoryRecords) ApplyCall(_ context.Context, u CallUpdate) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.applyLocked(u)
+	return nil
+}
+
+func (m *MemoryRecords) applyLocked(u CallUpdate) {
 	k := RecordKey(u.Platform, u.CallID)
 	rec, known := m.recs[k]
 	if !known {
@@ -415,7 +493,6 @@ func (m *MemoryRecords) ApplyCall(_ context.Context, u CallUpdate) error {
 	rec.Turns = append(slices.Clone(rec.Turns), u.Turns...)
 	rec.Events++
 	m.recs[k] = rec
-	return nil
 }
 
 // SetSummary is RedisRecords.SetSummary in memory.

@@ -18,6 +18,7 @@ type records interface {
 	FinishEvent(ctx context.Context, key string, ttl time.Duration) error
 	ReleaseEvent(ctx context.Context, key string) error
 	ApplyCall(ctx context.Context, u session.CallUpdate) error
+	ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u session.CallUpdate) (bool, error)
 	Call(ctx context.Context, platform, callID string) (session.CallRecord, error)
 }
 
@@ -99,11 +100,71 @@ func testRecords(t *testing.T, newStore func(*testing.T) records) {
 		require.NoError(t, err)
 		assert.JSONEq(t, `{"score":9}`, string(again.Analysis), "the store kept a copy")
 	})
+	t.Run("apply once", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := t.Context()
+		said := session.CallUpdate{Platform: "saperly", CallID: "c1", Status: "in-progress", At: at,
+			Turns: []session.RecordTurn{{Role: "caller", Text: "hi", At: at}, {Role: "agent", Text: "Hello!", At: at}}}
+		applied, err := s.ApplyCallOnce(ctx, "saperly:e1", time.Hour, said)
+		require.NoError(t, err)
+		assert.True(t, applied)
+		applied, err = s.ApplyCallOnce(ctx, "saperly:e1", time.Hour, said)
+		require.NoError(t, err)
+		assert.False(t, applied, "the same event again (a retry) changes nothing")
+		applied, err = s.ApplyCallOnce(ctx, "saperly:e2", time.Hour, session.CallUpdate{Platform: "saperly", CallID: "c1", At: at.Add(time.Second),
+			Turns: []session.RecordTurn{{Role: "caller", Text: "bye"}}})
+		require.NoError(t, err)
+		assert.True(t, applied)
+		got, err := s.Call(ctx, "saperly", "c1")
+		require.NoError(t, err)
+		assert.Equal(t, 2, got.Events)
+		assert.Equal(t, "in-progress", got.Status)
+		assert.Equal(t, []session.RecordTurn{{Role: "caller", Text: "hi", At: at}, {Role: "agent", Text: "Hello!", At: at}, {Role: "caller", Text: "bye"}}, got.Turns)
+
+		_, err = s.ApplyCallOnce(ctx, "", time.Hour, said)
+		assert.Error(t, err, "no event key")
+	})
+	t.Run("apply once forgets after ttl", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := t.Context()
+		u := session.CallUpdate{Platform: "saperly", CallID: "c2", At: at}
+		applied, err := s.ApplyCallOnce(ctx, "saperly:e1", 50*time.Millisecond, u)
+		require.NoError(t, err)
+		require.True(t, applied)
+		require.Eventually(t, func() bool {
+			applied, err := s.ApplyCallOnce(ctx, "saperly:e1", 50*time.Millisecond, u)
+			return err == nil && applied
+		}, 5*time.Second, 10*time.Millisecond)
+	})
 	t.Run("empty id refused", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
 		assert.Error(t, s.ApplyCall(t.Context(), session.CallUpdate{Platform: "salpre", At: at}))
 	})
+}
+
+// TestRedisRecordsAfterScriptFlush: a Redis that lost its scripts (restarted, failed over to a
+// replica that never ran them) still takes the record in the pipelined write.
+func TestRedisRecordsAfterScriptFlush(t *testing.T) {
+	t.Parallel()
+	rdb := newRedisClient(t)
+	s := session.NewRedisRecords(rdb, testPrefix(t, rdb), time.Hour)
+	ctx := t.Context()
+	at := time.UnixMilli(1767225600123).UTC()
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "saperly", CallID: "c1", Status: "started", At: at}))
+	require.NoError(t, rdb.ScriptFlush(ctx).Err())
+	applied, err := s.ApplyCallOnce(ctx, "saperly:e1", time.Hour, session.CallUpdate{Platform: "saperly", CallID: "c1", Status: "ended", At: at})
+	require.NoError(t, err)
+	assert.True(t, applied)
+	got, err := s.Call(ctx, "saperly", "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "ended", got.Status)
+	assert.Equal(t, 2, got.Events)
+	all, err := s.Calls(ctx, at.Add(-time.Second), "saperly", 0)
+	require.NoError(t, err)
+	assert.Len(t, all, 1, "indexed once")
 }
 
 func TestRedisRecordsList(t *testing.T) {

@@ -78,7 +78,7 @@ func (s *RedisStore) FirstDelivery(ctx context.Context, deliveryID string, ttl t
 // check ("" for none), the retention in ms, the number n of fields to set, n field-value
 // pairs to HSET, then the pins to HSETNX. It returns 0, having written nothing, when the
 // record belongs to another owner.
-const updateCallScript = `
+var updateCallScript = redis.NewScript(`
 local owner = ARGV[1]
 if owner ~= '' then
   local cur = redis.call('HGET', KEYS[1], 'owner')
@@ -97,7 +97,7 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
-`
+`)
 
 // UpdateCall implements Store with one script (EVAL): the owner check, HSET of the fields,
 // HSETNX of each pin, PEXPIRE of the record and the history, atomically: 1 round trip.
@@ -115,7 +115,7 @@ func (s *RedisStore) UpdateCall(ctx context.Context, c Call) error {
 	for k, v := range pins {
 		args = append(args, k, v)
 	}
-	ok, err := s.rdb.Eval(ctx, updateCallScript, []string{rec, hist}, args...).Int()
+	ok, err := updateCallScript.Run(ctx, s.rdb, []string{rec, hist}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("update call %s: %w", c.ID, err)
 	}
@@ -562,7 +562,7 @@ func unblocked(err error) bool {
 // appendEntryScript is AppendEntry: KEYS are the record and the history; ARGV the owner
 // ("" for none), the retention in ms and the encoded entry. It returns 0, having written
 // nothing, when the call belongs to another owner.
-const appendEntryScript = `
+var appendEntryScript = redis.NewScript(`
 local owner = ARGV[1]
 if owner ~= '' then
   local cur = redis.call('HGET', KEYS[1], 'owner')
@@ -573,7 +573,7 @@ redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
-`
+`)
 
 // AppendEntry implements Store with one script (EVAL): the owner check, RPUSH, PEXPIRE of
 // the record and the history, atomically: 1 round trip.
@@ -586,7 +586,7 @@ func (s *RedisStore) AppendEntry(ctx context.Context, callID, owner string, e En
 		return fmt.Errorf("append entry for call %s: %w", callID, err)
 	}
 	rec, hist := s.callKeys(callID)
-	ok, err := s.rdb.Eval(ctx, appendEntryScript, []string{rec, hist}, owner, s.opts.Retention.Milliseconds(), enc[0]).Int()
+	ok, err := appendEntryScript.Run(ctx, s.rdb, []string{rec, hist}, owner, s.opts.Retention.Milliseconds(), enc[0]).Int()
 	if err != nil {
 		return fmt.Errorf("append entry for call %s: %w", callID, err)
 	}

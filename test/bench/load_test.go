@@ -253,6 +253,13 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 		}
 	}()
 
+	// BENCH_LOAD_SYSCALLS=1 counts the target's system calls and context switches with perf
+	// (a process target only). Counting makes each system call dearer: the CPU figure of
+	// such a run is not comparable with one without.
+	kernel := func() map[string]int64 { return nil }
+	if os.Getenv("BENCH_LOAD_SYSCALLS") == "1" && target.pid != os.Getpid() {
+		kernel = perfStat(t, target.pid)
+	}
 	cmds0 := rds.commandStats(t)
 	var pool0 *redis.PoolStats
 	if target.pool != nil {
@@ -275,6 +282,7 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	start := time.Now()
 	res := engine.Run(t.Context())
 	wall := time.Since(start)
+	counts := kernel()
 	cpu1, err := target.cpu()
 	require.NoError(t, err)
 	mock1, err := readUsage(mock.pid())
@@ -409,6 +417,14 @@ func runLoad(t *testing.T, cfg loadConfig, rds *privateRedis, mock *proc, target
 	}
 	p("CPU (%s)  %.2f s = %.1f%% of one core over the run, busiest second %.0f%%;  %.0f µs per message, its call's events included",
 		target.name, cpu.Seconds(), 100*float64(cpu)/float64(wall), 100*busiest, us(cpu/time.Duration(max(messages, 1))))
+	if counts != nil {
+		all, switches := counts[""], counts["context-switches"]
+		delete(counts, "")
+		delete(counts, "context-switches")
+		n := max(messages, 1)
+		p("system calls (perf stat)  %.1f per message, its call's events included: %s; context switches %.1f",
+			float64(all)/float64(n), perOp(counts, n), float64(switches)/float64(n))
+	}
 	p("RSS peak                  %.1f MiB", float64(peakRSS)/(1<<20))
 	p("redis commands            %d: %.1f per call: %s", cmdsTotal, float64(cmdsTotal)/float64(cfg.Calls), perOp(perCmd, cfg.Calls))
 	if target.redis != nil {
