@@ -136,7 +136,7 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 				break
 			}
 		}
-		if err = a.store.UpdateCall(ctx, c); err == nil {
+		if err = a.updateCall(ctx, ev, c); err == nil {
 			a.shareVersion(ctx, ag, a.log)
 		}
 	case EventCallEnded:
@@ -144,7 +144,7 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		if status == "" {
 			status = "ended"
 		}
-		err = a.store.UpdateCall(ctx, session.Call{
+		err = a.updateCall(ctx, ev, session.Call{
 			ID: ev.CallID, LineID: ev.LineID, Status: status, EndedAt: at, Duration: ev.Duration,
 			Owner: ev.Delivery.Owner,
 		})
@@ -169,7 +169,7 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 		if dir == "" {
 			dir = map[string]string{EventCallIncoming: "inbound", EventCallOutgoing: "outbound"}[ev.Kind]
 		}
-		err = a.store.UpdateCall(ctx, session.Call{
+		err = a.updateCall(ctx, ev, session.Call{
 			ID: ev.CallID, LineID: ev.LineID, From: ev.From, To: ev.To,
 			Direction: dir, Status: ev.Status, Duration: ev.Duration, Owner: ev.Delivery.Owner,
 		})
@@ -187,10 +187,26 @@ func (a *Agent) Record(ctx context.Context, ev Event) error {
 	if errors.Is(err, session.ErrWrongLine) {
 		return fmt.Errorf("record %s for call %s signed by %s: %w", ev.Kind, ev.CallID, ev.Delivery.Owner, ErrWrongLine)
 	}
+	if errors.Is(err, ErrDuplicateDelivery) {
+		return fmt.Errorf("record %s for call %s: delivery %s: %w", ev.Kind, ev.CallID, ev.Delivery.ID, ErrDuplicateDelivery)
+	}
 	if err != nil {
 		return fmt.Errorf("record %s for call %s: %w", ev.Kind, ev.CallID, err)
 	}
 	return nil
+}
+
+// updateCall writes c, with the delivery's replay check in the same round trip when the
+// transport asked for it (Delivery.ReplayTTL): ErrDuplicateDelivery for a delivery seen.
+func (a *Agent) updateCall(ctx context.Context, ev Event, c session.Call) error {
+	if ev.Delivery.ReplayTTL <= 0 {
+		return a.store.UpdateCall(ctx, c)
+	}
+	first, err := a.store.UpdateCallOnce(ctx, c, ev.Delivery.ID, ev.Delivery.ReplayTTL)
+	if err == nil && !first {
+		return ErrDuplicateDelivery
+	}
+	return err
 }
 
 // InterruptSkew is how far ahead of the brain's clock an interrupted event's timestamp may be

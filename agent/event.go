@@ -55,13 +55,26 @@ type Delivery struct {
 	// owns it (see session.Call.Owner); "" checks nothing (tests and internal callers).
 	Owner string
 	// ReplayTTL, when set, asks Respond to do the transport's replay check in the turn's first
-	// store round trip (session.Store.BeginTurnOnce): a delivery id seen within ReplayTTL
-	// gets ErrDuplicateDelivery, with nothing spoken or written.
+	// store round trip (session.Store.BeginTurnOnce), and Record in its write of the call's
+	// record (session.Store.UpdateCallOnce; only for an event RecordChecksReplay accepts): a
+	// delivery id seen within ReplayTTL gets ErrDuplicateDelivery, with nothing spoken or
+	// written.
 	ReplayTTL time.Duration
 }
 
-// ErrDuplicateDelivery: Respond found the delivery id already seen (Delivery.ReplayTTL).
+// ErrDuplicateDelivery: Respond or Record found the delivery id already seen
+// (Delivery.ReplayTTL).
 var ErrDuplicateDelivery = errors.New("duplicate delivery")
+
+// RecordChecksReplay reports whether Record can do the replay check of ev's delivery in its
+// own store round trip (Delivery.ReplayTTL): the events that update the call's record.
+func RecordChecksReplay(ev Event) bool {
+	switch ev.Kind {
+	case EventCallStarted, EventCallEnded, EventCallIncoming, EventCallOutgoing:
+		return ev.CallID != ""
+	}
+	return false
+}
 
 // Chunk is one NDJSON line of a streamed answer. Saperly knows only the "speak" type.
 type Chunk struct {

@@ -119,6 +119,19 @@ func (m *MemoryStore) UpdateCall(_ context.Context, c Call) error {
 	return nil
 }
 
+// UpdateCallOnce implements Store.
+func (m *MemoryStore) UpdateCallOnce(ctx context.Context, c Call, deliveryID string, ttl time.Duration) (bool, error) {
+	if deliveryID == "" {
+		return false, fmt.Errorf("update call: record delivery: %w", errEmptyID)
+	}
+	// Checked per call, as RedisStore does in the call's slot (BeginTurnOnce's ids too).
+	first, err := m.FirstDelivery(ctx, "{"+c.ID+"}"+deliveryID, ttl)
+	if err != nil || !first {
+		return false, err
+	}
+	return true, m.UpdateCall(ctx, c)
+}
+
 // Load implements Store.
 func (m *MemoryStore) Load(_ context.Context, callID string) (State, error) {
 	m.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,8 +38,8 @@ var _ Store = (*RedisStore)(nil)
 //	call:{<call id>}       hash: the call's record, times in Unix ms, and its turn count
 //	hist:{<call id>}       list: the call's history, one JSON Entry per element
 //	dlv:<delivery id>      string: a delivery id seen in the last ttl (FirstDelivery)
-//	dlv:{<call id>}<delivery id> string: the same for a message's delivery, checked by
-//	                       BeginTurnOnce's script in the call's slot (a delivery's signature
+//	dlv:{<call id>}<delivery id> string: the same for a delivery about a call, checked by
+//	                       BeginTurnOnce's or UpdateCallOnce's script in the call's slot (a delivery's signature
 //	                       binds it to its body, so a replay always names the same call)
 //	claim:{<call id>}<turn> string: the owner token of a turn's lease, "done" once committed
 //	turn:{<call id>}<turn>  stream: the turn's spoken lines and tool calls, then a closing entry
@@ -74,18 +75,21 @@ func (s *RedisStore) FirstDelivery(ctx context.Context, deliveryID string, ttl t
 	return ok, nil
 }
 
-// updateCallScript is UpdateCall: KEYS are the record and the history; ARGV the owner to
-// check ("" for none), the retention in ms, the number n of fields to set, n field-value
-// pairs to HSET, then the pins to HSETNX. It returns 0, having written nothing, when the
-// record belongs to another owner.
+// updateCallScript is UpdateCall and UpdateCallOnce: KEYS are the record, the history and
+// the delivery's key (the record when there is none); ARGV the delivery's ttl in ms ("" for
+// no replay check), the owner to check ("" for none), the retention in ms, the number n of
+// fields to set, n field-value pairs to HSET, then the pins to HSETNX. It returns 2, having
+// written nothing, for a delivery seen within its ttl, and 0, having written nothing else,
+// when the record belongs to another owner.
 var updateCallScript = redis.NewScript(`
-local owner = ARGV[1]
+if ARGV[1] ~= '' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[1]) then return 2 end
+local owner = ARGV[2]
 if owner ~= '' then
   local cur = redis.call('HGET', KEYS[1], 'owner')
   if cur and cur ~= owner then return 0 end
 end
-local n = tonumber(ARGV[3])
-local i = 4
+local n = tonumber(ARGV[4])
+local i = 5
 if n > 0 then
   redis.call('HSET', KEYS[1], unpack(ARGV, i, i + 2*n - 1))
   i = i + 2*n
@@ -94,35 +98,57 @@ while i < #ARGV do
   redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1])
   i = i + 2
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 `)
 
-// UpdateCall implements Store with one script (EVAL): the owner check, HSET of the fields,
-// HSETNX of each pin, PEXPIRE of the record and the history, atomically: 1 round trip.
+// UpdateCall implements Store with one script: the owner check, HSET of the fields, HSETNX of
+// each pin, PEXPIRE of the record and the history, atomically: 1 round trip.
 func (s *RedisStore) UpdateCall(ctx context.Context, c Call) error {
+	_, err := s.updateCall(ctx, c, "", 0)
+	return err
+}
+
+// UpdateCallOnce implements Store with UpdateCall's script, which SETs NX the delivery's key
+// (in the call's slot, as BeginTurnOnce's) first: 1 round trip. ttl must be positive.
+func (s *RedisStore) UpdateCallOnce(ctx context.Context, c Call, deliveryID string, ttl time.Duration) (bool, error) {
+	if deliveryID == "" {
+		return false, fmt.Errorf("update call: record delivery: %w", errEmptyID)
+	}
+	if ttl <= 0 {
+		return false, fmt.Errorf("update call: record delivery %s: ttl %v is not positive", deliveryID, ttl)
+	}
+	return s.updateCall(ctx, c, deliveryID, ttl)
+}
+
+func (s *RedisStore) updateCall(ctx context.Context, c Call, deliveryID string, ttl time.Duration) (bool, error) {
 	if c.ID == "" {
-		return fmt.Errorf("update call: %w", errEmptyID)
+		return false, fmt.Errorf("update call: %w", errEmptyID)
 	}
 	rec, hist := s.callKeys(c.ID)
+	keys := []string{rec, hist, rec}
+	check := ""
+	if deliveryID != "" {
+		keys[2], check = s.key("dlv:", c.ID)+deliveryID, strconv.FormatInt(ttl.Milliseconds(), 10)
+	}
 	fields, pins := callFields(c), pinFields(c)
-	args := make([]any, 0, 3+2*(len(fields)+len(pins)))
-	args = append(args, c.Owner, s.opts.Retention.Milliseconds(), len(fields))
+	args := make([]any, 0, 4+2*(len(fields)+len(pins)))
+	args = append(args, check, c.Owner, s.opts.Retention.Milliseconds(), len(fields))
 	for k, v := range fields {
 		args = append(args, k, v)
 	}
 	for k, v := range pins {
 		args = append(args, k, v)
 	}
-	ok, err := updateCallScript.Run(ctx, s.rdb, []string{rec, hist}, args...).Int()
-	if err != nil {
-		return fmt.Errorf("update call %s: %w", c.ID, err)
+	res, err := updateCallScript.Run(ctx, s.rdb, keys, args...).Int()
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("update call %s: %w", c.ID, err)
+	case res == 0:
+		return false, fmt.Errorf("update call %s as %s: %w", c.ID, c.Owner, ErrWrongLine)
 	}
-	if ok == 0 {
-		return fmt.Errorf("update call %s as %s: %w", c.ID, c.Owner, ErrWrongLine)
-	}
-	return nil
+	return res == 1, nil
 }
 
 // Load implements Store with a pipeline of HGETALL and LRANGE: 1 round trip. It returns

@@ -125,6 +125,10 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 	}{
 		{name: "FirstDelivery", run: func() error { _, err := s.FirstDelivery(ctx, "d1", time.Minute); return err }},
 		{name: "UpdateCall", run: func() error { return s.UpdateCall(ctx, session.Call{ID: "c1", Status: "ringing"}) }},
+		{name: "UpdateCallOnce, replay check included", run: func() error {
+			_, err := s.UpdateCallOnce(ctx, session.Call{ID: "c1", Status: "active"}, "d0", time.Minute)
+			return err
+		}},
 		{name: "BeginTurn", run: func() error { _, _, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1"); return err }},
 		{name: "BeginTurnOnce, replay check included", run: func() error {
 			_, err := s.BeginTurnOnce(ctx, session.Call{ID: "c1"}, "e2", 0, "d2", time.Minute)
@@ -139,7 +143,7 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 			return s.AppendLines(ctx, session.Lease{Ref: turnRef("c1", "e9"), Token: "tok"})
 		}},
 		{name: "TakeOver", run: func() error { _, err := s.TakeOver(ctx, turnRef("c1", "e9")); return err }},
-		{name: "CommitTurn", run: func() error { return s.CommitTurn(ctx, lease("c1", "e1"), nil, entry) }},
+		{name: "CommitTurn, with the last lines", run: func() error { return s.CommitTurn(ctx, lease("c1", "e1"), []string{"Two."}, entry) }},
 		{name: "FollowTurn of a closed log", run: func() error {
 			return s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error { return nil })
 		}},

@@ -201,6 +201,11 @@ type Store interface {
 	// other owner: else it returns ErrWrongLine and writes nothing.
 	UpdateCall(ctx context.Context, c Call) error
 
+	// UpdateCallOnce is UpdateCall for one delivery of an event, with the replay check in the
+	// same round trip (as BeginTurnOnce): it first records deliveryID for ttl and, when the id
+	// was already seen within ttl, writes nothing and returns false.
+	UpdateCallOnce(ctx context.Context, c Call, deliveryID string, ttl time.Duration) (bool, error)
+
 	// SeenCaller remembers that number called lineID on call callID and reports whether it
 	// had called that line on another call before, within the store's CallerMemory. Asking
 	// again for the same call (a retried event) does not make the caller a returning one.

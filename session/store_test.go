@@ -78,6 +78,41 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		assert.Error(t, err, "zero ttl")
 	})
 
+	t.Run("UpdateCallOnce", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		c := session.Call{ID: "c1", LineID: "l1", Status: "active", Owner: "l1"}
+
+		first, err := s.UpdateCallOnce(ctx, c, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.True(t, first, "a new delivery writes the record")
+		ended := session.Call{ID: "c1", Status: "ended", Owner: "l1"}
+		first, err = s.UpdateCallOnce(ctx, ended, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.False(t, first, "the same delivery id again")
+		st, err := s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, "active", st.Call.Status, "the replay wrote nothing")
+
+		seen, err := s.FirstDelivery(ctx, "d1", time.Minute)
+		require.NoError(t, err)
+		assert.True(t, seen, "ids checked in the call's slot are not FirstDelivery's")
+		_, err = s.BeginTurnOnce(ctx, session.Call{ID: "c1", LineID: "l1", Owner: "l1"}, "e1", 0, "d1", time.Minute)
+		require.NoError(t, err)
+
+		_, err = s.UpdateCallOnce(ctx, session.Call{ID: "c1", Status: "hijacked", Owner: "l2"}, "d3", time.Minute)
+		require.ErrorIs(t, err, session.ErrWrongLine)
+		first, err = s.UpdateCallOnce(ctx, ended, "d4", time.Minute)
+		require.NoError(t, err)
+		assert.True(t, first)
+		st, err = s.Load(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, "ended", st.Call.Status)
+
+		_, err = s.UpdateCallOnce(ctx, ended, "", time.Minute)
+		assert.Error(t, err, "empty delivery id")
+	})
+
 	t.Run("FirstDelivery", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := store(t), t.Context()

@@ -93,10 +93,11 @@ type Config struct {
 	// a store that fails (fail open): the caller must not wait on a cache in silence. Default
 	// the agent's (BRAIN_STORE_TIMEOUT), the bound on every store operation of a turn.
 	StoreTimeout time.Duration
-	// ReplayInTurn hands the replay check of a message with words to the responder, which
-	// does it in the turn's first store round trip (agent.Delivery.ReplayTTL), and answers
-	// 409 duplicate_delivery when it reports agent.ErrDuplicateDelivery. Every other event
-	// (status callbacks, blank messages included) is checked here, before it is dispatched.
+	// ReplayInTurn hands the replay check of a message with words, and of an event that
+	// updates a call's record (agent.RecordChecksReplay), to the responder, which does it in
+	// its first store round trip (agent.Delivery.ReplayTTL), and answers 409
+	// duplicate_delivery when it reports agent.ErrDuplicateDelivery. Every other event (blank
+	// messages, interrupts, SMS included) is checked here, before it is dispatched.
 	ReplayInTurn bool
 	// OnDelivery, when set, is called with every verified delivery about a call (one with a
 	// call id), after its log line is written: the lines spoken with their flush times
@@ -419,10 +420,13 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		}
 	}
 
+	// The replay check rides on the store's first write when there is one to ride on: the
+	// turn's claim of a message, the record's update of a call's event.
 	inTurn := s.cfg.ReplayInTurn && ev.Kind == agent.EventMessage && d.route == routeWebhook &&
 		ev.CallID != "" && strings.TrimSpace(ev.Text) != ""
+	inRecord := s.cfg.ReplayInTurn && !inTurn && agent.RecordChecksReplay(ev)
 	first, err := true, error(nil)
-	if !inTurn {
+	if !inTurn && !inRecord {
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 		first, err = s.seen.FirstDelivery(cctx, d.id, s.replayTTL)
 		cancel()
@@ -449,7 +453,7 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		Callback:   d.route == routeStatus,
 		Owner:      scope,
 	}
-	if inTurn {
+	if inTurn || inRecord {
 		ev.Delivery.ReplayTTL = s.replayTTL
 	}
 	d.ev = ev
@@ -464,6 +468,10 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		if errors.Is(err, agent.ErrWrongLine) {
 			return httpError(http.StatusForbidden, "wrong_line",
 				fmt.Errorf("record %s event %s: %w", ev.Kind, clip(ev.ID), err))
+		}
+		if errors.Is(err, agent.ErrDuplicateDelivery) {
+			return httpError(http.StatusConflict, "duplicate_delivery",
+				fmt.Errorf("delivery %s seen in the last %s: %w", clip(d.id), s.replayTTL, err))
 		}
 		d.outcome = outcomeNotStored
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {

@@ -371,6 +371,11 @@ func (ms meteredStore) UpdateCall(ctx context.Context, c session.Call) (err erro
 	return ms.s.UpdateCall(ctx, c)
 }
 
+func (ms meteredStore) UpdateCallOnce(ctx context.Context, c session.Call, deliveryID string, ttl time.Duration) (first bool, err error) {
+	defer func(t time.Time) { ms.observe("update_call", t, err) }(time.Now())
+	return ms.s.UpdateCallOnce(ctx, c, deliveryID, ttl)
+}
+
 func (ms meteredStore) SeenCaller(ctx context.Context, lineID, number, callID string) (seen bool, err error) {
 	defer func(t time.Time) { ms.observe("seen_caller", t, err) }(time.Now())
 	return ms.s.SeenCaller(ctx, lineID, number, callID)

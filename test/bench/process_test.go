@@ -59,6 +59,9 @@ func envDur(t *testing.T, name string, def time.Duration) time.Duration {
 
 // buildBinaries builds cmd/brain and cmd/mockllm as a user would (no race detector) into a
 // temporary directory.
+//
+// BENCH_BRAIN_BIN names a brain binary built elsewhere to measure instead (another commit's,
+// to compare two builds under the same load with the same harness).
 func buildBinaries(t *testing.T) (brain, mock string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -66,7 +69,12 @@ func buildBinaries(t *testing.T) (brain, mock string) {
 		"github.com/callbrain/callbrain/cmd/brain", "github.com/callbrain/callbrain/cmd/mockllm")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
-	return filepath.Join(dir, "brain"), filepath.Join(dir, "mockllm")
+	brain = filepath.Join(dir, "brain")
+	if bin := os.Getenv("BENCH_BRAIN_BIN"); bin != "" {
+		brain = bin
+		t.Logf("measuring the brain binary %s (BENCH_BRAIN_BIN)", bin)
+	}
+	return brain, filepath.Join(dir, "mockllm")
 }
 
 // proc is a process the test started. It is stopped (SIGTERM, then SIGKILL) when the test ends

@@ -121,6 +121,16 @@ func TestRejectedDeliveries(t *testing.T) {
 			res, err := c.send(t, ev, saperly.WithDeliveryID(first.DeliveryID))
 			checkError(t, res, err, http.StatusConflict, "duplicate_delivery")
 		})
+		t.Run("replayed call_ended delivery id", func(t *testing.T) {
+			t.Parallel()
+			c := newCall(b)
+			ev := c.event("call_ended")
+			first, err := c.send(t, ev)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, first.Status)
+			res, err := c.send(t, ev, saperly.WithDeliveryID(first.DeliveryID))
+			checkError(t, res, err, http.StatusConflict, "duplicate_delivery")
+		})
 		t.Run("malformed json", func(t *testing.T) {
 			t.Parallel()
 			body := []byte(fmt.Sprintf(`{"event":"message","line_id":%q,"call_id":%q,"text":"hel`, b.Line, saperly.NewUUID()))
