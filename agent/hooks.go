@@ -90,7 +90,8 @@ func NewReceiver(store CallRecords, dedupeTTL time.Duration) *Receiver {
 }
 
 // Receive records ev unless it was already processed; duplicate reports that it was. Errors:
-// ErrEventInProgress, or ErrStoreDown (nothing recorded: the sender should retry).
+// ErrEventInProgress, or ErrStoreDown (the sender should retry: the event was not recorded,
+// or its record's reply was lost and the retry is answered as a duplicate).
 func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, err error) {
 	key := ev.Platform + ":" + ev.DedupeKey
 	if ev.CallID != "" && !(ev.Closes && r.jobs != nil) {

@@ -61,8 +61,8 @@ type pendingTurn struct {
 }
 
 // newPendingTurn is the turn of ev, held under lease, with the spoken lines its turn log
-// misses and its history entries. Entries
-// without an event id get the turn's history id, so writing them again never doubles them.
+// misses and its history entries. Entries without an event id get the turn's history id, so
+// writing them again never doubles them.
 func newPendingTurn(ev Event, lease session.Lease, lines []string, entries []session.Entry, now time.Time) *pendingTurn {
 	p := &pendingTurn{callID: ev.CallID, lease: lease, eventID: ev.ID, histID: historyID(ev), since: now, lines: lines}
 	p.entries = slices.Clone(entries)

@@ -47,7 +47,7 @@ type turn struct {
 	// lease is the turn's claim; an empty token when there is none.
 	lease session.Lease
 
-	mu sync.Mutex // guards the fields below, and the engine
+	mu sync.Mutex // guards the fields below, the engine and stats
 	e  *engine
 	// cancels holds one function per model request, by source index.
 	cancels []context.CancelFunc
@@ -148,14 +148,11 @@ func (t *turn) loop(ctx context.Context) error {
 		lost = t.rec.lostC
 	}
 	for {
-		t.mu.Lock()
-		over := t.ended || t.panicked != nil // a panicked turn is ended by run's teardown
-		if !over {
-			t.armed = t.e.nextWake()
-		}
-		armed := t.armed
-		t.mu.Unlock()
-		if over {
+		armed, over := t.arm()
+		if over { // a panicked turn is ended by run's teardown
+			if ctx.Err() != nil {
+				return context.Cause(ctx) // a pump found the caller gone first
+			}
 			return nil
 		}
 		timer.Reset(max(time.Until(armed), 0))
@@ -167,10 +164,7 @@ func (t *turn) loop(ctx context.Context) error {
 			// Another delivery took the turn over: Saperly retried, so it gave up on this
 			// answer, and the other delivery is finishing it.
 			t.input(inLeaseLost{})
-			t.mu.Lock()
-			ended := t.ended
-			t.mu.Unlock()
-			if ended {
+			if _, over := t.arm(); over {
 				return errLeaseLost
 			}
 			lost = nil // saying goodbye: the engine hangs up as it meant to
@@ -179,6 +173,18 @@ func (t *turn) loop(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// arm reads when the loop's timer is to fire next, and whether the turn is over (ended, or a
+// step panicked).
+func (t *turn) arm() (at time.Time, over bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock() // nextWake is the engine's: a panic in it must not leave mu held
+	if t.ended || t.panicked != nil {
+		return time.Time{}, true
+	}
+	t.armed = t.e.nextWake()
+	return t.armed, false
 }
 
 // input steps the engine with in and carries out its actions, from any of the turn's
@@ -224,7 +230,9 @@ var errLeaseLost = errors.New("another delivery took the turn over")
 // exec carries out the engine's actions in order. A line Saperly does not take ends the
 // turn there: the actions after it are dropped, and the engine hears that the caller is gone.
 // Lines of the step that ends the turn (the answer's last phrase) are not given to the turn
-// log's writer: the commit, a moment later, carries them, saving a store round trip a turn.
+// log's writer: the commit carries them, saving a store round trip a turn. It follows at
+// once, unless a tool call the caller left behind is still running (the teardown waits for
+// it): a retry following the turn meanwhile hears the last phrase when the commit lands.
 func (t *turn) exec(acts []action) {
 	log := !slices.ContainsFunc(acts, endsTurn)
 	for _, act := range acts {

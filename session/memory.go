@@ -124,6 +124,9 @@ func (m *MemoryStore) UpdateCallOnce(ctx context.Context, c Call, deliveryID str
 	if deliveryID == "" {
 		return false, fmt.Errorf("update call: record delivery: %w", errEmptyID)
 	}
+	if ttl <= 0 {
+		return false, fmt.Errorf("update call: record delivery %s: ttl %v is not positive", deliveryID, ttl)
+	}
 	// Checked per call, as RedisStore does in the call's slot (BeginTurnOnce's ids too).
 	first, err := m.FirstDelivery(ctx, "{"+c.ID+"}"+deliveryID, ttl)
 	if err != nil || !first {
@@ -339,11 +342,11 @@ func (m *MemoryStore) CommitTurn(_ context.Context, l Lease, lines []string, ent
 		return fmt.Errorf("commit turn %s for call %s: %w", eventID, callID, ErrLeaseLost)
 	}
 	m.appendHistory(callID, enc, now)
-	if eventID != "" {
+	// As RedisStore: the log is the claim holder's, or nobody's.
+	cl, claimed := m.claims[key]
+	if eventID != "" && (l.Token != "" || !claimed || !now.Before(cl.exp)) {
 		t := m.turn(key, now)
-		if !t.closed {
-			t.lines = append(t.lines, lines...)
-		}
+		t.lines = append(t.lines, lines...)
 		t.closed = true
 		t.exp = now.Add(m.opts.TurnTTL)
 		t.changed()

@@ -221,10 +221,13 @@ func (r *RedisRecords) apply(ctx context.Context, mark string, ttl time.Duration
 		first = u.At
 	}
 	// The index is its own key (another slot): ZADD NX keeps the first time seen. Sent in
-	// the same pipeline; an event applied already changes nothing there either.
+	// the same pipeline, and first: a pipeline is not atomic, and an index entry whose record
+	// write failed is harmless (Calls skips it, and the sender's retry writes the record),
+	// while a record applied with its index entry lost would stay unlisted, its retry being
+	// a duplicate.
 	pipe := r.rdb.Pipeline()
-	res := applyCallScript.EvalSha(ctx, pipe, keys, args...)
 	pipe.ZAddNX(ctx, r.prefix+"rec:index", redis.Z{Score: float64(first.UnixMilli()), Member: name})
+	res := applyCallScript.EvalSha(ctx, pipe, keys, args...)
 	_, err := pipe.Exec(ctx)
 	if err != nil && redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
 		// The server does not know the script yet (a new or restarted Redis): Run loads it.
@@ -251,8 +254,9 @@ func boolArg(b bool) string {
 // applyCallScript is apply. KEYS: record, transcript, the event's mark (the record when there
 // is none). ARGV: "1" to check and set the mark, its TTL in ms, the retention in ms, started_at
 // ("" for none), "1" to replace the transcript, the number n of field/value pairs, the 2n
-// fields and values, then the encoded turns. It returns 0, changing nothing, when the mark
-// was set already.
+// fields and values, then the encoded turns (pushed a thousand at a time: Lua's unpack has a
+// limit of a few thousand values). It returns 0, changing nothing, when the mark was set
+// already.
 var applyCallScript = redis.NewScript(`
 if ARGV[1] == '1' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return 0 end
 local i = 7 + 2 * tonumber(ARGV[6])
@@ -260,7 +264,7 @@ if i > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 7, i - 1)) end
 if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[1], 'started_at', ARGV[4]) end
 redis.call('HINCRBY', KEYS[1], 'events', 1)
 if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
-if i <= #ARGV then redis.call('RPUSH', KEYS[2], unpack(ARGV, i, #ARGV)) end
+for j = i, #ARGV, 1000 do redis.call('RPUSH', KEYS[2], unpack(ARGV, j, math.min(j + 999, #ARGV))) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
@@ -433,6 +437,7 @@ func (m *MemoryRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
+	key = "once:" + key // marks apart from ClaimEvent's claims, as RedisRecords keeps them
 	if c, ok := m.claims[key]; ok && now.Before(c.expires) {
 		return false, nil
 	}

@@ -138,6 +138,21 @@ func testRecords(t *testing.T, newStore func(*testing.T) records) {
 			return err == nil && applied
 		}, 5*time.Second, 10*time.Millisecond)
 	})
+	t.Run("long final transcript", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := t.Context()
+		turns := make([]session.RecordTurn, 9000) // past Lua's unpack limit
+		for i := range turns {
+			turns[i] = session.RecordTurn{Role: "caller", Text: "uh"}
+		}
+		applied, err := s.ApplyCallOnce(ctx, "salpre:final", time.Hour, session.CallUpdate{Platform: "salpre", CallID: "long", Replace: true, Turns: turns, At: at})
+		require.NoError(t, err)
+		require.True(t, applied)
+		got, err := s.Call(ctx, "salpre", "long")
+		require.NoError(t, err)
+		assert.Len(t, got.Turns, len(turns))
+	})
 	t.Run("empty id refused", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

@@ -39,8 +39,9 @@ var _ Store = (*RedisStore)(nil)
 //	hist:{<call id>}       list: the call's history, one JSON Entry per element
 //	dlv:<delivery id>      string: a delivery id seen in the last ttl (FirstDelivery)
 //	dlv:{<call id>}<delivery id> string: the same for a delivery about a call, checked by
-//	                       BeginTurnOnce's or UpdateCallOnce's script in the call's slot (a delivery's signature
-//	                       binds it to its body, so a replay always names the same call)
+//	                       BeginTurnOnce's or UpdateCallOnce's script in the call's slot (a
+//	                       delivery's signature binds it to its body, so a replay always
+//	                       names the same call)
 //	claim:{<call id>}<turn> string: the owner token of a turn's lease, "done" once committed
 //	turn:{<call id>}<turn>  stream: the turn's spoken lines and tool calls, then a closing entry
 //	sms:{<line id>}        list: the line's last 1000 SMS, JSON, newest first
@@ -501,17 +502,17 @@ func (s *RedisStore) CommitTurn(ctx context.Context, l Lease, lines []string, en
 
 // commitScript is CommitTurn. KEYS: record, history, claim, turn log. ARGV: token ("" checks
 // nothing), retention ms, turn TTL ms, "1" to close the log, the number n of lines, then the
-// n lines and the encoded entries. It returns 0 when another token holds the claim.
+// n lines and the encoded entries. It returns 0 when another token holds the claim. The log is
+// written and closed only by the claim's holder, or when nobody holds it: a commit without a
+// token never touches a log another delivery holds or one already closed.
 var commitScript = redis.NewScript(`
-if ARGV[1] ~= '' then
-  local cur = redis.call('GET', KEYS[3])
-  if cur and cur ~= ARGV[1] then return 0 end
-end
+local cur = redis.call('GET', KEYS[3])
+if ARGV[1] ~= '' and cur and cur ~= ARGV[1] then return 0 end
 local first = 6 + tonumber(ARGV[5])
 for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-if ARGV[4] == '1' then
+if ARGV[4] == '1' and (not cur or cur == ARGV[1]) then
   for i = 6, first - 1 do redis.call('XADD', KEYS[4], '*', '` + streamText + `', ARGV[i]) end
   redis.call('XADD', KEYS[4], '*', '` + streamEnd + `', '1')
   redis.call('PEXPIRE', KEYS[4], ARGV[3])

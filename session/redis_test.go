@@ -143,9 +143,9 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 			return s.AppendLines(ctx, session.Lease{Ref: turnRef("c1", "e9"), Token: "tok"})
 		}},
 		{name: "TakeOver", run: func() error { _, err := s.TakeOver(ctx, turnRef("c1", "e9")); return err }},
-		{name: "CommitTurn, with the last lines", run: func() error { return s.CommitTurn(ctx, lease("c1", "e1"), []string{"Two."}, entry) }},
+		{name: "CommitTurn, with the last lines", run: func() error { return s.CommitTurn(ctx, lease("c1", "e7"), []string{"Two."}, entry) }},
 		{name: "FollowTurn of a closed log", run: func() error {
-			return s.FollowTurn(ctx, turnRef("c1", "e1"), func(string) error { return nil })
+			return s.FollowTurn(ctx, turnRef("c1", "e7"), func(string) error { return nil })
 		}},
 		{name: "Load", run: func() error { _, err := s.Load(ctx, "c1"); return err }},
 		{name: "AppendEntry", run: func() error { return s.AppendEntry(ctx, "c1", "", entry) }},

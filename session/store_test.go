@@ -487,20 +487,21 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 		s, ctx := store(t), t.Context()
 
 		early := follow(ctx, s, turnRef("c1", "e1"))
-		_, claimed, err := beginTurn(s, ctx, session.Call{ID: "c1"}, "e1")
+		b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1", 0)
 		require.NoError(t, err)
-		require.True(t, claimed)
-		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "One."))
+		require.Equal(t, session.TurnClaimed, b.Status)
+		owner := b.Lease
+		require.NoError(t, s.AppendLines(ctx, owner, "One."))
 		assert.Equal(t, "One.", early.next(t))
 
 		mid := follow(ctx, s, turnRef("c1", "e1"))
 		assert.Equal(t, "One.", mid.next(t), "a follower starting mid-turn gets earlier lines")
 		for _, line := range []string{"Two.", "", "Three."} {
-			require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), line))
+			require.NoError(t, s.AppendLines(ctx, owner, line))
 		}
-		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1"), "Four.", "Five."), "a batch keeps its order")
-		require.NoError(t, s.AppendLines(ctx, lease("c1", "e1")), "an empty batch")
-		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), []string{"Six.", "Seven."},
+		require.NoError(t, s.AppendLines(ctx, owner, "Four.", "Five."), "a batch keeps its order")
+		require.NoError(t, s.AppendLines(ctx, owner), "an empty batch")
+		require.NoError(t, s.CommitTurn(ctx, owner, []string{"Six.", "Seven."},
 			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
 			session.Entry{Kind: session.EntryAssistant, Text: "One. Two. Three. Four. Five. Six. Seven.", At: 1, EventID: "e1"},
 		), "the commit carries the last lines into the log before closing it")
@@ -514,6 +515,36 @@ func testStore(t *testing.T, newStore func(*testing.T, session.Options) session.
 			assert.NoError(t, f.wait(t), name)
 			assert.Equal(t, want, f.got, name)
 		}
+	})
+
+	t.Run("CommitWithoutLeaseLeavesAHeldLogAlone", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := store(t), t.Context()
+		b, err := s.BeginTurn(ctx, session.Call{ID: "c1"}, "e1", 0)
+		require.NoError(t, err)
+		require.Equal(t, session.TurnClaimed, b.Status)
+		require.NoError(t, s.AppendLines(ctx, b.Lease, "One."))
+		// A delivery that answered without the store (no lease) commits the same event late.
+		require.NoError(t, s.CommitTurn(ctx, lease("c1", "e1"), []string{"Other."},
+			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"}))
+		require.NoError(t, s.CommitTurn(ctx, b.Lease, []string{"Two."},
+			session.Entry{Kind: session.EntryUser, Text: "hi", At: 1, EventID: "e1"},
+			session.Entry{Kind: session.EntryAssistant, Text: "One. Two.", At: 1, EventID: "e1"}),
+			"the holder still commits: its log was not closed under it")
+		f := follow(ctx, s, turnRef("c1", "e1"))
+		require.NoError(t, f.wait(t))
+		assert.Equal(t, []string{"One.", "Two."}, f.got)
+
+		// Without a lease, on a turn nobody claimed: the log takes the lines once.
+		for range 2 {
+			require.NoError(t, s.CommitTurn(ctx, lease("c1", "e2"), []string{"Hello."},
+				session.Entry{Kind: session.EntryUser, Text: "hey", At: 2, EventID: "e2"}))
+		}
+		_, err = s.TakeOver(ctx, turnRef("c1", "e2"))
+		require.NoError(t, err)
+		f = follow(ctx, s, turnRef("c1", "e2"))
+		require.NoError(t, f.wait(t))
+		assert.Equal(t, []string{"Hello."}, f.got)
 	})
 
 	t.Run("FollowTurnCancel", func(t *testing.T) {
