@@ -505,7 +505,9 @@ func (t *turn) commit(ctx context.Context) {
 	defer cancel()
 	// The lines the turn log misses (the last phrase, whatever a store hiccup kept from it,
 	// or all of them when the turn had no lease to write under) go into it with the commit,
-	// so a retry replays the whole answer.
+	// so a retry replays the whole answer. A commit kept for later (pending.go) through an
+	// outage longer than the lease leaves them out of the log meanwhile: a retry taking the
+	// turn over then continues from the lines before them.
 	tail := t.e.spoken
 	if t.rec != nil {
 		tail = tail[t.rec.written:]
