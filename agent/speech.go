@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -129,8 +131,8 @@ var speechLanguages = map[string]*language{
 	}),
 }
 
-// SpeechLanguages lists the codes speech.languages accepts.
-func SpeechLanguages() []string { return []string{"de", "en", "es", "fr"} }
+// SpeechLanguages lists the codes speech.languages accepts, sorted.
+func SpeechLanguages() []string { return slices.Sorted(maps.Keys(speechLanguages)) }
 
 // defaultLangs is English alone.
 var defaultLangs = []*language{speechLanguages["en"]}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,37 +14,6 @@ import (
 	"github.com/callbrain/callbrain/prompts"
 	"github.com/callbrain/callbrain/session"
 )
-
-// instantModel answers at once with the demo reply's tokens, so that what a turn costs is the
-// brain's own work: the turn engine, the store and its Redis client.
-type instantModel struct{}
-
-func (instantModel) Stream(_ context.Context, req agent.Request) (agent.TokenStream, error) {
-	return &instantStream{toks: agent.DemoTokens(agent.DemoReply(req.Messages))}, nil
-}
-
-type instantStream struct{ toks []string }
-
-func (s *instantStream) Recv() (string, error) {
-	if len(s.toks) == 0 {
-		return "", io.EOF
-	}
-	t := s.toks[0]
-	s.toks = s.toks[1:]
-	return t, nil
-}
-
-func (*instantStream) ToolCalls() []agent.ToolCall { return nil }
-func (*instantStream) Close() error                { return nil }
-
-// cpuTime is the CPU time this process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkLongCall is one message turn of a call that already has n turns (n = 10 and 300),
 // through agent.Respond over the real Redis store (TEST_REDIS_URL), with a model that costs
@@ -69,7 +36,7 @@ func BenchmarkLongCall(b *testing.B) {
 			}
 			var load time.Duration
 			a := agent.New(agent.Config{Model: "m", OnTurn: func(s agent.TurnStats) { load += s.StateLoad }},
-				agent.Deps{Primary: instantModel{}, Store: store, Prompts: lib})
+				agent.Deps{Primary: &agent.DemoLLM{}, Store: store, Prompts: lib}) // answers at once: what a turn costs is the brain's own work
 			ctx := context.Background()
 			call := "long-" + rand.Text()[:10]
 			turn := func(i int) {
@@ -95,9 +62,9 @@ func BenchmarkLongCall(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				c0 := cpuTime(b)
+				c0 := selfCPU()
 				turn(n + i)
-				cpu += cpuTime(b) - c0
+				cpu += selfCPU() - c0
 				b.StopTimer()
 				if err := rdb.LTrim(ctx, hist, 0, keep-1).Err(); err != nil {
 					b.Fatal(err)
