@@ -80,8 +80,13 @@ func ParseSources(path string, raw []byte) (*Sources, error) {
 		case name == "" && required:
 			bad("%s is required: the NAME of the environment variable holding it", where)
 		case name == "":
-		case !envRe.MatchString(name):
-			bad("%s must be the NAME of an environment variable (letters, digits, _), never the secret itself", where)
+		default:
+			// Never echo the value: it may be the secret itself, and this error is logged.
+			if why, secret := looksLikeSecret(name); secret {
+				bad("%s "+secretValueError, where, why)
+			} else if !envRe.MatchString(name) {
+				bad("%s must be the NAME of an environment variable (letters, digits, _), never the secret itself", where)
+			}
 		}
 	}
 	if p := s.Salpre; p != nil {

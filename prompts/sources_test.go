@@ -57,6 +57,14 @@ dedupe_ttl: 48h
 			assert.Contains(t, err.Error(), "sources.yaml")
 		})
 	}
+
+	// A pasted signing secret that happens to look like a variable name is refused, and the
+	// error (which is logged) never repeats it.
+	const pasted = "a3f9c2d84e1b7f60a9c3d2e1f0b4a7c6d5e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2"
+	_, err = prompts.ParseSources("sources.yaml", []byte("speaknode:\n  secret_env: "+pasted+"\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "looks like a secret")
+	assert.NotContains(t, err.Error(), pasted)
 }
 
 func TestLoadSourcesAbsentOrEmpty(t *testing.T) {

@@ -236,6 +236,13 @@ func str(name, def, doc string, field func(*config) *string) setting {
 	return setting{name: name, def: def, doc: doc, read: func(p *parser, c *config) { *field(c) = or(p.getenv(name), def) }}
 }
 
+// secretEnv reads a secret from the environment without the whitespace around it: a secret
+// mounted from a file often ends in a newline, and a signature is never made with it. Every
+// secret the brain verifies with is read through it.
+func secretEnv(getenv func(string) string, name string) string {
+	return strings.TrimSpace(getenv(name))
+}
+
 // line declares one of the fixed lines: its default is too long for README's table.
 func line(name, def, doc string, field func(*config) *string) setting {
 	return shown(str(name, def, doc, field), "see agent/config.go")
@@ -296,13 +303,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 // checkSecrets: off loopback a real signing secret is required; on loopback none stands for the
 // development secret.
 func checkSecrets(c *config) error {
-	if strings.TrimSpace(c.Secret) == "" {
+	raw := c.Secret
+	c.Secret, c.SecretNext = strings.TrimSpace(c.Secret), strings.TrimSpace(c.SecretNext) // as secretEnv
+	if c.Secret == "" {
 		if c.SecretNext != "" {
 			return fmt.Errorf("SAPERLY_WEBHOOK_SECRET_NEXT is set without SAPERLY_WEBHOOK_SECRET")
 		}
 		if !loopback(c.Addr) {
 			what := "is required"
-			if c.Secret != "" {
+			if raw != "" {
 				what = "is blank"
 			}
 			return fmt.Errorf("SAPERLY_WEBHOOK_SECRET %s when BRAIN_ADDR (%s) is not a loopback address: set it to the line's signing secret", what, c.Addr)
@@ -312,7 +321,7 @@ func checkSecrets(c *config) error {
 	if !loopback(c.Addr) {
 		// Anyone can sign with a guessable secret: off loopback, refuse what cannot be real.
 		for _, v := range []struct{ name, value string }{{"SAPERLY_WEBHOOK_SECRET", c.Secret}, {"SAPERLY_WEBHOOK_SECRET_NEXT", c.SecretNext}} {
-			if v.value != "" && len(strings.TrimSpace(v.value)) < minSecretLen {
+			if v.value != "" && len(v.value) < minSecretLen {
 				return fmt.Errorf("%s is too short to be a signing secret (%d characters; at least %d, Saperly's are 64 hex characters) while BRAIN_ADDR (%s) is not a loopback address",
 					v.name, len(strings.TrimSpace(v.value)), minSecretLen, c.Addr)
 			}

@@ -41,6 +41,7 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		{name: "localhost is loopback", env: map[string]string{"BRAIN_ADDR": "localhost:9000"}, secrets: []string{"dev"}},
 		{name: "ipv6 loopback", env: map[string]string{"BRAIN_ADDR": "[::1]:9000"}, secrets: []string{"dev"}},
 		{name: "real secret anywhere", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64}, secrets: []string{hex64}},
+		{name: "secret from a file, with its newline", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64 + "\n"}, secrets: []string{hex64}},
 		{name: "blank secret off loopback", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": "   "}, wantErr: "SAPERLY_WEBHOOK_SECRET is blank"},
 		{name: "short secret off loopback", env: map[string]string{"BRAIN_ADDR": "0.0.0.0:8080", "SAPERLY_WEBHOOK_SECRET": "hunter2"}, wantErr: "SAPERLY_WEBHOOK_SECRET is too short"},
 		{name: "31 characters off loopback", env: map[string]string{"BRAIN_ADDR": ":8080", "SAPERLY_WEBHOOK_SECRET": hex64[:31]}, wantErr: "at least 32"},

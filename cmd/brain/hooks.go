@@ -28,7 +28,7 @@ func loadHooks(dir string, getenv func(string) string) (transport.Hooks, time.Du
 		return h, transport.DefaultHookDedupeTTL, nil
 	}
 	value := func(where, name string) (string, error) {
-		v := strings.TrimSpace(getenv(name))
+		v := secretEnv(getenv, name)
 		if v == "" {
 			return "", fmt.Errorf("%s: %s names %s, which is not set", prompts.SourcesFile, where, name)
 		}

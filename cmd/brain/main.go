@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -389,12 +388,12 @@ func lineSecrets(lib *prompts.Library, lineID string, global []string, getenv fu
 	if !ok || line.SecretEnv == "" {
 		return transport.OwnerGlobal, global
 	}
-	cur := getenv(line.SecretEnv)
+	cur := secretEnv(getenv, line.SecretEnv)
 	if cur == "" {
 		return transport.OwnerGlobal, global
 	}
 	if line.SecretNextEnv != "" {
-		if next := getenv(line.SecretNextEnv); next != "" {
+		if next := secretEnv(getenv, line.SecretNextEnv); next != "" {
 			return line.ID, []string{cur, next}
 		}
 	}
@@ -410,7 +409,7 @@ func warnLineSecrets(lib *prompts.Library, getenv func(string) string, log *zap.
 			if name == "" {
 				continue
 			}
-			switch v := strings.TrimSpace(getenv(name)); {
+			switch v := secretEnv(getenv, name); {
 			case v == "" && name == l.SecretEnv:
 				log.Warn("line secret variable is not set: verifying with the global secret",
 					zap.String("line_id", l.ID), zap.String("variable", name))

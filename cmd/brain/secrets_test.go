@@ -26,12 +26,17 @@ line-own:
   secret_env: ORDERS_SECRET
 line-unset:
   secret_env: MISSING_SECRET
+line-mounted:
+  secret_env: MOUNTED_SECRET
+line-blank:
+  secret_env: BLANK_SECRET
 line-plain:
 `), 0o644))
 	lib, err := prompts.Load(dir)
 	require.NoError(t, err)
 	getenv := env(map[string]string{
 		"RECEPTION_SECRET": "r-current", "RECEPTION_SECRET_NEXT": "r-next", "ORDERS_SECRET": "o-current",
+		"MOUNTED_SECRET": "m-current\n", "BLANK_SECRET": "  ",
 	})
 	global := []string{"global"}
 	for _, tc := range []struct {
@@ -42,6 +47,8 @@ line-plain:
 		{name: "current and staged next during a rotation", line: "line-rotating", scope: "line-rotating", want: []string{"r-current", "r-next"}},
 		{name: "the line's own secret", line: "line-own", scope: "line-own", want: []string{"o-current"}},
 		{name: "variable not set: global", line: "line-unset", scope: "*", want: global},
+		{name: "mounted from a file: its newline is not part of it", line: "line-mounted", scope: "line-mounted", want: []string{"m-current"}},
+		{name: "variable blank: global, as the start-up warning says", line: "line-blank", scope: "*", want: global},
 		{name: "listed without a secret: global", line: "line-plain", scope: "*", want: global},
 		{name: "not listed: global", line: "line-other", scope: "*", want: global},
 		{name: "no line_id in the body: global", line: "", scope: "*", want: global},
