@@ -492,6 +492,18 @@ var errEmptyReplay = errors.New("the first delivery recorded no line")
 // errTakenOver ends a replay whose turn this delivery took over.
 var errTakenOver = errors.New("turn taken over")
 
+// takeOver is store.TakeOver for the follower's watcher goroutine, with a panic (a store
+// client's bug) turned into a failed attempt: the watcher tries again, the process survives.
+func (a *Agent) takeOver(ctx context.Context, ref session.TurnRef) (to session.Takeover, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error("turn takeover panicked", zap.String("call_id", ref.Call), zap.Any("panic", p), zap.Stack("stack"))
+			err = fmt.Errorf("take over turn %s: panicked: %v", ref.Event, p)
+		}
+	}()
+	return a.store.TakeOver(ctx, ref)
+}
+
 // replay answers a retried message with the lines another delivery of the same event spoke or
 // is speaking, from the first, following the live turn until it closes. The model is not asked
 // again and the history is not touched. When the turn's owner stops renewing its lease (its
@@ -521,7 +533,7 @@ func (a *Agent) replay(ctx context.Context, ev Event, b session.Begun, emit func
 			case <-timer.C:
 			}
 			tctx, cancel := context.WithTimeout(fctx, a.cfg.StoreTimeout)
-			to, err := a.store.TakeOver(tctx, b.Lease.Ref)
+			to, err := a.takeOver(tctx, b.Lease.Ref)
 			cancel()
 			switch {
 			case err != nil:

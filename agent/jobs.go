@@ -122,7 +122,7 @@ func (w *Worker) Run(ctx context.Context) {
 func (w *Worker) runOne(ctx context.Context, j session.Job) {
 	start := time.Now()
 	jctx, cancel := context.WithTimeout(ctx, w.cfg.JobTimeout)
-	err := w.handle(jctx, j)
+	err := w.handleSafe(jctx, j)
 	cancel()
 	if ctx.Err() != nil {
 		return // shutting down: unacknowledged, so it runs again elsewhere
@@ -146,6 +146,18 @@ func (w *Worker) runOne(ctx context.Context, j session.Job) {
 		// Not acknowledged: the job runs again after the visibility timeout.
 		w.log.Warn("job state not saved", zap.String("job_id", j.ID), zap.Error(qerr))
 	}
+}
+
+// handleSafe is handle, with a panic (a bug in a job) turned into a failed attempt: retried,
+// then buried like any other failure, and the worker goes on.
+func (w *Worker) handleSafe(ctx context.Context, j session.Job) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("job panicked", zap.String("job_id", j.ID), zap.String("kind", j.Kind), zap.Any("panic", p), zap.Stack("stack"))
+			err = fmt.Errorf("job %s panicked: %v", j.Kind, p)
+		}
+	}()
+	return w.handle(ctx, j)
 }
 
 func (w *Worker) handle(ctx context.Context, j session.Job) error {

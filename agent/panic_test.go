@@ -151,3 +151,115 @@ func TestPanicInTurnEndsItAndCommitsWhatWasHeard(t *testing.T) {
 		assert.NotEmpty(t, got)
 	})
 }
+
+// TestPanicInLineRecorderKeepsTheLease: after a turn-log write panicked, the writer still
+// renews the turn's lease, so a retry during an answer longer than the lease follows it
+// instead of taking it over and asking the model again.
+func TestPanicInLineRecorderKeepsTheLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+		require.NoError(t, err)
+		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
+		store := &panicOnceStore{Store: mem}
+		steps := say("Sure, let me check.", 0, 10*time.Millisecond)
+		steps = append(steps, say(" It is free.", 5*time.Second, 10*time.Millisecond)...)
+		llm := newRounds(steps)
+		h := &harness{t: t, store: mem}
+		h.agent = agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: h.record},
+			agent.Deps{Primary: llm, Store: store, Prompts: lib})
+		ev := message("c1", "e1", "Is Tuesday free?")
+
+		var first []heard
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			first = h.respond(t.Context(), ev)
+		}()
+		time.Sleep(time.Second) // the first turn-log write (a renewal, a third of the lease in) panicked
+		require.True(t, store.panicked.Load())
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		second := h.respond(t.Context(), retry)
+		<-done
+
+		assert.Equal(t, texts(first), texts(second), "the retry replays the owner's answer")
+		assert.Len(t, llm.requests(), 1, "the model is asked once")
+		require.Len(t, history(t, mem, "c1"), 2, "recorded once")
+	})
+}
+
+// panicOnceTakeOver panics in its first TakeOver: the follower's watcher goroutine's.
+type panicOnceTakeOver struct {
+	session.Store
+	panicked atomic.Bool
+}
+
+func (s *panicOnceTakeOver) TakeOver(ctx context.Context, ref session.TurnRef) (session.Takeover, error) {
+	if s.panicked.CompareAndSwap(false, true) {
+		panic("store client bug")
+	}
+	return s.Store.TakeOver(ctx, ref)
+}
+
+// TestPanicInTakeOverIsATryAgain: a retry following a dead replica's turn survives a panic in
+// its takeover attempt, tries again, and continues the answer.
+func TestPanicInTakeOverIsATryAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+		require.NoError(t, err)
+		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
+		store := &panicOnceTakeOver{Store: mem}
+		llm := newRounds(say("And Friday too.", 0, 0))
+		h := &harness{t: t, store: mem}
+		h.agent = agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: h.record},
+			agent.Deps{Primary: llm, Store: store, Prompts: lib})
+		ev := message("c1", "e1", "When can I come in?")
+		deadOwner(t, mem, ev, []string{"We have Tuesday."})
+
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		got := texts(h.respond(t.Context(), retry))
+		require.True(t, store.panicked.Load())
+		assert.Equal(t, []string{"We have Tuesday.", "And Friday too."}, got)
+		assert.True(t, h.lastStats().TakenOver)
+	})
+}
+
+// panicOnceCommit panics in its first CommitTurn.
+type panicOnceCommit struct {
+	session.Store
+	panicked atomic.Bool
+}
+
+func (s *panicOnceCommit) CommitTurn(ctx context.Context, l session.Lease, lines []string, entries ...session.Entry) error {
+	if s.panicked.CompareAndSwap(false, true) {
+		panic("store client bug")
+	}
+	return s.Store.CommitTurn(ctx, l, lines, entries...)
+}
+
+// TestPanicInCommitKeepsTheTurn: a commit that panics is a failed write: the turn is kept and
+// the retrier, in its own goroutine, writes it once.
+func TestPanicInCommitKeepsTheTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+		require.NoError(t, err)
+		mem := session.NewMemoryStore(session.Options{})
+		store := &panicOnceCommit{Store: mem}
+		h := &harness{t: t, store: mem}
+		h.agent = agent.New(agent.Config{Model: "primary", OnTurn: h.record},
+			agent.Deps{Primary: newRounds(say("We open at nine.", 0, 0)), Store: store, Prompts: lib})
+
+		got := texts(h.respond(t.Context(), message("c1", "e1", "When do you open?")))
+		assert.Equal(t, []string{"We open at nine."}, got)
+		require.True(t, store.panicked.Load())
+		assert.True(t, h.lastStats().Pending, "kept for the retrier")
+		time.Sleep(10 * time.Second) // the retrier's backoff (fake clock)
+		synctest.Wait()
+		hist := history(t, mem, "c1")
+		require.Len(t, hist, 2, "written once, by the retrier")
+		assert.Equal(t, "We open at nine.", hist[1].Text)
+	})
+}

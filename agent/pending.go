@@ -5,6 +5,8 @@ import (
 	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -295,12 +297,26 @@ type outbox struct {
 }
 
 func newOutbox(cfg Config, write func(context.Context, *pendingTurn) error, log *zap.Logger) *outbox {
+	// A write that panics (a store client's bug) is a failed write: kept and retried, and the
+	// retrier's goroutine survives it.
+	safe := func(ctx context.Context, p *pendingTurn) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("turn write panicked", zap.String("call_id", p.callID), zap.Any("panic", r), zap.Stack("stack"))
+				err = fmt.Errorf("%w: %v", errWritePanic, r)
+			}
+		}()
+		return write(ctx, p)
+	}
 	return &outbox{
-		write: write, timeout: 2 * cfg.StoreTimeout, log: log,
+		write: safe, timeout: 2 * cfg.StoreTimeout, log: log,
 		q:    newPendingQueue(cfg.PendingTurns, cfg.PendingBytes, cfg.PendingRetention),
 		wake: make(chan struct{}, 1),
 	}
 }
+
+// errWritePanic is the error of a turn write that panicked.
+var errWritePanic = errors.New("turn write panicked")
 
 // commit writes p now unless its call has turns queued that another writer is working
 // through, and keeps it for the retrier when the store does not take it. It reports whether

@@ -552,13 +552,6 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 	every := a.cfg.TurnLease / 3
 	go func() {
 		defer close(r.done)
-		defer func() {
-			// A bug in a write must not take the process down: the turn goes on without
-			// its log, and commit writes the lines the log missed.
-			if p := recover(); p != nil {
-				log.Error("turn log writer panicked", zap.Any("panic", p), zap.Stack("stack"))
-			}
-		}()
 		renew := time.NewTimer(every)
 		defer renew.Stop()
 		due := false
@@ -573,7 +566,7 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 			if !r.lost && (len(batch) > 0 || due) {
 				// Items that queued up while the last write was out go in one round trip.
 				octx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-				rest, err := r.write(octx, a.store, lease, batch)
+				rest, err := r.writeSafe(octx, a.store, lease, batch, log)
 				cancel()
 				switch {
 				case errors.Is(err, session.ErrLeaseLost):
@@ -583,7 +576,9 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 				case err != nil:
 					// The turn goes on; the next write tries again, and commit writes what
 					// is still missing.
-					log.Warn("turn log write failed", zap.Error(err))
+					if !errors.Is(err, errLogWritePanic) { // logged with its stack already
+						log.Warn("turn log write failed", zap.Error(err))
+					}
 					r.mu.Lock()
 					r.queue = append(rest, r.queue...)
 					r.mu.Unlock()
@@ -599,6 +594,22 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 		}
 	}()
 	return r
+}
+
+// errLogWritePanic is the error of a turn-log write that panicked.
+var errLogWritePanic = errors.New("turn log write panicked")
+
+// writeSafe is write, with a panic (a store client's bug) turned into a failed write: the
+// writer goes on, so the lease is still renewed (a turn whose lease lapsed while it speaks
+// would be taken over and answered twice), and the next write or the commit writes the items.
+func (r *lineRecorder) writeSafe(ctx context.Context, store session.Store, lease session.Lease, batch []logItem, log *zap.Logger) (rest []logItem, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("turn log writer panicked", zap.Any("panic", p), zap.Stack("stack"))
+			rest, err = batch, fmt.Errorf("%w: %v", errLogWritePanic, p)
+		}
+	}()
+	return r.write(ctx, store, lease, batch)
 }
 
 // write writes batch, tool calls first (order matters only among lines and among tool
