@@ -233,6 +233,18 @@ func TestOpenAIStreamProviderShapes(t *testing.T) {
 			text: said, err: agent.ErrModel,
 		},
 		{
+			// A chunk longer than the filter's 4 KiB read buffer is assembled whole.
+			name: "long chunk",
+			body: sse(content("Sure, "), content(strings.Repeat("very ", 2500)+"long."), finish("stop"), "[DONE]"),
+			text: "Sure, " + strings.Repeat("very ", 2500) + "long.", err: io.EOF,
+		},
+		{
+			// A provider that never ends a line is a failed model, not unbounded memory.
+			name: "line without end",
+			body: "data: " + content("Sure, ") + "\n\ndata: " + strings.Repeat("x", 2<<20),
+			hold: true, text: "Sure, ", err: agent.ErrModel, message: "longer than 1 MiB",
+		},
+		{
 			name: "crlf line ends",
 			body: strings.ReplaceAll(sse(": ping", content("Sure, "), content("your order"), finish("stop"), "[DONE]"), "\n", "\r\n"),
 			text: said, err: io.EOF,

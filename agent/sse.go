@@ -84,12 +84,22 @@ func (b *sseBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// maxSSELine bounds one line of a model's stream: a chunk of a few tokens is well under a
+// kilobyte, and a provider that never ends a line must not grow the brain's memory.
+const maxSSELine = 1 << 20
+
+// ErrSSELineTooLong is the stream error of a line longer than maxSSELine.
+var ErrSSELineTooLong = errors.New("model stream line longer than 1 MiB")
+
 // readLine returns the next line without its end of line, valid until the next call.
 func (b *sseBody) readLine() ([]byte, error) {
 	line, err := b.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
 		b.line = append(b.line[:0], line...)
 		for errors.Is(err, bufio.ErrBufferFull) {
+			if len(b.line) > maxSSELine {
+				return nil, ErrSSELineTooLong
+			}
 			line, err = b.r.ReadSlice('\n')
 			b.line = append(b.line, line...)
 		}
