@@ -436,11 +436,9 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 		// Fail open: silence on a call is worse than a rare replay slipping through.
 		d.cacheErr = fmt.Errorf("check delivery %s: %w", clip(d.id), err)
 	case !first:
-		if s.cfg.OnDelivery != nil {
-			// Only for the record: a duplicate of what call, if any.
-			d.ev = ev
-			d.ev.Delivery = agent.Delivery{ID: d.id, Attempt: d.attempt, ReceivedAt: d.received, Owner: scope}
-		}
+		// For the log line and the record: a duplicate of what call, if any.
+		d.ev = ev
+		d.ev.Delivery = agent.Delivery{ID: d.id, Attempt: d.attempt, ReceivedAt: d.received, Owner: scope}
 		return httpError(http.StatusConflict, "duplicate_delivery",
 			fmt.Errorf("delivery %s seen in the last %s", clip(d.id), s.replayTTL))
 	}
@@ -841,13 +839,14 @@ func endDeliverySpan(span trace.Span, c echo.Context, d *delivery) {
 	span.SetAttributes(
 		attribute.String("http.route", d.route),
 		attribute.Int("http.response.status_code", status),
-		attribute.String("callbrain.kind", d.ev.Kind),
+		// Clipped as in the log line: before verification these are anyone's bytes.
+		attribute.String("callbrain.kind", clip(d.ev.Kind)),
 		attribute.String("callbrain.outcome", d.outcome),
 		attribute.String("callbrain.verify", d.verify),
-		attribute.String("callbrain.delivery_id", d.id),
+		attribute.String("callbrain.delivery_id", clip(d.id)),
 		attribute.Int("callbrain.attempt", d.attempt),
-		attribute.String("callbrain.call_id", d.ev.CallID),
-		attribute.String("callbrain.event_id", d.ev.ID),
+		attribute.String("callbrain.call_id", clip(d.ev.CallID)),
+		attribute.String("callbrain.event_id", clip(d.ev.ID)),
 	)
 	if status >= 500 || d.outcome == outcomePanic {
 		span.SetStatus(codes.Error, d.outcome)

@@ -388,6 +388,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	lines := f.eventLines()
 	require.Len(t, lines, 2)
 	assert.Equal(t, zapcore.WarnLevel, lines[1].Level)
+	assert.Equal(t, testCall, lines[1].ContextMap()["call_id"], "the duplicate's line names its call, with or without a delivery hook")
 }
 
 func TestCacheErrorFailsOpen(t *testing.T) {
