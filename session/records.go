@@ -225,8 +225,14 @@ func (r *RedisRecords) apply(ctx context.Context, mark string, ttl time.Duration
 	// write failed is harmless (Calls skips it, and the sender's retry writes the record),
 	// while a record applied with its index entry lost would stay unlisted, its retry being
 	// a duplicate.
+	// Entries of calls that began more than the retention before this one (or before now,
+	// for an event stamped in the future) go in the same trip: their records have expired (a
+	// call lasts minutes), and the index must not grow forever.
+	idx := r.prefix + "rec:index"
+	cutoff := min(first.UnixMilli(), time.Now().UnixMilli()) - r.retention.Milliseconds()
 	pipe := r.rdb.Pipeline()
-	pipe.ZAddNX(ctx, r.prefix+"rec:index", redis.Z{Score: float64(first.UnixMilli()), Member: name})
+	pipe.ZAddNX(ctx, idx, redis.Z{Score: float64(first.UnixMilli()), Member: name})
+	pipe.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10))
 	res := applyCallScript.EvalSha(ctx, pipe, keys, args...)
 	_, err := pipe.Exec(ctx)
 	if err != nil && redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
@@ -322,7 +328,7 @@ func (r *RedisRecords) Calls(ctx context.Context, since time.Time, platform stri
 		}
 		rec, err := r.Call(ctx, p, id)
 		if errors.Is(err, ErrNotFound) {
-			continue // expired; its index entry goes with the next trim
+			continue // expired; its index entry goes with a later write's trim
 		}
 		if err != nil {
 			return nil, err

@@ -210,3 +210,19 @@ func TestRedisRecordsList(t *testing.T) {
 	require.Len(t, last, 1)
 	assert.Equal(t, "2", last[0].CallID, "the limit keeps the newest")
 }
+
+// TestRedisRecordsIndexIsTrimmed: every write drops the index entries of calls that began more
+// than the retention ago, so the index does not grow with every call ever seen.
+func TestRedisRecordsIndexIsTrimmed(t *testing.T) {
+	t.Parallel()
+	rdb := newRedisClient(t)
+	prefix := testPrefix(t, rdb)
+	s := session.NewRedisRecords(rdb, prefix, time.Hour)
+	ctx := t.Context()
+	now := time.Now()
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "old", StartedAt: now.Add(-2 * time.Hour), At: now.Add(-2 * time.Hour)}))
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "new", StartedAt: now, At: now}))
+	members, err := rdb.ZRange(ctx, prefix+"rec:index", 0, -1).Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"salpre:new"}, members)
+}
