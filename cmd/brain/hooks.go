@@ -105,22 +105,6 @@ func logHooks(h transport.Hooks, log *zap.Logger) {
 	}
 }
 
-// hookSettings is what the receivers need from the environment and PROMPTS_DIR.
-type hookSettings struct {
-	Hooks     transport.Hooks
-	DedupeTTL time.Duration
-	// Retention is how long a call record is kept after its last event (BRAIN_CALLS_RETENTION).
-	Retention time.Duration
-}
-
-// loadHookSettings reads sources.yaml; the records' retention is BRAIN_CALLS_RETENTION's.
-func loadHookSettings(cfg config, getenv func(string) string) (hookSettings, error) {
-	hs := hookSettings{Retention: cfg.CallsRetention}
-	var err error
-	hs.Hooks, hs.DedupeTTL, err = loadHooks(cfg.PromptsDir, getenv)
-	return hs, err
-}
-
 // recordsClient opens the Redis client of the call records (REDIS_URL: a node, a Sentinel
 // group or a Cluster), tuned as the store's, or nil without one.
 func recordsClient(cfg config) (redis.UniversalClient, error) {

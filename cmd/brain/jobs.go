@@ -121,10 +121,6 @@ func workerCommand(ctx context.Context, getenv func(string) string) error {
 		return errors.New("brain worker: REDIS_URL is required (the jobs live in Redis)")
 	}
 	defer rdb.Close() //nolint:errcheck // on the way out
-	hs, err := loadHookSettings(cfg, getenv)
-	if err != nil {
-		return err
-	}
 	lib, err := loadPrompts(cfg, log)
 	if err != nil {
 		return err
@@ -137,7 +133,7 @@ func workerCommand(ctx context.Context, getenv func(string) string) error {
 	defer closeStore()
 	cfg.Agent.Getenv = getenv
 	ag := agent.New(cfg.Agent, agent.Deps{Primary: primary, Fallback: fallback, Store: store, Prompts: lib, Log: log})
-	recs := session.NewRedisRecords(rdb, "", hs.Retention)
+	recs := session.NewRedisRecords(rdb, "", cfg.CallsRetention) // the receivers' settings are not the worker's
 	newWorker(js, session.NewRedisJobs(rdb, "", js.Visibility), recs, cfg, lib, primary, ag, rdb, log).Run(ctx)
 	log.Info("worker stopped")
 	return nil

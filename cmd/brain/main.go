@@ -141,7 +141,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 			zap.String("addr", cfg.Addr))
 	}
 	global := cfg.secrets(transport.DevSecret)
-	hs, err := loadHookSettings(cfg, getenv)
+	hooks, dedupeTTL, err := loadHooks(cfg.PromptsDir, getenv)
 	if err != nil {
 		return err
 	}
@@ -152,10 +152,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if recRDB != nil {
 		defer recRDB.Close() //nolint:errcheck // closing on the way out; nothing to do about an error
 	}
-	logHooks(hs.Hooks, log)
+	logHooks(hooks, log)
 	js := cfg.Jobs
-	records := openRecords(recRDB, hs.Retention)
-	receiver := agent.NewReceiver(records, hs.DedupeTTL)
+	records := openRecords(recRDB, cfg.CallsRetention)
+	receiver := agent.NewReceiver(records, dedupeTTL)
 	if recRDB != nil && js.enabled() {
 		jobs := session.NewRedisJobs(recRDB, "", js.Visibility)
 		receiver.WithJobs(jobs)
@@ -184,7 +184,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		StoreTimeout: cfg.Agent.StoreTimeout,
 		// A message's replay check rides on the turn's first round trip (BeginTurnOnce).
 		ReplayInTurn: true,
-		Hooks:        hs.Hooks,
+		Hooks:        hooks,
 		HookReceiver: receiver,
 		Tracer:       tracer,
 	}, meteredResponder{Responder: ag, m: met}, store, log)
