@@ -128,7 +128,7 @@ func (w *Worker) runOne(ctx context.Context, j session.Job) {
 		return // shutting down: unacknowledged, so it runs again elsewhere
 	}
 	fields := []zap.Field{zap.String("job_id", j.ID), zap.String("kind", j.Kind), zap.String("key", j.Key),
-		zap.Int("attempt", j.Attempt), zap.Float64("elapsed_ms", float64(time.Since(start).Microseconds())/1000)}
+		zap.Int("attempt", j.Attempt), Millis("elapsed_ms", time.Since(start))}
 	var qerr error
 	switch {
 	case err == nil:

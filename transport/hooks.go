@@ -107,12 +107,9 @@ func (s *Server) hook(platform string, verify func(http.Header, []byte) error,
 		outcome, verdict := outcomeRejected, "skipped"
 		err := func() error {
 			req := c.Request()
-			body, err := readBody(c.Response().Writer, req, s.cfg.MaxBody)
+			body, err := s.readRequest(c)
 			if err != nil {
-				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-					return httpError(http.StatusRequestEntityTooLarge, "body_too_large", err)
-				}
-				return httpError(http.StatusBadRequest, "unreadable body", err)
+				return err
 			}
 			if err := verify(req.Header, body); err != nil {
 				verdict = "invalid_signature"
@@ -135,14 +132,11 @@ func (s *Server) hook(platform string, verify func(http.Header, []byte) error,
 				return httpError(http.StatusUnauthorized, ReasonStaleTimestamp,
 					fmt.Errorf("timestamp_utc %s older than %s", ev.At.Format(time.RFC3339), s.cfg.Hooks.Salpre.MaxAge))
 			}
-			for _, f := range []struct{ name, v string }{
+			if err := s.checkLengths([]field{
 				{"call id", ev.CallID}, {"event id", ev.DedupeKey}, {"from", ev.From}, {"to", ev.To},
 				{"direction", ev.Direction}, {"status", ev.Status}, {"source", ev.Source},
-			} {
-				if len(f.v) > s.cfg.MaxIDLen {
-					return httpError(http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", f.name, s.cfg.MaxIDLen),
-						fmt.Errorf("%s of %d bytes", f.name, len(f.v)))
-				}
+			}); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(req.Context(), hookTimeout)
 			defer cancel()
@@ -170,7 +164,7 @@ func (s *Server) hook(platform string, verify func(http.Header, []byte) error,
 			zap.String("event_id", clip(ev.DedupeKey)), zap.Bool("is_test", ev.Test),
 			zap.String("verify", verdict), zap.String("outcome", outcome),
 			zap.Int("status", c.Response().Status),
-			zap.Float64("elapsed_ms", float64(time.Since(start).Microseconds())/1000),
+			agent.Millis("elapsed_ms", time.Since(start)),
 		}
 		if ev.From != "" || ev.To != "" {
 			fields = append(fields, zap.String("from", agent.MaskNumber(ev.From)), zap.String("to", agent.MaskNumber(ev.To)))

@@ -366,12 +366,9 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	req := c.Request()
 	ctx := req.Context()
 
-	body, err := readBody(c.Response().Writer, req, s.cfg.MaxBody)
+	body, err := s.readRequest(c)
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return httpError(http.StatusRequestEntityTooLarge, "body_too_large", err)
-		}
-		return httpError(http.StatusBadRequest, "unreadable body", err)
+		return err
 	}
 
 	d.lineID = peekLineID(body)
@@ -409,15 +406,12 @@ func (s *Server) handle(c echo.Context, d *delivery) error {
 	}
 	// Ids become store keys; numbers, direction and status are kept on the call's record and
 	// rendered into prompts. None is ever longer than a few dozen bytes from Saperly.
-	for _, f := range []struct{ name, v string }{
+	if err := s.checkLengths([]field{
 		{"call_id", ev.CallID}, {"event_id", ev.ID}, {"line_id", ev.LineID}, {"interrupted_event_id", ev.Interrupts},
 		{"from_number", ev.From}, {"to_number", ev.To}, {"direction", ev.Direction}, {"status", ev.Status},
 		{"message_sid", ev.MessageID},
-	} {
-		if len(f.v) > s.cfg.MaxIDLen {
-			return httpError(http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", f.name, s.cfg.MaxIDLen),
-				fmt.Errorf("%s of %d bytes", f.name, len(f.v)))
-		}
+	}); err != nil {
+		return err
 	}
 
 	// The replay check rides on the store's first write when there is one to ride on: the
@@ -578,6 +572,34 @@ func (s *Server) respond(ctx context.Context, d *delivery, emit func(agent.Chunk
 		}
 	}()
 	return s.resp.Respond(ctx, d.ev, emit)
+}
+
+// readRequest reads a delivery's body, at most MaxBody bytes: 413 body_too_large past it,
+// 400 when it cannot be read.
+func (s *Server) readRequest(c echo.Context) ([]byte, error) {
+	body, err := readBody(c.Response().Writer, c.Request(), s.cfg.MaxBody)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, httpError(http.StatusRequestEntityTooLarge, "body_too_large", err)
+		}
+		return nil, httpError(http.StatusBadRequest, "unreadable body", err)
+	}
+	return body, nil
+}
+
+// field is a named value of a decoded event, for checkLengths.
+type field struct{ name, v string }
+
+// checkLengths refuses (400) a field longer than MaxIDLen: ids become store keys, and the
+// other fields are kept on records and rendered into prompts.
+func (s *Server) checkLengths(fields []field) error {
+	for _, f := range fields {
+		if len(f.v) > s.cfg.MaxIDLen {
+			return httpError(http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", f.name, s.cfg.MaxIDLen),
+				fmt.Errorf("%s of %d bytes", f.name, len(f.v)))
+		}
+	}
+	return nil
 }
 
 // readBody reads the whole body once, at most limit bytes. w is the writer under Echo's, so
