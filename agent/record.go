@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -415,22 +416,13 @@ func (w *recordWorker) redact(c *capture) {
 	hide(&c.Text)
 	hide(&c.Heard)
 	for i := range c.Lines {
-		if !contains(c.Holds, i) {
+		if !slices.Contains(c.Holds, i) {
 			hide(&c.Lines[i].Text)
 		}
 	}
 	for i := range c.Tools {
 		c.Tools[i].Args = ""
 	}
-}
-
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // assembleDue writes the scripts of the calls that ended here and have settled.

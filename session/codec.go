@@ -77,10 +77,7 @@ func callFields(c Call) map[string]string {
 // the start time, c's non-zero fields and its pins.
 func blankFields(c Call, now time.Time) map[string]string {
 	f := callFields(c)
-	maps.Copy(f, pinFields(c))
-	if c.Owner != "" {
-		f[fieldOwner] = c.Owner
-	}
+	maps.Copy(f, pinFields(c)) // the owner among them
 	if _, ok := f[fieldStartedAt]; !ok {
 		f[fieldStartedAt] = strconv.FormatInt(now.UnixMilli(), 10)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -174,7 +175,7 @@ func validStreamID(id string) bool {
 }
 
 func parseStreamID(id string) (ms, seq uint64, ok bool) {
-	a, b, two := cut(id, '-')
+	a, b, two := strings.Cut(id, "-")
 	ms, err := strconv.ParseUint(a, 10, 64)
 	if err != nil {
 		return 0, 0, false
@@ -184,13 +185,4 @@ func parseStreamID(id string) (ms, seq uint64, ok bool) {
 	}
 	seq, err = strconv.ParseUint(b, 10, 64)
 	return ms, seq, err == nil
-}
-
-func cut(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
