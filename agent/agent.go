@@ -307,11 +307,14 @@ func (a *Agent) Respond(ctx context.Context, ev Event, emit func(Chunk) error) e
 		// Answer without history rather than leave the caller in silence; the retry guard is
 		// lost for this turn, which is the lesser harm.
 		stats.Degraded, stats.StoreError = true, err.Error() // on the turn line, logged once
-		b = session.Begun{
-			State:  session.State{Call: pin},
-			Status: session.TurnClaimed,
-			Lease:  session.Lease{Ref: session.TurnRef{Line: pin.LineID, Call: pin.ID, Event: ev.ID}},
+		lease := session.Lease{Ref: session.TurnRef{Line: pin.LineID, Call: pin.ID, Event: ev.ID}}
+		if b.Lease.Token != "" {
+			// The store may have taken the claim before its reply was lost: keep its token, so
+			// this turn renews the claim and is fenced as its holder, and a retry follows it
+			// rather than answering the event a second time once an unrenewed claim lapses.
+			lease = b.Lease
 		}
+		b = session.Begun{State: session.State{Call: pin}, Status: session.TurnClaimed, Lease: lease}
 	}
 	st := b.State
 	if st.Call.LineID != "" && ev.LineID != "" && st.Call.LineID != ev.LineID {

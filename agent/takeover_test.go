@@ -332,3 +332,57 @@ func TestCommitCarriesTheAnswersLastLine(t *testing.T) {
 		assert.Len(t, llm.requests(), 1)
 	})
 }
+
+// lostReply is a store whose first BeginTurnOnce/BeginTurn is applied but whose reply is lost:
+// the claim is taken, and the caller gets a timeout (with the lease it was attempted with).
+type lostReply struct {
+	session.Store
+	lost atomic.Bool
+}
+
+var errReplyLost = errors.New("i/o timeout")
+
+func (s *lostReply) BeginTurn(ctx context.Context, c session.Call, eventID string, tail int) (session.Begun, error) {
+	b, err := s.Store.BeginTurn(ctx, c, eventID, tail)
+	if err == nil && s.lost.CompareAndSwap(false, true) {
+		return session.Begun{Lease: b.Lease}, errReplyLost
+	}
+	return b, err
+}
+
+// TestClaimWhoseReplyWasLostIsStillHeld: a turn whose claim the store took but whose reply
+// was lost answers without the store's state, yet holds the claim: it renews it, so a retry
+// during a long answer follows it instead of answering the event a second time.
+func TestClaimWhoseReplyWasLostIsStillHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 2 * time.Second
+		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+		require.NoError(t, err)
+		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
+		store := &lostReply{Store: mem}
+		steps := say("Sure, let me check.", 0, 10*time.Millisecond)
+		steps = append(steps, say(" It is free.", 5*time.Second, 10*time.Millisecond)...)
+		llm := newRounds(steps)
+		h := &harness{t: t, store: mem}
+		h.agent = agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: h.record},
+			agent.Deps{Primary: llm, Store: store, Prompts: lib})
+		ev := message("c1", "e1", "Is Tuesday free?")
+
+		var first []heard
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			first = h.respond(t.Context(), ev)
+		}()
+		time.Sleep(3 * time.Second) // past the lease: only renewals keep the claim
+		retry := ev
+		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+		second := h.respond(t.Context(), retry)
+		<-done
+
+		require.True(t, store.lost.Load())
+		assert.Equal(t, texts(first), texts(second), "the retry replays the owner's answer")
+		assert.Len(t, llm.requests(), 1, "the model is asked once")
+		require.Len(t, history(t, mem, "c1"), 2, "recorded once")
+	})
+}

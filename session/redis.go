@@ -213,7 +213,8 @@ func (s *RedisStore) begin(ctx context.Context, c Call, eventID string, tail int
 	// Cluster too (BeginTurn passes it unused).
 	res, err := beginScript.Run(ctx, s.rdb, []string{rec, hist, claim, turn, s.key("dlv:", callID) + deliveryID}, args...).Slice()
 	if err != nil {
-		return Begun{}, fmt.Errorf("begin turn for call %s: %w", callID, err)
+		// Redis may have run the script: the token may be the claim's (see Store.BeginTurn).
+		return Begun{Lease: Lease{Ref: ref, Token: token}}, fmt.Errorf("begin turn for call %s: %w", callID, err)
 	}
 	if len(res) == 1 {
 		if st, _ := res[0].(string); st == "duplicate" {

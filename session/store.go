@@ -228,6 +228,11 @@ type Store interface {
 	// empty history, and c's Agent and PromptVersion pin the call's agent unless an earlier
 	// turn pinned one. A c.Owner other than the record's returns ErrWrongLine, and nothing is
 	// claimed or written.
+	//
+	// Any other error may come after the store applied the claim (a reply lost to a timeout):
+	// Begun's Lease then still holds the token the claim was made with, so a turn answered
+	// without the store can keep it and write as the claim's holder (or fail to, when another
+	// delivery holds the turn), instead of leaving a claim nobody renews.
 	BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error)
 
 	// BeginTurnOnce is BeginTurn for one delivery of the event, with a replay check in the
