@@ -57,12 +57,19 @@ func (lv *Live) Adopt(a *Agent) {
 	defer lv.mu.Unlock()
 	lv.adopted = slices.DeleteFunc(lv.adopted, func(o *Agent) bool { return o.Version == a.Version })
 	lv.adopted = append(lv.adopted, a)
-	if len(lv.adopted) > keepAdopted {
-		lv.adopted = slices.Delete(lv.adopted, 0, len(lv.adopted)-keepAdopted)
+	var evicted []*Agent
+	if n := len(lv.adopted) - keepAdopted; n > 0 {
+		evicted = slices.Clone(lv.adopted[:n])
+		lv.adopted = slices.Delete(lv.adopted, 0, n)
 	}
 	idx := maps.Clone(*lv.byVersion.Load())
 	if _, ok := idx[a.Version]; !ok {
 		idx[a.Version] = a
+	}
+	for _, o := range evicted {
+		if idx[o.Version] == o { // not a version this replica loaded itself
+			delete(idx, o.Version)
+		}
 	}
 	lv.byVersion.Store(&idx)
 }
