@@ -113,8 +113,18 @@ func jobOf(m redis.XMessage) Job {
 	return Job{ID: m.ID, Kind: s("kind"), Key: s("key"), Payload: s("payload"), Attempt: max(n, 1), Error: s("error")}
 }
 
+// promoteScript moves one delayed job onto the stream, atomically: a worker that dies between
+// taking it off the delayed set and adding it to the stream would lose it. KEYS: the delayed
+// set, the stream. ARGV: the set's member, then the job's kind, key, payload, attempt and
+// error. It returns 0 when another worker moved it first.
+var promoteScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'kind', ARGV[2], 'key', ARGV[3], 'payload', ARGV[4], 'attempt', ARGV[5], 'error', ARGV[6])
+return 1
+`)
+
 // promoteDue moves retries whose time has come back onto the stream. ZREM decides which
-// worker moves each, so none is moved twice.
+// worker moves each, so none is moved twice; the move is one script, so none is lost.
 func (q *RedisJobs) promoteDue(ctx context.Context) error {
 	due, err := q.rdb.ZRangeByScore(ctx, q.delayed, &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(time.Now().UnixMilli(), 10), Count: 16,
@@ -123,19 +133,18 @@ func (q *RedisJobs) promoteDue(ctx context.Context) error {
 		return fmt.Errorf("read due retries: %w", err)
 	}
 	for _, enc := range due {
-		n, err := q.rdb.ZRem(ctx, q.delayed, enc).Result()
-		if err != nil {
-			return fmt.Errorf("take due retry: %w", err)
-		}
-		if n == 0 {
-			continue // another worker took it
-		}
 		j, ok := decodeDelayed(enc)
 		if !ok {
+			// Not a job this code wrote: it can never run, so it must not block the set.
+			if err := q.rdb.ZRem(ctx, q.delayed, enc).Err(); err != nil {
+				return fmt.Errorf("drop unreadable retry: %w", err)
+			}
 			continue
 		}
-		if err := q.add(ctx, q.stream, j); err != nil {
-			return err
+		err := promoteScript.Run(ctx, q.rdb, []string{q.delayed, q.stream},
+			enc, j.Kind, j.Key, j.Payload, j.Attempt, j.Error).Err()
+		if err != nil {
+			return fmt.Errorf("move due retry of %s job %s: %w", j.Kind, j.Key, err)
 		}
 	}
 	return nil
