@@ -1,6 +1,9 @@
 package session
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Keys returns how many keys m holds, expired or not yet pruned included.
 func (m *MemoryStore) Keys() int {
@@ -23,3 +26,6 @@ func (m *MemoryStore) SMS(lineID string) ([]SMS, error) {
 	}
 	return out, nil
 }
+
+// SetClock makes r read the time from now: when it first sees a call.
+func (r *RedisRecords) SetClock(now func() time.Time) { r.now = now }

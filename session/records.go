@@ -77,6 +77,7 @@ type RedisRecords struct {
 	rdb       redis.UniversalClient
 	prefix    string
 	retention time.Duration
+	now       func() time.Time // this service's clock: when a call is first seen
 }
 
 // NewRedisRecords returns records kept in rdb under prefix ("" for "callbrain:") for
@@ -85,7 +86,7 @@ func NewRedisRecords(rdb redis.UniversalClient, prefix string, retention time.Du
 	if prefix == "" {
 		prefix = "callbrain:"
 	}
-	return &RedisRecords{rdb: rdb, prefix: prefix, retention: retention}
+	return &RedisRecords{rdb: rdb, prefix: prefix, retention: retention, now: time.Now}
 }
 
 // Claim values: an event being processed, and one done.
@@ -93,6 +94,10 @@ const (
 	hookPending = "p"
 	hookDone    = "d"
 )
+
+// recordIndexSlack is how long past the retention a call stays in the index: longer than any
+// call lasts, so an entry never goes before its record.
+const recordIndexSlack = 24 * time.Hour
 
 // hookLease bounds how long a claimed event stays claimed when its processor dies before it
 // finishes: the platform's retry after that processes it.
@@ -216,22 +221,21 @@ func (r *RedisRecords) apply(ctx context.Context, mark string, ttl time.Duration
 		}
 		args = append(args, raw)
 	}
-	first := u.StartedAt
-	if first.IsZero() {
-		first = u.At
-	}
-	// The index is its own key (another slot): ZADD NX keeps the first time seen. Sent in
-	// the same pipeline, and first: a pipeline is not atomic, and an index entry whose record
-	// write failed is harmless (Calls skips it, and the sender's retry writes the record),
-	// while a record applied with its index entry lost would stay unlisted, its retry being
-	// a duplicate.
-	// Entries of calls that began more than the retention before this one (or before now,
-	// for an event stamped in the future) go in the same trip: their records have expired (a
-	// call lasts minutes), and the index must not grow forever.
+	// The index is its own key (another slot), scored by when this service first saw the call
+	// (ZADD NX keeps the first). Not by the platform's timestamp: a test event stamped a year
+	// ago, or a platform clock that is off, would be trimmed at once while its record lives.
+	// Sent in the same pipeline, and first: a pipeline is not atomic, and an index entry whose
+	// record write failed is harmless (Calls skips it, and the sender's retry writes the
+	// record), while a record applied with its index entry lost would stay unlisted, its
+	// retry being a duplicate.
+	// The entries first seen more than the retention and a day ago go in the same trip: a
+	// record lives for the retention after its call's last event, and a call does not last a
+	// day, so their records have expired, and the index must not grow forever.
 	idx := r.prefix + "rec:index"
-	cutoff := min(first.UnixMilli(), time.Now().UnixMilli()) - r.retention.Milliseconds()
+	now := r.now()
+	cutoff := now.Add(-r.retention - recordIndexSlack).UnixMilli()
 	pipe := r.rdb.Pipeline()
-	pipe.ZAddNX(ctx, idx, redis.Z{Score: float64(first.UnixMilli()), Member: name})
+	pipe.ZAddNX(ctx, idx, redis.Z{Score: float64(now.UnixMilli()), Member: name})
 	pipe.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10))
 	res := applyCallScript.EvalSha(ctx, pipe, keys, args...)
 	_, err := pipe.Exec(ctx)
@@ -311,7 +315,7 @@ func (r *RedisRecords) Call(ctx context.Context, platform, callID string) (CallR
 	return rec, nil
 }
 
-// Calls returns the records first seen at or after since, on platform ("" for all), oldest
+// Calls returns the records this service first saw at or after since, on platform ("" for all), oldest
 // first, at most limit of them (the newest).
 func (r *RedisRecords) Calls(ctx context.Context, since time.Time, platform string, limit int) ([]CallRecord, error) {
 	members, err := r.rdb.ZRangeByScore(ctx, r.prefix+"rec:index", &redis.ZRangeBy{

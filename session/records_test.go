@@ -188,6 +188,8 @@ func TestRedisRecordsList(t *testing.T) {
 	s := session.NewRedisRecords(rdb, testPrefix(t, rdb), time.Hour)
 	ctx := t.Context()
 	base := time.UnixMilli(1767225600000).UTC()
+	var seen time.Time // when the service first sees each call: what the list goes by
+	s.SetClock(func() time.Time { return seen })
 	for i, u := range []session.CallUpdate{
 		{Platform: "salpre", CallID: "1", StartedAt: base},
 		{Platform: "speaknode", CallID: "s1", At: base.Add(time.Minute)},
@@ -196,6 +198,7 @@ func TestRedisRecordsList(t *testing.T) {
 		if u.At.IsZero() {
 			u.At = u.StartedAt
 		}
+		seen = u.At
 		require.NoError(t, s.ApplyCall(ctx, u), i)
 	}
 	all, err := s.Calls(ctx, base, "", 0)
@@ -211,8 +214,9 @@ func TestRedisRecordsList(t *testing.T) {
 	assert.Equal(t, "2", last[0].CallID, "the limit keeps the newest")
 }
 
-// TestRedisRecordsIndexIsTrimmed: every write drops the index entries of calls that began more
-// than the retention ago, so the index does not grow with every call ever seen.
+// TestRedisRecordsIndexIsTrimmed: every write drops the index entries of calls first seen more
+// than the retention and a day ago (their records have expired), so the index does not grow
+// with every call ever seen.
 func TestRedisRecordsIndexIsTrimmed(t *testing.T) {
 	t.Parallel()
 	rdb := newRedisClient(t)
@@ -220,9 +224,38 @@ func TestRedisRecordsIndexIsTrimmed(t *testing.T) {
 	s := session.NewRedisRecords(rdb, prefix, time.Hour)
 	ctx := t.Context()
 	now := time.Now()
-	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "old", StartedAt: now.Add(-2 * time.Hour), At: now.Add(-2 * time.Hour)}))
-	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "new", StartedAt: now, At: now}))
+	seen := now.Add(-26 * time.Hour)
+	s.SetClock(func() time.Time { return seen })
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "old", At: seen}))
+	seen = now.Add(-24 * time.Hour)
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "recent", At: seen}))
+	seen = now
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "new", At: now}))
 	members, err := rdb.ZRange(ctx, prefix+"rec:index", 0, -1).Result()
 	require.NoError(t, err)
-	assert.Equal(t, []string{"salpre:new"}, members)
+	assert.Equal(t, []string{"salpre:recent", "salpre:new"}, members)
+}
+
+// TestRedisRecordsListsOldStampedCalls reproduces CI's TestSalpreReceiver failure: a test
+// event stamped a year ago (the platform's clock, or its canned sample) was listed by its
+// own timestamp, so the next call's write trimmed it from the index while its record lived
+// on, unlisted. The index goes by when this service first saw the call.
+func TestRedisRecordsListsOldStampedCalls(t *testing.T) {
+	t.Parallel()
+	rdb := newRedisClient(t)
+	s := session.NewRedisRecords(rdb, testPrefix(t, rdb), time.Hour)
+	ctx := t.Context()
+	now := time.Now()
+	stamped := now.AddDate(-1, 0, 0)
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "sample", StartedAt: stamped, At: stamped}))
+	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "salpre", CallID: "live", StartedAt: now, At: now}))
+
+	list, err := s.Calls(ctx, now.Add(-time.Minute), "salpre", 0)
+	require.NoError(t, err)
+	started := map[string]time.Time{}
+	for _, rec := range list {
+		started[rec.CallID] = rec.StartedAt
+	}
+	require.Len(t, started, 2, "both listed: %v", started)
+	assert.Equal(t, stamped.Truncate(time.Millisecond).UTC(), started["sample"], "the record keeps the platform's start time")
 }
