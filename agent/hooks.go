@@ -66,7 +66,7 @@ type CallRecords interface {
 	FinishEvent(ctx context.Context, key string, ttl time.Duration) error
 	ReleaseEvent(ctx context.Context, key string) error
 	ApplyCall(ctx context.Context, u session.CallUpdate) error
-	ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u session.CallUpdate) (bool, error)
+	ApplyCallsOnce(ctx context.Context, us []session.OnceUpdate) []session.OnceResult
 }
 
 // Receiver records the events of every platform into one call record per call, each event
@@ -93,15 +93,11 @@ func NewReceiver(store CallRecords, dedupeTTL time.Duration) *Receiver {
 // ErrEventInProgress, or ErrStoreDown (the sender should retry: the event was not recorded,
 // or its record's reply was lost and the retry is answered as a duplicate).
 func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, err error) {
-	key := ev.Platform + ":" + ev.DedupeKey
-	if ev.CallID != "" && !(ev.Closes && r.jobs != nil) {
-		// Nothing to do beside the record: checking the event and applying it is one step.
-		applied, err := r.store.ApplyCallOnce(ctx, key, r.dedupeTTL, callUpdate(ev))
-		if err != nil {
-			return false, fmt.Errorf("%w: %w", ErrStoreDown, err)
-		}
-		return !applied, nil
+	if r.recordOnly(ev) {
+		res := r.applyOnce(ctx, []HookEvent{ev})[0]
+		return !res.Applied, res.Err
 	}
+	key := ev.Platform + ":" + ev.DedupeKey
 	fresh, err := r.store.ClaimEvent(ctx, key, r.dedupeTTL)
 	switch {
 	case errors.Is(err, session.ErrInProgress):
@@ -135,6 +131,51 @@ func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, e
 		return false, nil //nolint:nilerr // see above
 	}
 	return false, nil
+}
+
+// ReceiveAll records evs in order, each unless it was already processed, as Receive does: the
+// events that need nothing beside their record, one round trip for each run of them. It
+// returns each event's error (nil for one recorded, or a duplicate).
+func (r *Receiver) ReceiveAll(ctx context.Context, evs []HookEvent) []error {
+	errs := make([]error, len(evs))
+	for i := 0; i < len(evs); {
+		j := i
+		for j < len(evs) && r.recordOnly(evs[j]) {
+			j++
+		}
+		if j == i { // one with more to do (a claim, a job): on its own
+			_, errs[i] = r.Receive(ctx, evs[i])
+			i++
+			continue
+		}
+		for k, res := range r.applyOnce(ctx, evs[i:j]) {
+			errs[i+k] = res.Err
+		}
+		i = j
+	}
+	return errs
+}
+
+// recordOnly tells an event that needs nothing beside its record (no job to queue when it
+// closes its call), whose check and update are one step.
+func (r *Receiver) recordOnly(ev HookEvent) bool {
+	return ev.CallID != "" && !(ev.Closes && r.jobs != nil)
+}
+
+// applyOnce checks and applies record-only events in one round trip. A failure is
+// ErrStoreDown: the sender should retry.
+func (r *Receiver) applyOnce(ctx context.Context, evs []HookEvent) []session.OnceResult {
+	us := make([]session.OnceUpdate, len(evs))
+	for i, ev := range evs {
+		us[i] = session.OnceUpdate{Key: ev.Platform + ":" + ev.DedupeKey, TTL: r.dedupeTTL, Update: callUpdate(ev)}
+	}
+	res := r.store.ApplyCallsOnce(ctx, us)
+	for i := range res {
+		if res[i].Err != nil {
+			res[i].Err = fmt.Errorf("%w: %w", ErrStoreDown, res[i].Err)
+		}
+	}
+	return res
 }
 
 func callUpdate(ev HookEvent) session.CallUpdate {

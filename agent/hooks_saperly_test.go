@@ -1,9 +1,13 @@
 package agent_test
 
 import (
+	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -41,4 +45,118 @@ func TestSaperlyRecords(t *testing.T) {
 	require.Len(t, got.Turns, 2)
 	assert.Equal(t, session.RecordTurn{Role: "caller", Text: "Hello?", At: at.UTC()}, session.RecordTurn{Role: got.Turns[0].Role, Text: got.Turns[0].Text, At: got.Turns[0].At.UTC()})
 	assert.Equal(t, "Hi, how can I help?", got.Turns[1].Text)
+}
+
+// TestSaperlyRecordsGatherDeliveries: the deliveries of a moment are written together, in
+// one round trip to Redis, not one each (issue 10: about 5 round trips a call went to its
+// record). On the real Redis store, counting the pipelines it is sent.
+func TestSaperlyRecordsGatherDeliveries(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testRedis(t)
+	recs := session.NewRedisRecords(rdb, prefix, time.Hour) // the test reads through this one
+	writer := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { _ = writer.Close() })
+	trips := &tripCounter{}
+	writer.AddHook(trips)
+	s := agent.NewSaperlyRecords(agent.NewReceiver(session.NewRedisRecords(writer, prefix, time.Hour), time.Hour), zap.NewNop())
+	at := time.Now()
+	const calls = 10
+	for i := range calls {
+		call := fmt.Sprintf("c%d", i)
+		s.Offer(agent.DeliveryRecord{Status: 200, Event: agent.Event{Kind: agent.EventCallStarted, ID: call + "-e1", CallID: call, LineID: "L1",
+			Delivery: agent.Delivery{ID: call + "-d1", ReceivedAt: at}}})
+		s.Offer(agent.DeliveryRecord{Status: 200, Event: agent.Event{Kind: agent.EventMessage, ID: call + "-e2", CallID: call, LineID: "L1", Text: "Hello?",
+			Delivery: agent.Delivery{ID: call + "-d2", ReceivedAt: at}}, Lines: []agent.LineRecord{{Text: "Hi.", At: at}}})
+	}
+	// Without Close: the writer's own window ends the gathering.
+	require.Eventually(t, func() bool {
+		rec, err := recs.Call(t.Context(), "saperly", fmt.Sprintf("c%d", calls-1))
+		return err == nil && rec.Events == 2
+	}, 10*time.Second, 10*time.Millisecond)
+	s.Close(t.Context())
+
+	for i := range calls {
+		rec, err := recs.Call(t.Context(), "saperly", fmt.Sprintf("c%d", i))
+		require.NoError(t, err)
+		assert.Equal(t, 2, rec.Events, i)
+		require.Len(t, rec.Turns, 2, i)
+		assert.Equal(t, "Hi.", rec.Turns[1].Text)
+	}
+	// Each pipeline is one round trip; a stalled test goroutine may split the batch, never
+	// into one trip per delivery.
+	assert.LessOrEqual(t, trips.pipelines.Load(), int64(3), "%d deliveries", 2*calls)
+	assert.Zero(t, trips.single.Load(), "no command on its own")
+}
+
+// TestReceiveAllKeepsOrder: the events that need nothing beside their record go together,
+// the others (a closing event with a job to queue) on their own, all in the order given.
+func TestReceiveAllKeepsOrder(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testRedis(t)
+	recs := session.NewRedisRecords(rdb, prefix, time.Hour)
+	jobs := session.NewRedisJobs(rdb, prefix, time.Minute)
+	r := agent.NewReceiver(recs, time.Hour).WithJobs(jobs)
+	at := time.Now()
+	ev := func(key, status string, closes bool) agent.HookEvent {
+		return agent.HookEvent{Platform: "salpre", Type: "x", DedupeKey: key, CallID: "c1", Status: status, Closes: closes, At: at,
+			Turns: []agent.HookTurn{{Role: "caller", Text: key}}}
+	}
+	errs := r.ReceiveAll(t.Context(), []agent.HookEvent{
+		ev("a", "ringing", false), ev("b", "answered", false),
+		ev("end", "ended", true), // claimed, applied and its job queued on its own
+		ev("late", "analysed", false),
+		ev("a", "ringing", false), // a duplicate changes nothing
+	})
+	assert.Equal(t, []error{nil, nil, nil, nil, nil}, errs)
+	rec, err := recs.Call(t.Context(), "salpre", "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "analysed", rec.Status, "the event after the closing one was applied after it")
+	assert.True(t, rec.Closed)
+	assert.Equal(t, 4, rec.Events)
+	var texts []string
+	for _, tr := range rec.Turns {
+		texts = append(texts, tr.Text)
+	}
+	assert.Equal(t, []string{"a", "b", "end", "late"}, texts)
+	job, err := jobs.Fetch(t.Context(), "w1", time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "salpre:c1", job.Key)
+}
+
+// TestReceiveAllWithRedisDown: every event of the batch reports ErrStoreDown (the sender
+// retries), none is lost silently.
+func TestReceiveAllWithRedisDown(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = rdb.Close() })
+	r := agent.NewReceiver(session.NewRedisRecords(rdb, "down:", time.Hour), time.Hour)
+	errs := r.ReceiveAll(t.Context(), []agent.HookEvent{
+		{Platform: "salpre", DedupeKey: "a", CallID: "c1"},
+		{Platform: "salpre", DedupeKey: "b", CallID: "c2"},
+	})
+	require.Len(t, errs, 2)
+	for _, err := range errs {
+		assert.ErrorIs(t, err, agent.ErrStoreDown)
+	}
+}
+
+// tripCounter counts the commands a Redis client sends: pipelines, and commands alone.
+type tripCounter struct{ pipelines, single atomic.Int64 }
+
+func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() != "hello" && cmd.Name() != "client" {
+			c.single.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.pipelines.Add(1)
+		return next(ctx, cmds)
+	}
 }

@@ -2,12 +2,9 @@ package agent_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
@@ -19,19 +16,8 @@ import (
 // is a failed attempt, buried after the last one, and the worker survives it.
 // On the real Redis queue (TEST_REDIS_URL).
 func TestPanicInJobIsAFailedAttempt(t *testing.T) {
-	url := os.Getenv("TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_REDIS_URL is unset; CI must run the Redis tests")
-		}
-		t.Skip("TEST_REDIS_URL is unset")
-	}
-	opt, err := redis.ParseURL(url)
-	require.NoError(t, err)
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { assert.NoError(t, rdb.Close()) })
+	rdb, prefix := testRedis(t)
 	ctx := t.Context()
-	prefix := "agent-test:" + t.Name() + ":" + time.Now().Format("150405.000000") + ":"
 	q := session.NewRedisJobs(rdb, prefix, time.Minute)
 	recs := session.NewMemoryRecords()
 	at := time.Now()

@@ -151,8 +151,21 @@ func (r *RedisRecords) recKey(platform, callID string) string {
 // (the record and its transcript share a hash slot and change in one script; the index, in
 // another slot, is sent in the same pipeline).
 func (r *RedisRecords) ApplyCall(ctx context.Context, u CallUpdate) error {
-	_, err := r.apply(ctx, "", 0, u)
-	return err
+	return r.apply(ctx, []OnceUpdate{{Update: u}}, false)[0].Err
+}
+
+// OnceUpdate is one event's change to its call's record, for ApplyCallsOnce: applied unless
+// the event named Key was applied in the last TTL.
+type OnceUpdate struct {
+	Key    string
+	TTL    time.Duration
+	Update CallUpdate
+}
+
+// OnceResult is what became of one OnceUpdate: applied, or not (a duplicate, or Err).
+type OnceResult struct {
+	Applied bool
+	Err     error
 }
 
 // ApplyCallOnce applies u to its call's record unless the event named key was applied in the
@@ -161,18 +174,96 @@ func (r *RedisRecords) ApplyCall(ctx context.Context, u CallUpdate) error {
 // claims: an event is deduplicated by one of the two, never both (agent.Receiver picks by
 // the kind of event).
 func (r *RedisRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u CallUpdate) (bool, error) {
-	if key == "" {
-		return false, fmt.Errorf("apply call %q/%q once: %w", u.Platform, u.CallID, errEmptyID)
-	}
-	return r.apply(ctx, key, ttl, u)
+	res := r.ApplyCallsOnce(ctx, []OnceUpdate{{Key: key, TTL: ttl, Update: u}})
+	return res[0].Applied, res[0].Err
 }
 
-// apply is ApplyCall, and ApplyCallOnce when mark is set.
-func (r *RedisRecords) apply(ctx context.Context, mark string, ttl time.Duration, u CallUpdate) (bool, error) {
-	if u.Platform == "" || u.CallID == "" {
-		return false, fmt.Errorf("apply call %q/%q: %w", u.Platform, u.CallID, errEmptyID)
+// ApplyCallsOnce is ApplyCallOnce for many events, in order, in one round trip: what became
+// of each (a bad event fails alone).
+func (r *RedisRecords) ApplyCallsOnce(ctx context.Context, us []OnceUpdate) []OnceResult {
+	return r.apply(ctx, us, true)
+}
+
+// apply is ApplyCallsOnce, and ApplyCall (once unset: no event marks).
+func (r *RedisRecords) apply(ctx context.Context, us []OnceUpdate, once bool) []OnceResult {
+	out := make([]OnceResult, len(us))
+	scripts := make([]*scriptCall, len(us)) // nil: not sent
+	sent := 0
+	for i, u := range us {
+		if once && u.Key == "" {
+			out[i].Err = fmt.Errorf("apply call %q/%q once: %w", u.Update.Platform, u.Update.CallID, errEmptyID)
+			continue
+		}
+		c, err := r.applyScript(u)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		scripts[i] = &c
+		sent++
 	}
-	name := RecordKey(u.Platform, u.CallID)
+	if sent == 0 {
+		return out
+	}
+	// The index is its own key (another slot), scored by when this service first saw the call
+	// (ZADD NX keeps the first). Not by the platform's timestamp: a test event stamped a year
+	// ago, or a platform clock that is off, would be trimmed at once while its record lives.
+	// Sent in the same pipeline, and first: a pipeline is not atomic, and an index entry whose
+	// record write failed is harmless (Calls skips it, and the sender's retry writes the
+	// record), while a record applied with its index entry lost would stay unlisted, its
+	// retry being a duplicate.
+	// The entries first seen more than the retention and a day ago go in the same trip: a
+	// record lives for the retention after its call's last event, and a call does not last a
+	// day, so their records have expired, and the index must not grow forever.
+	idx := r.prefix + "rec:index"
+	now := r.now()
+	cutoff := now.Add(-r.retention - recordIndexSlack).UnixMilli()
+	pipe := r.rdb.Pipeline()
+	for i, u := range us {
+		if scripts[i] != nil {
+			pipe.ZAddNX(ctx, idx, redis.Z{Score: float64(now.UnixMilli()), Member: RecordKey(u.Update.Platform, u.Update.CallID)})
+		}
+	}
+	pipe.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10))
+	res := make([]*redis.Cmd, len(us))
+	for i, c := range scripts {
+		if c != nil {
+			res[i] = applyCallScript.EvalSha(ctx, pipe, c.keys, c.args...)
+		}
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its error (a broken connection: all of them)
+	for i, u := range us {
+		if scripts[i] == nil {
+			continue
+		}
+		name := RecordKey(u.Update.Platform, u.Update.CallID)
+		if redis.HasErrorPrefix(res[i].Err(), "NOSCRIPT") {
+			// The server does not know the script yet (a new or restarted Redis): Run loads it.
+			res[i] = applyCallScript.Run(ctx, r.rdb, scripts[i].keys, scripts[i].args...)
+		}
+		n, err := res[i].Int()
+		if err != nil {
+			out[i].Err = fmt.Errorf("apply call %s: %w", name, err)
+			continue
+		}
+		out[i].Applied = n == 1
+	}
+	return out
+}
+
+// scriptCall is one applyCallScript call: its keys and arguments.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// applyScript encodes u as an applyCallScript call, checked against its event's mark when it
+// has a Key.
+func (r *RedisRecords) applyScript(o OnceUpdate) (scriptCall, error) {
+	u := o.Update
+	if u.Platform == "" || u.CallID == "" {
+		return scriptCall{}, fmt.Errorf("apply call %q/%q: %w", u.Platform, u.CallID, errEmptyID)
+	}
 	key := r.recKey(u.Platform, u.CallID)
 	fields := []any{"platform", u.Platform, "call_id", u.CallID, "updated_at", u.At.UnixMilli()}
 	set := func(field, v string) {
@@ -208,50 +299,20 @@ func (r *RedisRecords) apply(ctx context.Context, mark string, ttl time.Duration
 	}
 	keys := []string{key, key + ":t", key}
 	checkMark := "0"
-	if mark != "" {
-		keys[2], checkMark = key+":ev:"+mark, "1"
+	if o.Key != "" {
+		keys[2], checkMark = key+":ev:"+o.Key, "1"
 	}
 	args := make([]any, 0, 6+len(fields)+len(u.Turns))
-	args = append(args, checkMark, ttl.Milliseconds(), r.retention.Milliseconds(), started, boolArg(u.Replace), len(fields)/2)
+	args = append(args, checkMark, o.TTL.Milliseconds(), r.retention.Milliseconds(), started, boolArg(u.Replace), len(fields)/2)
 	args = append(args, fields...)
 	for _, t := range u.Turns {
 		raw, err := json.Marshal(t)
 		if err != nil {
-			return false, fmt.Errorf("encode turn of %s: %w", u.CallID, err)
+			return scriptCall{}, fmt.Errorf("encode turn of %s: %w", u.CallID, err)
 		}
 		args = append(args, raw)
 	}
-	// The index is its own key (another slot), scored by when this service first saw the call
-	// (ZADD NX keeps the first). Not by the platform's timestamp: a test event stamped a year
-	// ago, or a platform clock that is off, would be trimmed at once while its record lives.
-	// Sent in the same pipeline, and first: a pipeline is not atomic, and an index entry whose
-	// record write failed is harmless (Calls skips it, and the sender's retry writes the
-	// record), while a record applied with its index entry lost would stay unlisted, its
-	// retry being a duplicate.
-	// The entries first seen more than the retention and a day ago go in the same trip: a
-	// record lives for the retention after its call's last event, and a call does not last a
-	// day, so their records have expired, and the index must not grow forever.
-	idx := r.prefix + "rec:index"
-	now := r.now()
-	cutoff := now.Add(-r.retention - recordIndexSlack).UnixMilli()
-	pipe := r.rdb.Pipeline()
-	pipe.ZAddNX(ctx, idx, redis.Z{Score: float64(now.UnixMilli()), Member: name})
-	pipe.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10))
-	res := applyCallScript.EvalSha(ctx, pipe, keys, args...)
-	_, err := pipe.Exec(ctx)
-	if err != nil && redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
-		// The server does not know the script yet (a new or restarted Redis): Run loads it.
-		res = applyCallScript.Run(ctx, r.rdb, keys, args...)
-		err = res.Err()
-	}
-	if err != nil {
-		return false, fmt.Errorf("apply call %s: %w", name, err)
-	}
-	applied, err := res.Int()
-	if err != nil {
-		return false, fmt.Errorf("apply call %s: %w", name, err)
-	}
-	return applied == 1, nil
+	return scriptCall{keys: keys, args: args}, nil
 }
 
 func boolArg(b bool) string {
@@ -455,6 +516,15 @@ func (m *MemoryRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.
 	m.claims[key] = hookClaim{done: true, expires: now.Add(ttl)}
 	m.applyLocked(u)
 	return true, nil
+}
+
+// ApplyCallsOnce is RedisRecords.ApplyCallsOnce in memory.
+func (m *MemoryRecords) ApplyCallsOnce(ctx context.Context, us []OnceUpdate) []OnceResult {
+	out := make([]OnceResult, len(us))
+	for i, u := range us {
+		out[i].Applied, out[i].Err = m.ApplyCallOnce(ctx, u.Key, u.TTL, u.Update)
+	}
+	return out
 }
 
 // ApplyCall is RedisRecords.ApplyCall in memory (records are not expired).

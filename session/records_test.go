@@ -19,6 +19,7 @@ type records interface {
 	ReleaseEvent(ctx context.Context, key string) error
 	ApplyCall(ctx context.Context, u session.CallUpdate) error
 	ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u session.CallUpdate) (bool, error)
+	ApplyCallsOnce(ctx context.Context, us []session.OnceUpdate) []session.OnceResult
 	Call(ctx context.Context, platform, callID string) (session.CallRecord, error)
 }
 
@@ -153,6 +154,43 @@ func testRecords(t *testing.T, newStore func(*testing.T) records) {
 		require.NoError(t, err)
 		assert.Len(t, got.Turns, len(turns))
 	})
+	t.Run("apply many once", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := t.Context()
+		turn := func(text string) session.CallUpdate {
+			return session.CallUpdate{Platform: "saperly", CallID: "c3", At: at, Turns: []session.RecordTurn{{Role: "caller", Text: text}}}
+		}
+		once := func(key string, u session.CallUpdate) session.OnceUpdate {
+			return session.OnceUpdate{Key: key, TTL: time.Hour, Update: u}
+		}
+		got := s.ApplyCallsOnce(ctx, []session.OnceUpdate{
+			once("saperly:e1", turn("one")),
+			once("saperly:e2", turn("two")),
+			once("saperly:e1", turn("one")), // a retry in the same batch
+			once("", turn("no key")),
+			once("saperly:e4", session.CallUpdate{Platform: "saperly", At: at}),
+			once("saperly:e3", turn("three")),
+		})
+		require.Len(t, got, 6)
+		assert.Equal(t, []bool{true, true, false, false, false, true}, []bool{got[0].Applied, got[1].Applied, got[2].Applied, got[3].Applied, got[4].Applied, got[5].Applied})
+		for _, i := range []int{0, 1, 2, 5} {
+			assert.NoError(t, got[i].Err, i)
+		}
+		assert.Error(t, got[3].Err, "no event key: that event fails alone")
+		assert.Error(t, got[4].Err, "no call id: that event fails alone")
+		rec, err := s.Call(ctx, "saperly", "c3")
+		require.NoError(t, err)
+		assert.Equal(t, 3, rec.Events)
+		var texts []string
+		for _, tr := range rec.Turns {
+			texts = append(texts, tr.Text)
+		}
+		assert.Equal(t, []string{"one", "two", "three"}, texts, "applied in order")
+		again := s.ApplyCallsOnce(ctx, []session.OnceUpdate{once("saperly:e2", turn("two"))})
+		assert.Equal(t, []session.OnceResult{{Applied: false}}, again, "remembered across batches")
+		assert.Empty(t, s.ApplyCallsOnce(ctx, nil))
+	})
 	t.Run("empty id refused", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
@@ -180,6 +218,14 @@ func TestRedisRecordsAfterScriptFlush(t *testing.T) {
 	all, err := s.Calls(ctx, at.Add(-time.Second), "saperly", 0)
 	require.NoError(t, err)
 	assert.Len(t, all, 1, "indexed once")
+
+	// A batch whose every script is refused is run again, each loading the script.
+	require.NoError(t, rdb.ScriptFlush(ctx).Err())
+	res := s.ApplyCallsOnce(ctx, []session.OnceUpdate{
+		{Key: "saperly:e2", TTL: time.Hour, Update: session.CallUpdate{Platform: "saperly", CallID: "c1", At: at}},
+		{Key: "saperly:e3", TTL: time.Hour, Update: session.CallUpdate{Platform: "saperly", CallID: "c2", At: at}},
+	})
+	assert.Equal(t, []session.OnceResult{{Applied: true}, {Applied: true}}, res)
 }
 
 func TestRedisRecordsList(t *testing.T) {
