@@ -533,67 +533,109 @@ type logItem struct {
 // background, in order, so a retry can replay them, without putting a store round trip
 // between two lines the caller hears. Every write renews the turn's lease; when there is
 // nothing to write for a third of the lease, it renews the lease alone.
+//
+// No goroutine waits for work: one is started when an item arrives and none is writing, and
+// ends when the queue is empty; the renewal is a timer's function. A turn whose answer is a
+// single line (the commit carries it) costs no goroutine at all.
 type lineRecorder struct {
-	mu     sync.Mutex
-	queue  []logItem
-	closed bool
-	wake   chan struct{}
-	done   chan struct{}
+	store   session.Store
+	lease   session.Lease
+	ctx     context.Context // the turn's, without its cancellation: a write in flight finishes
+	timeout time.Duration
+	every   time.Duration
+	log     *zap.Logger
+	renew   *time.Timer
+
+	mu      sync.Mutex
+	queue   []logItem
+	due     bool          // the lease is to be renewed
+	writing bool          // a writer goroutine runs
+	closed  bool          // close was called: nothing more is written
+	stopped chan struct{} // set by close while a writer runs, closed when it ends
 	// written counts the lines in the log, in order, and lost is set when another delivery
-	// took the turn over; the writer goroutine owns both until done is closed.
+	// took the turn over; only the writer changes them, and close waits for it.
 	written int
 	lost    bool
 	lostC   chan struct{} // closed when lost is set
 }
 
 func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *zap.Logger) *lineRecorder {
-	r := &lineRecorder{wake: make(chan struct{}, 1), done: make(chan struct{}), lostC: make(chan struct{})}
-	ctx = context.WithoutCancel(ctx)
-	every := a.cfg.TurnLease / 3
-	go func() {
-		defer close(r.done)
-		renew := time.NewTimer(every)
-		defer renew.Stop()
-		due := false
-		for {
-			r.mu.Lock()
-			batch, closed := r.queue, r.closed
-			r.queue = nil
-			r.mu.Unlock()
-			if closed {
-				return // the commit carries what is left
-			}
-			if !r.lost && (len(batch) > 0 || due) {
-				// Items that queued up while the last write was out go in one round trip.
-				octx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-				rest, err := r.writeSafe(octx, a.store, lease, batch, log)
-				cancel()
-				switch {
-				case errors.Is(err, session.ErrLeaseLost):
-					r.lost = true
-					close(r.lostC)
-					log.Warn("turn lease lost: another delivery took the turn over", zap.Error(err))
-				case err != nil:
-					// The turn goes on; the next write tries again, and commit writes what
-					// is still missing.
-					if !errors.Is(err, errLogWritePanic) { // logged with its stack already
-						log.Warn("turn log write failed", zap.Error(err))
-					}
-					r.mu.Lock()
-					r.queue = append(rest, r.queue...)
-					r.mu.Unlock()
-				}
-				due = false
-				renew.Reset(every)
-			}
-			select {
-			case <-r.wake:
-			case <-renew.C:
-				due = true
-			}
+	r := &lineRecorder{
+		store: a.store, lease: lease, ctx: context.WithoutCancel(ctx), timeout: a.cfg.StoreTimeout,
+		every: a.cfg.TurnLease / 3, log: log, lostC: make(chan struct{}),
+	}
+	r.mu.Lock() // renew is read under mu, by the timer's function too
+	defer r.mu.Unlock()
+	r.renew = time.AfterFunc(r.every, func() {
+		r.mu.Lock()
+		r.due = true
+		start := r.startLocked()
+		r.mu.Unlock()
+		if start {
+			r.drain() // on the timer's own goroutine
 		}
-	}()
+	})
 	return r
+}
+
+// startLocked reports whether the caller is to run the writer: there is something to write
+// and none runs. r.mu is held.
+func (r *lineRecorder) startLocked() bool {
+	if r.writing || r.closed || r.lost || (len(r.queue) == 0 && !r.due) {
+		return false
+	}
+	r.writing = true
+	return true
+}
+
+// drain writes what is queued, items that queued up while a write was out going together
+// in one round trip, until the queue is empty, the recorder is closed or the lease is lost.
+func (r *lineRecorder) drain() {
+	for {
+		r.mu.Lock()
+		if r.closed || r.lost || (len(r.queue) == 0 && !r.due) {
+			r.stopLocked()
+			r.mu.Unlock()
+			return // on close, the commit carries what is left
+		}
+		batch := r.queue
+		r.queue, r.due = nil, false
+		r.mu.Unlock()
+
+		octx, cancel := context.WithTimeout(r.ctx, r.timeout)
+		rest, err := r.writeSafe(octx, batch)
+		cancel()
+		r.mu.Lock()
+		if !r.closed {
+			r.renew.Reset(r.every) // the write renewed the lease, or failed: try again then
+		}
+		switch {
+		case errors.Is(err, session.ErrLeaseLost):
+			r.lost = true
+			close(r.lostC)
+			r.log.Warn("turn lease lost: another delivery took the turn over", zap.Error(err))
+		case err != nil:
+			// The turn goes on; the next line or the renewal starts the writer again, and the
+			// commit writes what is still missing.
+			if !errors.Is(err, errLogWritePanic) { // logged with its stack already
+				r.log.Warn("turn log write failed", zap.Error(err))
+			}
+			r.queue = append(rest, r.queue...)
+			r.stopLocked()
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+	}
+}
+
+// stopLocked marks the writer ended, for close. r.mu is held.
+func (r *lineRecorder) stopLocked() {
+	r.writing = false
+	if r.stopped != nil {
+		close(r.stopped)
+		r.stopped = nil
+	}
 }
 
 // errLogWritePanic is the error of a turn-log write that panicked.
@@ -602,20 +644,20 @@ var errLogWritePanic = errors.New("turn log write panicked")
 // writeSafe is write, with a panic (a store client's bug) turned into a failed write: the
 // writer goes on, so the lease is still renewed (a turn whose lease lapsed while it speaks
 // would be taken over and answered twice), and the next write or the commit writes the items.
-func (r *lineRecorder) writeSafe(ctx context.Context, store session.Store, lease session.Lease, batch []logItem, log *zap.Logger) (rest []logItem, err error) {
+func (r *lineRecorder) writeSafe(ctx context.Context, batch []logItem) (rest []logItem, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			log.Error("turn log writer panicked", zap.Any("panic", p), zap.Stack("stack"))
+			r.log.Error("turn log writer panicked", zap.Any("panic", p), zap.Stack("stack"))
 			rest, err = batch, fmt.Errorf("%w: %v", errLogWritePanic, p)
 		}
 	}()
-	return r.write(ctx, store, lease, batch)
+	return r.write(ctx, batch)
 }
 
 // write writes batch, tool calls first (order matters only among lines and among tool
 // calls), and renews the lease; with an empty batch it only renews. On an error it returns
 // the items not written.
-func (r *lineRecorder) write(ctx context.Context, store session.Store, lease session.Lease, batch []logItem) ([]logItem, error) {
+func (r *lineRecorder) write(ctx context.Context, batch []logItem) ([]logItem, error) {
 	var lines []string
 	var tools []session.Entry
 	for _, it := range batch {
@@ -626,14 +668,14 @@ func (r *lineRecorder) write(ctx context.Context, store session.Store, lease ses
 		}
 	}
 	if len(tools) > 0 {
-		if err := store.AppendTools(ctx, lease, tools...); err != nil {
+		if err := r.store.AppendTools(ctx, r.lease, tools...); err != nil {
 			return batch, err
 		}
 		if len(lines) == 0 {
 			return nil, nil
 		}
 	}
-	if err := store.AppendLines(ctx, lease, lines...); err != nil {
+	if err := r.store.AppendLines(ctx, r.lease, lines...); err != nil {
 		var rest []logItem
 		for _, it := range batch {
 			if it.tools == nil {
@@ -649,10 +691,10 @@ func (r *lineRecorder) write(ctx context.Context, store session.Store, lease ses
 func (r *lineRecorder) add(it logItem) {
 	r.mu.Lock()
 	r.queue = append(r.queue, it)
+	start := r.startLocked()
 	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	if start {
+		go r.drain()
 	}
 }
 
@@ -662,10 +704,14 @@ func (r *lineRecorder) add(it logItem) {
 func (r *lineRecorder) close() {
 	r.mu.Lock()
 	r.closed = true
-	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	r.renew.Stop()
+	var stopped chan struct{}
+	if r.writing {
+		stopped = make(chan struct{})
+		r.stopped = stopped
 	}
-	<-r.done
+	r.mu.Unlock()
+	if stopped != nil {
+		<-stopped
+	}
 }
