@@ -95,25 +95,34 @@ func (s *SaperlyRecords) run() {
 				gather.Stop()
 			}
 		}
-		batch = drain(s.q, batch)
-		evs = evs[:0]
-		for _, d := range batch {
-			evs = append(evs, SaperlyHookEvent(d))
+		batch = drainQueue(s.q, batch)
+		s.write(batch, evs[:0])
+	}
+}
+
+// write records batch in one go. A panic (a store client's bug) loses the batch's records,
+// logged, never the process.
+func (s *SaperlyRecords) write(batch []DeliveryRecord, evs []HookEvent) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("call records writer panicked", zap.Int("records", len(batch)), zap.Any("panic", p), zap.Stack("stack"))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		errs := s.recv.ReceiveAll(ctx, evs)
-		cancel()
-		for i, err := range errs {
-			if err != nil {
-				s.log.Warn("call record not written", zap.String("call_id", evs[i].CallID),
-					zap.String("event_type", evs[i].Type), zap.Error(err))
-			}
+	}()
+	for _, d := range batch {
+		evs = append(evs, SaperlyHookEvent(d))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for i, err := range s.recv.ReceiveAll(ctx, evs) {
+		if err != nil {
+			s.log.Warn("call record not written", zap.String("call_id", evs[i].CallID),
+				zap.String("event_type", evs[i].Type), zap.Error(err))
 		}
 	}
 }
 
-// drain appends what q holds now to batch, until batch is full.
-func drain(q <-chan DeliveryRecord, batch []DeliveryRecord) []DeliveryRecord {
+// drainQueue appends what q holds now to batch, until batch is full.
+func drainQueue(q <-chan DeliveryRecord, batch []DeliveryRecord) []DeliveryRecord {
 	for len(batch) < cap(batch) {
 		select {
 		case d, ok := <-q:

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/callbrain/callbrain/agent"
 	"github.com/callbrain/callbrain/session"
@@ -159,4 +160,36 @@ func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		c.pipelines.Add(1)
 		return next(ctx, cmds)
 	}
+}
+
+// TestSaperlyRecordsWriterSurvivesAPanic: a store client that panics loses that batch's
+// records (logged), not the process, and the next batch is written.
+func TestSaperlyRecordsWriterSurvivesAPanic(t *testing.T) {
+	t.Parallel()
+	recs := &panicOnceRecords{MemoryRecords: session.NewMemoryRecords()}
+	core, logs := observer.New(zap.InfoLevel)
+	s := agent.NewSaperlyRecords(agent.NewReceiver(recs, time.Hour), zap.New(core))
+	started := func(call string) agent.DeliveryRecord {
+		return agent.DeliveryRecord{Status: 200, Event: agent.Event{Kind: agent.EventCallStarted, ID: call, CallID: call,
+			Delivery: agent.Delivery{ID: "d-" + call, ReceivedAt: time.Now()}}}
+	}
+	s.Offer(started("c1"))
+	require.Eventually(t, func() bool { return logs.FilterMessage("call records writer panicked").Len() == 1 }, 10*time.Second, 5*time.Millisecond)
+	s.Offer(started("c2"))
+	s.Close(t.Context())
+	_, err := recs.Call(t.Context(), "saperly", "c2")
+	assert.NoError(t, err, "the writer goes on after the panic")
+}
+
+// panicOnceRecords is the in-memory store, whose first batch write panics.
+type panicOnceRecords struct {
+	*session.MemoryRecords
+	panicked atomic.Bool
+}
+
+func (p *panicOnceRecords) ApplyCallsOnce(ctx context.Context, us []session.OnceUpdate) []session.OnceResult {
+	if p.panicked.CompareAndSwap(false, true) {
+		panic("store client bug")
+	}
+	return p.MemoryRecords.ApplyCallsOnce(ctx, us)
 }

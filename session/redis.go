@@ -169,10 +169,11 @@ func (s *RedisStore) Load(ctx context.Context, callID string) (State, error) {
 	return st, nil
 }
 
-// BeginTurn implements Store with one script (EVALSHA): check the owner, SET NX PX of the
-// claim (or PTTL of the holder's), XRANGE of the turn log when taking a lapsed turn over,
-// HINCRBY of the turn count, HSETNX of the record's blanks, PEXPIRE of the record and the
-// history, HGETALL and LRANGE of the history's tail: 1 round trip, 1 command. The call's
+// BeginTurn implements Store with one script (EVALSHA): HGETALL of the record and its owner
+// check, SET NX PX of the claim (or PTTL of the holder's), XRANGE of the turn log when taking
+// a lapsed turn over, HINCRBY of the turn count, one HSET of the fields the record lacks (on a
+// call's first turn; none after), PEXPIRE of the record and the history, LRANGE of the
+// history's tail: 1 round trip, 1 command. The call's
 // keys share one hash slot, so it runs on Redis Cluster too.
 func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error) {
 	return s.begin(ctx, c, eventID, tail, "", 0)
@@ -242,11 +243,11 @@ var beginScript = redis.NewScript(`
 if ARGV[6] ~= '0' then
   if not redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[6]) then return {'duplicate'} end
 end
+local rec = redis.call('HGETALL', KEYS[1])
+local at = {}
+for i = 1, #rec, 2 do at[rec[i]] = i + 1 end
 local owner = ARGV[1]
-if owner ~= '' then
-  local cur = redis.call('HGET', KEYS[1], 'owner')
-  if cur and cur ~= owner then return {'wrong_line'} end
-end
+if owner ~= '' and at['owner'] and rec[at['owner']] ~= owner then return {'wrong_line'} end
 local status, left, log = 'claimed', 0, {}
 if ARGV[2] ~= '' then
   if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then
@@ -259,11 +260,26 @@ if ARGV[2] ~= '' then
     left = redis.call('PTTL', KEYS[3])
   end
 end
-if status == 'claimed' then redis.call('HINCRBY', KEYS[1], 'turns', 1) end
-for i = 7, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) end
+local function put(field, value)
+  if at[field] then rec[at[field]] = value else
+    rec[#rec + 1] = field
+    rec[#rec + 1] = value
+    at[field] = #rec
+  end
+end
+if status == 'claimed' then put('turns', tostring(redis.call('HINCRBY', KEYS[1], 'turns', 1))) end
+local fill = {}
+for i = 7, #ARGV, 2 do
+  if not at[ARGV[i]] then
+    fill[#fill + 1] = ARGV[i]
+    fill[#fill + 1] = ARGV[i + 1]
+    put(ARGV[i], ARGV[i + 1])
+  end
+end
+if #fill > 0 then redis.call('HSET', KEYS[1], unpack(fill)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return {status, left, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], ARGV[5], -1), log}
+return {status, left, rec, redis.call('LRANGE', KEYS[2], ARGV[5], -1), log}
 `)
 
 // decodeBegun decodes beginScript's answer.
