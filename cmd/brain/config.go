@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 type config struct {
 	Addr          string
 	MetricsAddr   string // BRAIN_METRICS_ADDR: GET /metrics; "" (the default) serves none
+	Pprof         bool   // BRAIN_PPROF: Go's profiler on the metrics listener too
 	OTLPEndpoint  string // OTEL_EXPORTER_OTLP_ENDPOINT: traces exported over OTLP/HTTP; "": no tracing
 	RedisURL      string
 	OpenAIBaseURL string
@@ -81,6 +83,16 @@ var settings = []setting{
 			}
 			if c.MetricsAddr == c.Addr {
 				return fmt.Errorf("BRAIN_METRICS_ADDR=%q: must differ from BRAIN_ADDR, metrics stay off the public port", c.MetricsAddr)
+			}
+			return nil
+		},
+	},
+	{
+		name: "BRAIN_PPROF", def: "0", doc: "also serve Go's profiler (/debug/pprof/) on BRAIN_METRICS_ADDR, to profile a live brain",
+		read: func(p *parser, c *config) { c.Pprof = p.boolean("BRAIN_PPROF") },
+		check: func(c *config) error {
+			if c.Pprof && c.MetricsAddr == "" {
+				return errors.New("BRAIN_PPROF=1: needs BRAIN_METRICS_ADDR, the profiler stays off the public port")
 			}
 			return nil
 		},

@@ -63,6 +63,8 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		{name: "metrics address without a port", env: map[string]string{"BRAIN_METRICS_ADDR": "localhost"}, wantErr: "BRAIN_METRICS_ADDR"},
 		{name: "metrics on the public port", env: map[string]string{"BRAIN_METRICS_ADDR": "127.0.0.1:8080"}, wantErr: "must differ from BRAIN_ADDR"},
 		{name: "metrics on their own port", env: map[string]string{"BRAIN_METRICS_ADDR": "127.0.0.1:9090"}, secrets: []string{"dev"}},
+		{name: "profiler without the metrics listener", env: map[string]string{"BRAIN_PPROF": "1"}, wantErr: "needs BRAIN_METRICS_ADDR"},
+		{name: "profiler on the metrics listener", env: map[string]string{"BRAIN_PPROF": "1", "BRAIN_METRICS_ADDR": "127.0.0.1:9090"}, secrets: []string{"dev"}},
 		{name: "OTLP endpoint without a scheme", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, wantErr: "want an http or https URL"},
 		{name: "OTLP endpoint over grpc", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "grpc://collector:4317"}, wantErr: "OTEL_EXPORTER_OTLP_ENDPOINT"},
 		{name: "OTLP endpoint", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, secrets: []string{"dev"}},

@@ -86,7 +86,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	reg := prometheus.NewRegistry()
 	met := newMetrics(reg)
 	if cfg.MetricsAddr != "" {
-		_, stopMetrics, err := serveMetrics(cfg.MetricsAddr, reg, log)
+		_, stopMetrics, err := serveMetrics(cfg.MetricsAddr, reg, cfg.Pprof, log)
 		if err != nil {
 			return err
 		}

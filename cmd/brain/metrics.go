@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -228,13 +229,18 @@ func (m *metrics) onReload(changed bool, rejected int) {
 // serveMetrics serves GET /metrics from reg on addr; it returns the address bound and a
 // function that stops the listener and waits. It listens at once, so a bad address fails
 // start-up.
-func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (net.Addr, func(), error) {
+func serveMetrics(addr string, reg *prometheus.Registry, profiler bool, log *zap.Logger) (net.Addr, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on BRAIN_METRICS_ADDR %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if profiler { // BRAIN_PPROF
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // the named profiles: heap, goroutine, …
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog: zap.NewStdLog(log.Named("metrics"))}
 	done := make(chan struct{})

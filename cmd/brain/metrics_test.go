@@ -176,7 +176,7 @@ func TestServeMetrics(t *testing.T) {
 	t.Parallel()
 	m, reg := newTestMetrics(t)
 	m.onReload(true, 0)
-	addr, stop, err := serveMetrics("127.0.0.1:0", reg, zap.NewNop())
+	addr, stop, err := serveMetrics("127.0.0.1:0", reg, false, zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(stop)
 	res, err := http.Get("http://" + addr.String() + "/metrics")
@@ -189,8 +189,36 @@ func TestServeMetrics(t *testing.T) {
 	assert.Contains(t, string(body), "go_goroutines ")
 	assert.Contains(t, string(body), "process_resident_memory_bytes ")
 
-	_, _, err = serveMetrics("127.0.0.1:notaport", reg, zap.NewNop())
+	res, err = http.Get("http://" + addr.String() + "/debug/pprof/goroutine")
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	assert.Equal(t, http.StatusNotFound, res.StatusCode, "no profiler unless BRAIN_PPROF")
+
+	_, _, err = serveMetrics("127.0.0.1:notaport", reg, false, zap.NewNop())
 	require.ErrorContains(t, err, "BRAIN_METRICS_ADDR")
+}
+
+// TestServeProfiler: with BRAIN_PPROF the metrics listener serves Go's profiler too.
+func TestServeProfiler(t *testing.T) {
+	t.Parallel()
+	_, reg := newTestMetrics(t)
+	addr, stop, err := serveMetrics("127.0.0.1:0", reg, true, zap.NewNop())
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	res, err := http.Get("http://" + addr.String() + "/debug/pprof/goroutine?debug=1")
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, res.Body.Close())
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, string(body), "goroutine profile:")
+	res, err = http.Get("http://" + addr.String() + "/debug/pprof/profile?seconds=1")
+	require.NoError(t, err)
+	body, err = io.ReadAll(res.Body)
+	require.NoError(t, res.Body.Close())
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.NotEmpty(t, body, "a CPU profile")
 }
 
 func metricOf(t *testing.T, m prometheus.Metric) *dto.Metric {

@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +115,9 @@ type loadTarget struct {
 //
 //   - binary: the built cmd/brain, configured through its environment. Its CPU and memory are
 //     read from /proc, its latencies from its own turn log lines (milliseconds to the
-//     microsecond, as it logs them). BENCH_PERF=<file> records a perf profile of it.
+//     microsecond, as it logs them). BENCH_PERF=<file> records a perf profile of it, and
+//     BENCH_CPUPROFILE=<file> a Go CPU profile (through BRAIN_PPROF), of
+//     BENCH_CPUPROFILE_SECONDS (30) from 2 s into the load.
 //   - in_process: the brain wired in this process (as in the benchmarks), whose turn figures
 //     come from agent.Config.OnTurn to the nanosecond; CPU and memory are then the test
 //     process's, clients included. BENCH_CPUPROFILE=<file> writes a Go CPU profile.
@@ -145,15 +150,24 @@ func TestLoad(t *testing.T) {
 		}
 		rds := startRedis(t)
 		mock, modelURL := startMock(t, mockBin, cfg.TTFT, cfg.TokenDelay)
-		br, url := startBrainProc(t, brainBin, redisURL(rds), modelURL)
+		var profiler []string // BENCH_CPUPROFILE: through the brain's own profiler
+		if os.Getenv("BENCH_CPUPROFILE") != "" {
+			profiler = []string{"BRAIN_METRICS_ADDR=127.0.0.1:" + freePort(t), "BRAIN_PPROF=1"}
+		}
+		br, url := startBrainProc(t, brainBin, redisURL(rds), modelURL, profiler...)
 		pid := br.pid()
 		stopPerf := startPerf(t, pid)
+		stopProfile := func() {}
+		if profiler != nil {
+			stopProfile = profileBinary(t, strings.TrimPrefix(profiler[0], "BRAIN_METRICS_ADDR="))
+		}
 		runLoad(t, cfg, rds, mock, loadTarget{
 			name: "brain binary", URL: url, pid: pid, logPath: br.LogPath,
 			cpu: func() (time.Duration, error) { u, err := readUsage(pid); return u.Sched, err },
 			mem: func() (int64, int64, error) { return memory(pid) },
 			stop: func() error {
 				stopPerf()
+				stopProfile()
 				return br.stop()
 			},
 		})
@@ -508,6 +522,48 @@ func startCPUProfile(t *testing.T) func() {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// profileBinary writes a Go CPU profile of the brain binary to BENCH_CPUPROFILE: the
+// BENCH_CPUPROFILE_SECONDS (30) from 2 s into the load, fetched from its profiler (BRAIN_PPROF,
+// on its metrics address). The returned function waits for it.
+func profileBinary(t *testing.T, addr string) func() {
+	t.Helper()
+	path := os.Getenv("BENCH_CPUPROFILE")
+	secs := envInt(t, "BENCH_CPUPROFILE_SECONDS", 30)
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(2 * time.Second) // the calls are ramping up
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs)
+		req, err := http.NewRequestWithContext(context.WithoutCancel(t.Context()), http.MethodGet, url, nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer res.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, res.Body)
+		done <- errors.Join(err, f.Close())
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if err := <-done; err != nil {
+				t.Errorf("CPU profile of the brain binary: %v", err)
+				return
+			}
+			t.Logf("Go CPU profile of the brain binary in %s (%d s; go tool pprof -top %s)", path, secs, path)
+		})
+	}
 }
 
 // startPerf records a CPU profile of pid with perf when BENCH_PERF names the output file. The

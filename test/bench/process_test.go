@@ -283,7 +283,7 @@ func startMock(t *testing.T, bin string, ttft, tokenDelay time.Duration) (*proc,
 
 // startBrainProc starts the brain binary on a free loopback port with Redis and the stand-in
 // model, configured only through its environment as in production, and returns its base URL.
-func startBrainProc(t *testing.T, bin, redisURL, modelURL string) (*proc, string) {
+func startBrainProc(t *testing.T, bin, redisURL, modelURL string, extraEnv ...string) (*proc, string) {
 	t.Helper()
 	prompts, err := filepath.Abs(filepath.Join(moduleRoot, "prompts"))
 	require.NoError(t, err)
@@ -295,6 +295,7 @@ func startBrainProc(t *testing.T, bin, redisURL, modelURL string) (*proc, string
 		"PROMPTS_DIR="+prompts,
 		"BRAIN_LOG_LEVEL=info",
 	)
+	env = append(env, extraEnv...)
 	p, addr := startProc(t, "brain", listening, env, bin)
 	return p, "http://" + addr
 }
