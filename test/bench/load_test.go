@@ -546,6 +546,10 @@ func profileBinary(t *testing.T, addr string) func() {
 			return
 		}
 		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("GET %s: %s (a brain without BRAIN_PPROF?)", url, res.Status)
+			return
+		}
 		f, err := os.Create(path)
 		if err != nil {
 			done <- err
