@@ -95,7 +95,7 @@ func NewReceiver(store CallRecords, dedupeTTL time.Duration) *Receiver {
 func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, err error) {
 	if r.recordOnly(ev) {
 		res := r.applyOnce(ctx, []HookEvent{ev})[0]
-		return !res.Applied, res.Err
+		return res.Err == nil && !res.Applied, res.Err
 	}
 	key := ev.Platform + ":" + ev.DedupeKey
 	fresh, err := r.store.ClaimEvent(ctx, key, r.dedupeTTL)
@@ -134,23 +134,26 @@ func (r *Receiver) Receive(ctx context.Context, ev HookEvent) (duplicate bool, e
 }
 
 // ReceiveAll records evs in order, each unless it was already processed, as Receive does: the
-// events that need nothing beside their record, one round trip for each run of them. It
-// returns each event's error (nil for one recorded, or a duplicate).
-func (r *Receiver) ReceiveAll(ctx context.Context, evs []HookEvent) []error {
+// events that need nothing beside their record, one round trip for each run of them. Each
+// run, and each other event, has step to finish. It returns each event's error (nil for one
+// recorded, or a duplicate).
+func (r *Receiver) ReceiveAll(ctx context.Context, evs []HookEvent, step time.Duration) []error {
 	errs := make([]error, len(evs))
 	for i := 0; i < len(evs); {
 		j := i
 		for j < len(evs) && r.recordOnly(evs[j]) {
 			j++
 		}
+		sctx, cancel := context.WithTimeout(ctx, step)
 		if j == i { // one with more to do (a claim, a job): on its own
-			_, errs[i] = r.Receive(ctx, evs[i])
-			i++
-			continue
+			_, errs[i] = r.Receive(sctx, evs[i])
+			j++
+		} else {
+			for k, res := range r.applyOnce(sctx, evs[i:j]) {
+				errs[i+k] = res.Err
+			}
 		}
-		for k, res := range r.applyOnce(ctx, evs[i:j]) {
-			errs[i+k] = res.Err
-		}
+		cancel()
 		i = j
 	}
 	return errs

@@ -111,13 +111,20 @@ func (s *SaperlyRecords) write(batch []DeliveryRecord, evs []HookEvent) {
 	for _, d := range batch {
 		evs = append(evs, SaperlyHookEvent(d))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	for i, err := range s.recv.ReceiveAll(ctx, evs) {
+	// One warning per batch (a Redis outage fails them all), naming the first call that failed.
+	failed, first := 0, -1
+	var firstErr error
+	for i, err := range s.recv.ReceiveAll(context.Background(), evs, 2*time.Second) {
 		if err != nil {
-			s.log.Warn("call record not written", zap.String("call_id", evs[i].CallID),
-				zap.String("event_type", evs[i].Type), zap.Error(err))
+			failed++
+			if first < 0 {
+				first, firstErr = i, err
+			}
 		}
+	}
+	if failed > 0 {
+		s.log.Warn("call records not written", zap.Int("failed", failed), zap.Int("batch", len(evs)),
+			zap.String("call_id", evs[first].CallID), zap.String("event_type", evs[first].Type), zap.Error(firstErr))
 	}
 }
 

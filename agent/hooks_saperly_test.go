@@ -107,7 +107,7 @@ func TestReceiveAllKeepsOrder(t *testing.T) {
 		ev("end", "ended", true), // claimed, applied and its job queued on its own
 		ev("late", "analysed", false),
 		ev("a", "ringing", false), // a duplicate changes nothing
-	})
+	}, 5*time.Second)
 	assert.Equal(t, []error{nil, nil, nil, nil, nil}, errs)
 	rec, err := recs.Call(t.Context(), "salpre", "c1")
 	require.NoError(t, err)
@@ -134,7 +134,7 @@ func TestReceiveAllWithRedisDown(t *testing.T) {
 	errs := r.ReceiveAll(t.Context(), []agent.HookEvent{
 		{Platform: "salpre", DedupeKey: "a", CallID: "c1"},
 		{Platform: "salpre", DedupeKey: "b", CallID: "c2"},
-	})
+	}, 5*time.Second)
 	require.Len(t, errs, 2)
 	for _, err := range errs {
 		assert.ErrorIs(t, err, agent.ErrStoreDown)

@@ -564,7 +564,7 @@ func newLineRecorder(ctx context.Context, a *Agent, lease session.Lease, log *za
 		store: a.store, lease: lease, ctx: context.WithoutCancel(ctx), timeout: a.cfg.StoreTimeout,
 		every: a.cfg.TurnLease / 3, log: log, lostC: make(chan struct{}),
 	}
-	r.mu.Lock() // renew is read under mu, by the timer's function too
+	r.mu.Lock() // drain resets renew under mu: it must see it set
 	defer r.mu.Unlock()
 	r.renew = time.AfterFunc(r.every, func() {
 		r.mu.Lock()
@@ -615,8 +615,9 @@ func (r *lineRecorder) drain() {
 			close(r.lostC)
 			r.log.Warn("turn lease lost: another delivery took the turn over", zap.Error(err))
 		case err != nil:
-			// The turn goes on; the next line or the renewal starts the writer again, and the
-			// commit writes what is still missing.
+			// The turn goes on; the next line or the renewal (a third of the lease on) starts
+			// the writer again, with these items first, and the commit writes what is still
+			// missing. No retry at once: the store just failed.
 			if !errors.Is(err, errLogWritePanic) { // logged with its stack already
 				r.log.Warn("turn log write failed", zap.Error(err))
 			}
@@ -700,7 +701,7 @@ func (r *lineRecorder) add(it logItem) {
 
 // close stops the writer once the write in flight, if any, is done, and drops the items not
 // written: the commit writes the lines the log misses (written tells how many it holds), and
-// the history holds the tool calls.
+// the history holds the tool calls. It is called once, by the turn's teardown.
 func (r *lineRecorder) close() {
 	r.mu.Lock()
 	r.closed = true

@@ -168,18 +168,12 @@ type OnceResult struct {
 	Err     error
 }
 
-// ApplyCallOnce applies u to its call's record unless the event named key was applied in the
-// last ttl, and remembers key for ttl, in one step and one round trip. It reports whether u
-// was applied. Its marks are kept beside the record (its hash slot), not with ClaimEvent's
-// claims: an event is deduplicated by one of the two, never both (agent.Receiver picks by
-// the kind of event).
-func (r *RedisRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u CallUpdate) (bool, error) {
-	res := r.ApplyCallsOnce(ctx, []OnceUpdate{{Key: key, TTL: ttl, Update: u}})
-	return res[0].Applied, res[0].Err
-}
-
-// ApplyCallsOnce is ApplyCallOnce for many events, in order, in one round trip: what became
-// of each (a bad event fails alone).
+// ApplyCallsOnce applies each update to its call's record unless the event named its Key was
+// applied in the last TTL, and remembers the key for TTL: the check and the update are one
+// step, and the whole batch one round trip, in order. It reports what became of each (a bad
+// event fails alone). Its marks are kept beside the record (its hash slot), not with
+// ClaimEvent's claims: an event is deduplicated by one of the two, never both (agent.Receiver
+// picks by the kind of event).
 func (r *RedisRecords) ApplyCallsOnce(ctx context.Context, us []OnceUpdate) []OnceResult {
 	return r.apply(ctx, us, true)
 }
@@ -208,23 +202,25 @@ func (r *RedisRecords) apply(ctx context.Context, us []OnceUpdate, once bool) []
 	// The index is its own key (another slot), scored by when this service first saw the call
 	// (ZADD NX keeps the first). Not by the platform's timestamp: a test event stamped a year
 	// ago, or a platform clock that is off, would be trimmed at once while its record lives.
-	// Sent in the same pipeline, and first: a pipeline is not atomic, and an index entry whose
-	// record write failed is harmless (Calls skips it, and the sender's retry writes the
-	// record), while a record applied with its index entry lost would stay unlisted, its
-	// retry being a duplicate.
-	// The entries first seen more than the retention and a day ago go in the same trip: a
-	// record lives for the retention after its call's last event, and a call does not last a
-	// day, so their records have expired, and the index must not grow forever.
+	// Sent in the same pipeline, before the scripts: a pipeline is not atomic, and an index
+	// entry whose record write failed is harmless (Calls skips it, and the sender's retry
+	// writes the record); an event whose index write failed is reported failed, so its retry
+	// lists it.
+	// The entries first seen more than the retention and a day ago are trimmed in the same
+	// trip, before the new ones are added: a record lives for the retention after its call's
+	// last event, and a call does not last a day, so their records have expired, and the
+	// index must not grow forever.
 	idx := r.prefix + "rec:index"
 	now := r.now()
 	cutoff := now.Add(-r.retention - recordIndexSlack).UnixMilli()
 	pipe := r.rdb.Pipeline()
+	pipe.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10)) // first: never an entry just added
+	listed := make([]*redis.IntCmd, len(us))
 	for i, u := range us {
 		if scripts[i] != nil {
-			pipe.ZAddNX(ctx, idx, redis.Z{Score: float64(now.UnixMilli()), Member: RecordKey(u.Update.Platform, u.Update.CallID)})
+			listed[i] = pipe.ZAddNX(ctx, idx, redis.Z{Score: float64(now.UnixMilli()), Member: RecordKey(u.Update.Platform, u.Update.CallID)})
 		}
 	}
-	pipe.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10))
 	res := make([]*redis.Cmd, len(us))
 	for i, c := range scripts {
 		if c != nil {
@@ -242,6 +238,11 @@ func (r *RedisRecords) apply(ctx context.Context, us []OnceUpdate, once bool) []
 			res[i] = applyCallScript.Run(ctx, r.rdb, scripts[i].keys, scripts[i].args...)
 		}
 		n, err := res[i].Int()
+		if err == nil {
+			// An event applied but not listed is reported failed: the sender's retry, a
+			// duplicate then, lists it.
+			err = listed[i].Err()
+		}
 		if err != nil {
 			out[i].Err = fmt.Errorf("apply call %s: %w", name, err)
 			continue
@@ -500,8 +501,8 @@ func (m *MemoryRecords) ReleaseEvent(_ context.Context, key string) error {
 	return nil
 }
 
-// ApplyCallOnce is RedisRecords.ApplyCallOnce in memory.
-func (m *MemoryRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u CallUpdate) (bool, error) {
+// applyOnce is one event of ApplyCallsOnce.
+func (m *MemoryRecords) applyOnce(key string, ttl time.Duration, u CallUpdate) (bool, error) {
 	if key == "" || u.Platform == "" || u.CallID == "" {
 		return false, fmt.Errorf("apply call %q/%q once: %w", u.Platform, u.CallID, errEmptyID)
 	}
@@ -519,10 +520,10 @@ func (m *MemoryRecords) ApplyCallOnce(ctx context.Context, key string, ttl time.
 }
 
 // ApplyCallsOnce is RedisRecords.ApplyCallsOnce in memory.
-func (m *MemoryRecords) ApplyCallsOnce(ctx context.Context, us []OnceUpdate) []OnceResult {
+func (m *MemoryRecords) ApplyCallsOnce(_ context.Context, us []OnceUpdate) []OnceResult {
 	out := make([]OnceResult, len(us))
 	for i, u := range us {
-		out[i].Applied, out[i].Err = m.ApplyCallOnce(ctx, u.Key, u.TTL, u.Update)
+		out[i].Applied, out[i].Err = m.applyOnce(u.Key, u.TTL, u.Update)
 	}
 	return out
 }

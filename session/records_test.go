@@ -18,9 +18,14 @@ type records interface {
 	FinishEvent(ctx context.Context, key string, ttl time.Duration) error
 	ReleaseEvent(ctx context.Context, key string) error
 	ApplyCall(ctx context.Context, u session.CallUpdate) error
-	ApplyCallOnce(ctx context.Context, key string, ttl time.Duration, u session.CallUpdate) (bool, error)
 	ApplyCallsOnce(ctx context.Context, us []session.OnceUpdate) []session.OnceResult
 	Call(ctx context.Context, platform, callID string) (session.CallRecord, error)
+}
+
+// applyOnce applies one event through ApplyCallsOnce.
+func applyOnce(ctx context.Context, s records, key string, ttl time.Duration, u session.CallUpdate) (bool, error) {
+	res := s.ApplyCallsOnce(ctx, []session.OnceUpdate{{Key: key, TTL: ttl, Update: u}})
+	return res[0].Applied, res[0].Err
 }
 
 func TestMemoryRecords(t *testing.T) {
@@ -107,13 +112,13 @@ func testRecords(t *testing.T, newStore func(*testing.T) records) {
 		ctx := t.Context()
 		said := session.CallUpdate{Platform: "saperly", CallID: "c1", Status: "in-progress", At: at,
 			Turns: []session.RecordTurn{{Role: "caller", Text: "hi", At: at}, {Role: "agent", Text: "Hello!", At: at}}}
-		applied, err := s.ApplyCallOnce(ctx, "saperly:e1", time.Hour, said)
+		applied, err := applyOnce(ctx, s, "saperly:e1", time.Hour, said)
 		require.NoError(t, err)
 		assert.True(t, applied)
-		applied, err = s.ApplyCallOnce(ctx, "saperly:e1", time.Hour, said)
+		applied, err = applyOnce(ctx, s, "saperly:e1", time.Hour, said)
 		require.NoError(t, err)
 		assert.False(t, applied, "the same event again (a retry) changes nothing")
-		applied, err = s.ApplyCallOnce(ctx, "saperly:e2", time.Hour, session.CallUpdate{Platform: "saperly", CallID: "c1", At: at.Add(time.Second),
+		applied, err = applyOnce(ctx, s, "saperly:e2", time.Hour, session.CallUpdate{Platform: "saperly", CallID: "c1", At: at.Add(time.Second),
 			Turns: []session.RecordTurn{{Role: "caller", Text: "bye"}}})
 		require.NoError(t, err)
 		assert.True(t, applied)
@@ -123,7 +128,7 @@ func testRecords(t *testing.T, newStore func(*testing.T) records) {
 		assert.Equal(t, "in-progress", got.Status)
 		assert.Equal(t, []session.RecordTurn{{Role: "caller", Text: "hi", At: at}, {Role: "agent", Text: "Hello!", At: at}, {Role: "caller", Text: "bye"}}, got.Turns)
 
-		_, err = s.ApplyCallOnce(ctx, "", time.Hour, said)
+		_, err = applyOnce(ctx, s, "", time.Hour, said)
 		assert.Error(t, err, "no event key")
 	})
 	t.Run("apply once forgets after ttl", func(t *testing.T) {
@@ -131,11 +136,11 @@ func testRecords(t *testing.T, newStore func(*testing.T) records) {
 		s := newStore(t)
 		ctx := t.Context()
 		u := session.CallUpdate{Platform: "saperly", CallID: "c2", At: at}
-		applied, err := s.ApplyCallOnce(ctx, "saperly:e1", 50*time.Millisecond, u)
+		applied, err := applyOnce(ctx, s, "saperly:e1", 50*time.Millisecond, u)
 		require.NoError(t, err)
 		require.True(t, applied)
 		require.Eventually(t, func() bool {
-			applied, err := s.ApplyCallOnce(ctx, "saperly:e1", 50*time.Millisecond, u)
+			applied, err := applyOnce(ctx, s, "saperly:e1", 50*time.Millisecond, u)
 			return err == nil && applied
 		}, 5*time.Second, 10*time.Millisecond)
 	})
@@ -147,7 +152,7 @@ func testRecords(t *testing.T, newStore func(*testing.T) records) {
 		for i := range turns {
 			turns[i] = session.RecordTurn{Role: "caller", Text: "uh"}
 		}
-		applied, err := s.ApplyCallOnce(ctx, "salpre:final", time.Hour, session.CallUpdate{Platform: "salpre", CallID: "long", Replace: true, Turns: turns, At: at})
+		applied, err := applyOnce(ctx, s, "salpre:final", time.Hour, session.CallUpdate{Platform: "salpre", CallID: "long", Replace: true, Turns: turns, At: at})
 		require.NoError(t, err)
 		require.True(t, applied)
 		got, err := s.Call(ctx, "salpre", "long")
@@ -208,7 +213,7 @@ func TestRedisRecordsAfterScriptFlush(t *testing.T) {
 	at := time.UnixMilli(1767225600123).UTC()
 	require.NoError(t, s.ApplyCall(ctx, session.CallUpdate{Platform: "saperly", CallID: "c1", Status: "started", At: at}))
 	require.NoError(t, rdb.ScriptFlush(ctx).Err())
-	applied, err := s.ApplyCallOnce(ctx, "saperly:e1", time.Hour, session.CallUpdate{Platform: "saperly", CallID: "c1", Status: "ended", At: at})
+	applied, err := applyOnce(ctx, s, "saperly:e1", time.Hour, session.CallUpdate{Platform: "saperly", CallID: "c1", Status: "ended", At: at})
 	require.NoError(t, err)
 	assert.True(t, applied)
 	got, err := s.Call(ctx, "saperly", "c1")
@@ -304,4 +309,26 @@ func TestRedisRecordsListsOldStampedCalls(t *testing.T) {
 	}
 	require.Len(t, started, 2, "both listed: %v", started)
 	assert.Equal(t, stamped.Truncate(time.Millisecond).UTC(), started["sample"], "the record keeps the platform's start time")
+}
+
+// TestRedisRecordsReportAnUnlistedEvent: an event whose record was written but whose index
+// entry was not is reported failed, so the sender retries; the retry, a duplicate, lists it.
+func TestRedisRecordsReportAnUnlistedEvent(t *testing.T) {
+	t.Parallel()
+	rdb := newRedisClient(t)
+	prefix := testPrefix(t, rdb)
+	s := session.NewRedisRecords(rdb, prefix, time.Hour)
+	ctx := t.Context()
+	require.NoError(t, rdb.Set(ctx, prefix+"rec:index", "not a sorted set", time.Hour).Err())
+	u := session.OnceUpdate{Key: "salpre:e1", TTL: time.Hour, Update: session.CallUpdate{Platform: "salpre", CallID: "c1", At: time.Now()}}
+
+	res := s.ApplyCallsOnce(ctx, []session.OnceUpdate{u})
+	require.Error(t, res[0].Err, "the index write failed")
+	require.NoError(t, rdb.Del(ctx, prefix+"rec:index").Err())
+	res = s.ApplyCallsOnce(ctx, []session.OnceUpdate{u})
+	assert.Equal(t, session.OnceResult{Applied: false}, res[0], "the retry is a duplicate")
+	list, err := s.Calls(ctx, time.Now().Add(-time.Minute), "salpre", 0)
+	require.NoError(t, err)
+	require.Len(t, list, 1, "and lists the call")
+	assert.Equal(t, 1, list[0].Events)
 }

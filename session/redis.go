@@ -171,9 +171,9 @@ func (s *RedisStore) Load(ctx context.Context, callID string) (State, error) {
 
 // BeginTurn implements Store with one script (EVALSHA): HGETALL of the record and its owner
 // check, SET NX PX of the claim (or PTTL of the holder's), XRANGE of the turn log when taking
-// a lapsed turn over, HINCRBY of the turn count, one HSET of the fields the record lacks (on a
-// call's first turn; none after), PEXPIRE of the record and the history, LRANGE of the
-// history's tail: 1 round trip, 1 command. The call's
+// a lapsed turn over, HINCRBY of the turn count, one HSET of the fields the record lacks (none
+// once they are set: a call's first event sets them), PEXPIRE of the record and the history,
+// LRANGE of the history's tail: 1 round trip, 1 command. The call's
 // keys share one hash slot, so it runs on Redis Cluster too.
 func (s *RedisStore) BeginTurn(ctx context.Context, c Call, eventID string, tail int) (Begun, error) {
 	return s.begin(ctx, c, eventID, tail, "", 0)

@@ -117,7 +117,7 @@ type loadTarget struct {
 //     read from /proc, its latencies from its own turn log lines (milliseconds to the
 //     microsecond, as it logs them). BENCH_PERF=<file> records a perf profile of it, and
 //     BENCH_CPUPROFILE=<file> a Go CPU profile (through BRAIN_PPROF), of
-//     BENCH_CPUPROFILE_SECONDS (30) from 2 s into the load.
+//     BENCH_CPUPROFILE_SECONDS (30) from 2 s after it is up.
 //   - in_process: the brain wired in this process (as in the benchmarks), whose turn figures
 //     come from agent.Config.OnTurn to the nanosecond; CPU and memory are then the test
 //     process's, clients included. BENCH_CPUPROFILE=<file> writes a Go CPU profile.
@@ -151,15 +151,16 @@ func TestLoad(t *testing.T) {
 		rds := startRedis(t)
 		mock, modelURL := startMock(t, mockBin, cfg.TTFT, cfg.TokenDelay)
 		var profiler []string // BENCH_CPUPROFILE: through the brain's own profiler
+		profilerAddr := "127.0.0.1:" + freePort(t)
 		if os.Getenv("BENCH_CPUPROFILE") != "" {
-			profiler = []string{"BRAIN_METRICS_ADDR=127.0.0.1:" + freePort(t), "BRAIN_PPROF=1"}
+			profiler = []string{"BRAIN_METRICS_ADDR=" + profilerAddr, "BRAIN_PPROF=1"}
 		}
 		br, url := startBrainProc(t, brainBin, redisURL(rds), modelURL, profiler...)
 		pid := br.pid()
 		stopPerf := startPerf(t, pid)
 		stopProfile := func() {}
 		if profiler != nil {
-			stopProfile = profileBinary(t, strings.TrimPrefix(profiler[0], "BRAIN_METRICS_ADDR="))
+			stopProfile = profileBinary(t, profilerAddr)
 		}
 		runLoad(t, cfg, rds, mock, loadTarget{
 			name: "brain binary", URL: url, pid: pid, logPath: br.LogPath,
@@ -525,8 +526,9 @@ func startCPUProfile(t *testing.T) func() {
 }
 
 // profileBinary writes a Go CPU profile of the brain binary to BENCH_CPUPROFILE: the
-// BENCH_CPUPROFILE_SECONDS (30) from 2 s into the load, fetched from its profiler (BRAIN_PPROF,
-// on its metrics address). The returned function waits for it.
+// BENCH_CPUPROFILE_SECONDS (30) from 2 s after the brain is up (the warm-up and the first
+// calls), fetched from its profiler (BRAIN_PPROF, on its metrics address). Keep the seconds
+// within the run: the returned function waits for the profile.
 func profileBinary(t *testing.T, addr string) func() {
 	t.Helper()
 	path := os.Getenv("BENCH_CPUPROFILE")
@@ -535,7 +537,7 @@ func profileBinary(t *testing.T, addr string) func() {
 	go func() {
 		time.Sleep(2 * time.Second) // the calls are ramping up
 		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs)
-		req, err := http.NewRequestWithContext(context.WithoutCancel(t.Context()), http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
 		if err != nil {
 			done <- err
 			return

@@ -228,7 +228,7 @@ func TestTiming(t *testing.T) {
 		assert.Less(t, got.started, got.tokens[0].at, "the stream opens before the first token")
 		assert.GreaterOrEqual(t, got.tokens[0].at, ttft)
 		assert.GreaterOrEqual(t, got.tokens[1].at, ttft+gap)
-		assert.GreaterOrEqual(t, got.tokens[2].at, ttft+2*gap+stall, "the stall comes after 2 tokens")
+		assert.GreaterOrEqual(t, got.tokens[2].at, ttft+2*gap+stall, "the stall is paced in, by the third token")
 		assert.GreaterOrEqual(t, got.tokens[3].at, ttft+3*gap+stall)
 	})
 	t.Run("complete", func(t *testing.T) {
