@@ -228,15 +228,12 @@ func (r *RedisRecords) apply(ctx context.Context, us []OnceUpdate, once bool) []
 		}
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its error (a broken connection: all of them)
+	r.rerunUnknownScript(ctx, scripts, res)
 	for i, u := range us {
 		if scripts[i] == nil {
 			continue
 		}
 		name := RecordKey(u.Update.Platform, u.Update.CallID)
-		if redis.HasErrorPrefix(res[i].Err(), "NOSCRIPT") {
-			// The server does not know the script yet (a new or restarted Redis): Run loads it.
-			res[i] = applyCallScript.Run(ctx, r.rdb, scripts[i].keys, scripts[i].args...)
-		}
 		n, err := res[i].Int()
 		if err == nil {
 			// An event applied but not listed is reported failed: the sender's retry, a
@@ -250,6 +247,29 @@ func (r *RedisRecords) apply(ctx context.Context, us []OnceUpdate, once bool) []
 		out[i].Applied = n == 1
 	}
 	return out
+}
+
+// rerunUnknownScript sends again, in one more round trip, the script calls a server refused
+// because it does not know the script (a new or restarted Redis, a failover), once the script
+// is loaded.
+func (r *RedisRecords) rerunUnknownScript(ctx context.Context, scripts []*scriptCall, res []*redis.Cmd) {
+	var again []int
+	for i, c := range res {
+		if c != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	if err := applyCallScript.Load(ctx, r.rdb).Err(); err != nil {
+		return // each keeps its NOSCRIPT error: the sender retries
+	}
+	pipe := r.rdb.Pipeline()
+	for _, i := range again {
+		res[i] = applyCallScript.EvalSha(ctx, pipe, scripts[i].keys, scripts[i].args...)
+	}
+	_, _ = pipe.Exec(ctx)
 }
 
 // scriptCall is one applyCallScript call: its keys and arguments.
