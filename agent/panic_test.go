@@ -102,15 +102,12 @@ func (s *panicOnceStore) AppendLines(ctx context.Context, l session.Lease, lines
 
 func TestPanicInLineRecorderKeepsTheTurn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const lease = 2 * time.Second
-		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
-		require.NoError(t, err)
-		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
-		store := &panicOnceStore{Store: mem}
+		var store *panicOnceStore
 		llm := newScripted(map[string][]step{"primary": say(answer, 300*time.Millisecond, 20*time.Millisecond)})
-		h := &harness{t: t, store: mem}
-		h.agent = agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: h.record},
-			agent.Deps{Primary: llm, Store: store, Prompts: lib})
+		h, mem := newWrappedStoreHarness(t, llm, func(mem session.Store) session.Store {
+			store = &panicOnceStore{Store: mem}
+			return store
+		})
 
 		got := h.respond(t.Context(), message("c1", "e1", "I'd like to book a cleaning"))
 		assert.Equal(t, answer, strings.Join(texts(got), " "), "the caller hears the whole answer")
@@ -157,35 +154,16 @@ func TestPanicInTurnEndsItAndCommitsWhatWasHeard(t *testing.T) {
 // instead of taking it over and asking the model again.
 func TestPanicInLineRecorderKeepsTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const lease = 2 * time.Second
-		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
-		require.NoError(t, err)
-		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
-		store := &panicOnceStore{Store: mem}
-		steps := say("Sure, let me check.", 0, 10*time.Millisecond)
-		steps = append(steps, say(" It is free.", 5*time.Second, 10*time.Millisecond)...)
-		llm := newRounds(steps)
-		h := &harness{t: t, store: mem}
-		h.agent = agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: h.record},
-			agent.Deps{Primary: llm, Store: store, Prompts: lib})
-		ev := message("c1", "e1", "Is Tuesday free?")
+		var store *panicOnceStore
+		r := retryDuringLongAnswer(t, func(mem session.Store) session.Store {
+			store = &panicOnceStore{Store: mem}
+			return store
+		}, time.Second) // the first turn-log write (a renewal, a third of the lease in) panicked
 
-		var first []heard
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			first = h.respond(t.Context(), ev)
-		}()
-		time.Sleep(time.Second) // the first turn-log write (a renewal, a third of the lease in) panicked
 		require.True(t, store.panicked.Load())
-		retry := ev
-		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
-		second := h.respond(t.Context(), retry)
-		<-done
-
-		assert.Equal(t, texts(first), texts(second), "the retry replays the owner's answer")
-		assert.Len(t, llm.requests(), 1, "the model is asked once")
-		require.Len(t, history(t, mem, "c1"), 2, "recorded once")
+		assert.Equal(t, texts(r.first), texts(r.second), "the retry replays the owner's answer")
+		assert.Len(t, r.llm.requests(), 1, "the model is asked once")
+		require.Len(t, history(t, r.mem, "c1"), 2, "recorded once")
 	})
 }
 

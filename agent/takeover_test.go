@@ -355,34 +355,63 @@ func (s *lostReply) BeginTurn(ctx context.Context, c session.Call, eventID strin
 // during a long answer follows it instead of answering the event a second time.
 func TestClaimWhoseReplyWasLostIsStillHeld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const lease = 2 * time.Second
-		lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
-		require.NoError(t, err)
-		mem := session.NewMemoryStore(session.Options{TurnLease: lease})
-		store := &lostReply{Store: mem}
-		steps := say("Sure, let me check.", 0, 10*time.Millisecond)
-		steps = append(steps, say(" It is free.", 5*time.Second, 10*time.Millisecond)...)
-		llm := newRounds(steps)
-		h := &harness{t: t, store: mem}
-		h.agent = agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: h.record},
-			agent.Deps{Primary: llm, Store: store, Prompts: lib})
-		ev := message("c1", "e1", "Is Tuesday free?")
-
-		var first []heard
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			first = h.respond(t.Context(), ev)
-		}()
-		time.Sleep(3 * time.Second) // past the lease: only renewals keep the claim
-		retry := ev
-		retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
-		second := h.respond(t.Context(), retry)
-		<-done
+		var store *lostReply
+		r := retryDuringLongAnswer(t, func(mem session.Store) session.Store {
+			store = &lostReply{Store: mem}
+			return store
+		}, 3*time.Second) // past the lease: only renewals keep the claim
 
 		require.True(t, store.lost.Load())
-		assert.Equal(t, texts(first), texts(second), "the retry replays the owner's answer")
-		assert.Len(t, llm.requests(), 1, "the model is asked once")
-		require.Len(t, history(t, mem, "c1"), 2, "recorded once")
+		assert.Equal(t, texts(r.first), texts(r.second), "the retry replays the owner's answer")
+		assert.Len(t, r.llm.requests(), 1, "the model is asked once")
+		require.Len(t, history(t, r.mem, "c1"), 2, "recorded once")
 	})
+}
+
+// newWrappedStoreHarness is a harness whose agent uses the store wrap builds around a memory
+// store (returned, for the test to read), with a 2 s turn lease.
+func newWrappedStoreHarness(t *testing.T, llm agent.LLM, wrap func(session.Store) session.Store) (*harness, *session.MemoryStore) {
+	t.Helper()
+	const lease = 2 * time.Second
+	lib, err := prompts.NewLive(t.TempDir(), zap.NewNop())
+	require.NoError(t, err)
+	mem := session.NewMemoryStore(session.Options{TurnLease: lease})
+	h := &harness{t: t, store: mem}
+	h.agent = agent.New(agent.Config{Model: "primary", TurnLease: lease, OnTurn: h.record},
+		agent.Deps{Primary: llm, Store: wrap(mem), Prompts: lib})
+	return h, mem
+}
+
+// longAnswer is what retryDuringLongAnswer saw: the owner's lines and the retry's, the model,
+// and the store under the wrapper.
+type longAnswer struct {
+	first, second []heard
+	llm           *rounds
+	mem           *session.MemoryStore
+}
+
+// retryDuringLongAnswer answers a message whose answer outlasts the turn lease (2 s) on a
+// store wrap builds around a memory store, and sends the message's retry after wait, while
+// the owner is still speaking. In a synctest bubble.
+func retryDuringLongAnswer(t *testing.T, wrap func(session.Store) session.Store, wait time.Duration) longAnswer {
+	t.Helper()
+	var r longAnswer
+	steps := say("Sure, let me check.", 0, 10*time.Millisecond)
+	steps = append(steps, say(" It is free.", 5*time.Second, 10*time.Millisecond)...)
+	r.llm = newRounds(steps)
+	h, mem := newWrappedStoreHarness(t, r.llm, wrap)
+	r.mem = mem
+	ev := message("c1", "e1", "Is Tuesday free?")
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.first = h.respond(t.Context(), ev)
+	}()
+	time.Sleep(wait)
+	retry := ev
+	retry.Delivery = agent.Delivery{ID: "d-retry", ReceivedAt: time.Now()}
+	r.second = h.respond(t.Context(), retry)
+	<-done
+	return r
 }

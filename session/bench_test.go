@@ -40,8 +40,8 @@ func BenchmarkTurn(b *testing.B) {
 	})
 	b.Run("redis", func(b *testing.B) {
 		s, rtts := newCountedRedisStore(b, session.Options{})
-		before := rtts.n.Load()
+		before := rtts.RoundTrips()
 		benchTurn(b, s)
-		b.ReportMetric(float64(rtts.n.Load()-before)/float64(b.N), "rtt/op")
+		b.ReportMetric(float64(rtts.RoundTrips()-before)/float64(b.N), "rtt/op")
 	})
 }

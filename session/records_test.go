@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callbrain/callbrain/session"
+	"github.com/callbrain/callbrain/test/redistest"
 )
 
 // records is what both record stores promise; the contract below runs against each.
@@ -229,7 +230,7 @@ func TestRedisRecordsAfterScriptFlush(t *testing.T) {
 	// more pipeline for the batch, not a round trip per event (CI's fresh Redis cost the
 	// records writer one per delivery).
 	require.NoError(t, rdb.ScriptFlush(ctx).Err())
-	trips := &rttCounter{}
+	trips := &redistest.Counter{}
 	rdb.AddHook(trips)
 	batch := make([]session.OnceUpdate, 10)
 	for i := range batch {
@@ -239,7 +240,7 @@ func TestRedisRecordsAfterScriptFlush(t *testing.T) {
 	for i, res := range s.ApplyCallsOnce(ctx, batch) {
 		assert.Equal(t, session.OnceResult{Applied: true}, res, i)
 	}
-	assert.LessOrEqual(t, trips.n.Load(), int64(3), "the batch, SCRIPT LOAD, the batch again")
+	assert.LessOrEqual(t, trips.RoundTrips(), int64(3), "the batch, SCRIPT LOAD, the batch again")
 }
 
 func TestRedisRecordsList(t *testing.T) {

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,21 +13,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callbrain/callbrain/session"
+	"github.com/callbrain/callbrain/test/redistest"
 )
 
 // newRedisClient connects to TEST_REDIS_URL, configured as cmd/brain configures its client. It
 // skips tb when the variable is unset, except in CI, which must run the Redis tests.
 func newRedisClient(tb testing.TB) *redis.Client {
 	tb.Helper()
-	url := os.Getenv("TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("TEST_REDIS_URL is unset; CI must run the Redis store tests")
-		}
-		tb.Skip("TEST_REDIS_URL is unset: skipping the Redis store tests " +
-			"(e.g. TEST_REDIS_URL=redis://127.0.0.1:6379/0)")
-	}
-	opt, err := redis.ParseURL(url)
+	opt, err := redis.ParseURL(redistest.URL(tb))
 	require.NoError(tb, err, "parse TEST_REDIS_URL")
 	opt.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opt)
@@ -78,28 +69,9 @@ func testPrefix(tb testing.TB, rdb redis.UniversalClient) string {
 	return prefix
 }
 
-// rttCounter is a go-redis hook counting round trips: one per command or pipeline sent.
-type rttCounter struct{ n atomic.Int64 }
-
-func (c *rttCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *rttCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *rttCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // newCountedRedisStore returns a RedisStore whose client counts round trips. The client's
 // connections are already open, since opening one sends commands through the hook too.
-func newCountedRedisStore(tb testing.TB, opts session.Options) (*session.RedisStore, *rttCounter) {
+func newCountedRedisStore(tb testing.TB, opts session.Options) (*session.RedisStore, *redistest.Counter) {
 	tb.Helper()
 	rdb := newRedisClient(tb)
 	_, err := rdb.Pipelined(tb.Context(), func(p redis.Pipeliner) error {
@@ -107,7 +79,7 @@ func newCountedRedisStore(tb testing.TB, opts session.Options) (*session.RedisSt
 		return nil
 	})
 	require.NoError(tb, err, "open a pipeline connection")
-	rtts := &rttCounter{}
+	rtts := &redistest.Counter{}
 	rdb.AddHook(rtts)
 	return newRedisStore(tb, rdb, opts), rtts
 }
@@ -156,9 +128,9 @@ func TestRedisStoreRoundTrips(t *testing.T) {
 		require.NoError(t, step.run(), "%s, loading its script into Redis", step.name)
 	}
 	for _, step := range steps {
-		before := rtts.n.Load()
+		before := rtts.RoundTrips()
 		require.NoError(t, step.run(), step.name)
-		assert.Equal(t, int64(1), rtts.n.Load()-before, "round trips of %s", step.name)
+		assert.Equal(t, int64(1), rtts.RoundTrips()-before, "round trips of %s", step.name)
 	}
 }
 

@@ -15,19 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callbrain/callbrain/session"
+	"github.com/callbrain/callbrain/test/redistest"
 )
 
 // testRedis returns TEST_REDIS_URL and a store under a prefix of its own, whose keys are
 // deleted at the end. Without TEST_REDIS_URL it skips, except in CI.
 func testRedis(t *testing.T) (url, prefix string, store *session.RedisStore) {
 	t.Helper()
-	url = os.Getenv("TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_REDIS_URL is unset; CI must run the Redis tests")
-		}
-		t.Skip("TEST_REDIS_URL is unset: skipping callsim record pull against Redis")
-	}
+	url = redistest.URL(t)
 	opts, err := redis.ParseURL(url)
 	require.NoError(t, err)
 	rdb := redis.NewClient(opts)

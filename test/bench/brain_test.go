@@ -30,6 +30,7 @@ import (
 	"github.com/callbrain/callbrain/prompts"
 	"github.com/callbrain/callbrain/session"
 	"github.com/callbrain/callbrain/test/mockllm"
+	"github.com/callbrain/callbrain/test/redistest"
 	"github.com/callbrain/callbrain/test/saperly"
 	"github.com/callbrain/callbrain/transport"
 )
@@ -196,13 +197,7 @@ func (r *turnRecorder) take() []agent.TurnStats {
 func newRedisClient(tb testing.TB, url string) *redis.Client {
 	tb.Helper()
 	if url == "" {
-		url = os.Getenv("TEST_REDIS_URL")
-	}
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("TEST_REDIS_URL is unset; CI must run the Redis variants")
-		}
-		tb.Skip("TEST_REDIS_URL is unset: skipping the Redis variant (e.g. TEST_REDIS_URL=redis://127.0.0.1:6379/0)")
+		url = redistest.URL(tb)
 	}
 	opt, err := redis.ParseURL(url)
 	require.NoError(tb, err, "parse the Redis URL")

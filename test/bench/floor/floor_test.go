@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callbrain/callbrain/test/mockllm"
+	"github.com/callbrain/callbrain/test/redistest"
 	"github.com/callbrain/callbrain/test/saperly"
 )
 
@@ -29,18 +29,7 @@ type floorUnderTest struct {
 
 func startFloor(t *testing.T) *floorUnderTest {
 	t.Helper()
-	url := os.Getenv("TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_REDIS_URL is unset; CI must run the Redis tests")
-		}
-		t.Skip("TEST_REDIS_URL is unset (e.g. TEST_REDIS_URL=redis://127.0.0.1:6379/0)")
-	}
-	opt, err := redis.ParseURL(url)
-	require.NoError(t, err)
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { assert.NoError(t, rdb.Close()) })
-	require.NoError(t, rdb.Ping(t.Context()).Err())
+	rdb := redistest.Client(t)
 
 	mock := mockllm.New(mockllm.Options{})
 	model := httptest.NewServer(mock)
